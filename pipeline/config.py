@@ -1,0 +1,316 @@
+"""Sweep files: read with yaml.safe_load and validated into frozen, typed objects before anything trains.
+
+Every error names the file, the dotted key and what is allowed, so a bad sweep fails in the first
+second instead of an hour into a study.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Union
+
+import yaml
+
+from pipeline.hyperparameters import HYPERPARAMETERS
+
+SAMPLERS = ("tpe", "random")
+PRUNERS = ("median", "successive_halving", "hyperband", "none")
+OBJECTIVES = {"val_accuracy": "maximize", "val_loss": "minimize"}
+DATASETS = ("fashion_mnist",)
+DEFAULT_STORAGE = "sqlite:///mlruns/optuna.db"
+DEFAULT_TRACKING_URI = "sqlite:///mlruns/mlflow.db"
+
+
+class SweepConfigError(ValueError):
+    """A sweep file that cannot be run; the message is meant for the user as it is."""
+
+
+@dataclass(frozen=True)
+class IntParam:
+    low: int
+    high: int
+    step: int = 1
+    log: bool = False
+
+
+@dataclass(frozen=True)
+class FloatParam:
+    low: float
+    high: float
+    step: float | None = None
+    log: bool = False
+
+
+@dataclass(frozen=True)
+class CategoricalParam:
+    choices: tuple
+
+
+@dataclass(frozen=True)
+class FixedParam:
+    value: Any
+
+
+ParamSpec = Union[IntParam, FloatParam, CategoricalParam, FixedParam]
+
+
+@dataclass(frozen=True)
+class StudyConfig:
+    name: str
+    direction: str = "maximize"
+    metric: str = "val_accuracy"
+    n_trials: int = 20
+    timeout: float | None = None
+    seed: int = 42
+    sampler: str = "tpe"
+    pruner: str = "median"
+    storage: str = DEFAULT_STORAGE
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    dataset: str = "fashion_mnist"
+    data_dir: str | None = None
+    validation_fraction: float = 0.1
+    subset: int | None = None
+    test_subset: int | None = None
+
+
+@dataclass(frozen=True)
+class TrackingConfig:
+    tracking_uri: str = DEFAULT_TRACKING_URI
+    experiment: str | None = None
+    registered_model: str | None = None
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    path: Path
+    study: StudyConfig
+    data: DataConfig
+    tracking: TrackingConfig
+    search_space: Mapping[str, ParamSpec] = field(default_factory=dict)
+
+    @property
+    def experiment_name(self) -> str:
+        return self.tracking.experiment or self.study.name
+
+    def fixed_params(self) -> dict[str, Any]:
+        """The values that every trial shares: defaults overridden by fixed entries of the space."""
+        values = {name: hp.default for name, hp in HYPERPARAMETERS.items()}
+        values.update({k: s.value for k, s in self.search_space.items() if isinstance(s, FixedParam)})
+        return values
+
+    def searched_names(self) -> list[str]:
+        return [k for k, s in self.search_space.items() if not isinstance(s, FixedParam)]
+
+    def preprocessing_methods(self) -> tuple[str, ...]:
+        """Which preprocessing variants a trial may ask for, so only those are computed."""
+        spec = self.search_space.get("preprocessing")
+        if isinstance(spec, CategoricalParam):
+            return tuple(dict.fromkeys(spec.choices))
+        return (self.fixed_params()["preprocessing"],)
+
+
+def with_overrides(config: SweepConfig, **overrides: Any) -> SweepConfig:
+    """Apply command-line overrides (None means 'not given'), validating them like the file."""
+    sections = {"study": {}, "data": {}, "tracking": {}}
+    where = {"n_trials": "study", "timeout": "study", "storage": "study",
+             "tracking_uri": "tracking", "data_dir": "data"}
+    for key, value in overrides.items():
+        if value is not None:
+            sections[where[key]][key] = value
+    checker = _Checker(config.path)
+    if "n_trials" in sections["study"]:
+        checker.positive_int(sections["study"]["n_trials"], "--n-trials")
+    if "timeout" in sections["study"]:
+        checker.positive_number(sections["study"]["timeout"], "--timeout")
+    return dataclasses.replace(
+        config,
+        study=dataclasses.replace(config.study, **sections["study"]),
+        data=dataclasses.replace(config.data, **sections["data"]),
+        tracking=dataclasses.replace(config.tracking, **sections["tracking"]),
+    )
+
+
+def load_sweep(path: str | Path) -> SweepConfig:
+    """Read and validate a sweep file; raise SweepConfigError naming file, key and what is allowed."""
+    path = Path(path)
+    if not path.is_file():
+        raise SweepConfigError(f"{path}: no such sweep file")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise SweepConfigError(f"{path}: not valid YAML: {exc}") from None
+    return parse_sweep(raw, path)
+
+
+def parse_sweep(raw: Any, path: Path) -> SweepConfig:
+    check = _Checker(path)
+    top = check.mapping(raw, "(top level)", allowed=("study", "data", "tracking", "search_space"))
+    study = _parse_study(check, check.mapping(top.get("study"), "study", required=True))
+    data = _parse_data(check, check.mapping(top.get("data", {}), "data"))
+    tracking = _parse_tracking(check, check.mapping(top.get("tracking", {}), "tracking"))
+    space = check.mapping(top.get("search_space", {}), "search_space", allowed=tuple(HYPERPARAMETERS))
+    search_space = {name: _parse_param(check, name, spec) for name, spec in space.items()}
+    return SweepConfig(path, study, data, tracking, search_space)
+
+
+def _parse_study(check: _Checker, raw: dict) -> StudyConfig:
+    check.keys(raw, "study", StudyConfig)
+    metric = check.choice(raw.get("metric", "val_accuracy"), "study.metric", tuple(OBJECTIVES))
+    direction = check.choice(raw.get("direction", OBJECTIVES[metric]), "study.direction",
+                             (OBJECTIVES[metric],))
+    timeout = raw.get("timeout")
+    return StudyConfig(
+        name=check.text(raw.get("name"), "study.name"),
+        direction=direction,
+        metric=metric,
+        n_trials=check.positive_int(raw.get("n_trials", 20), "study.n_trials"),
+        timeout=None if timeout is None else check.positive_number(timeout, "study.timeout"),
+        seed=check.integer(raw.get("seed", 42), "study.seed"),
+        sampler=check.choice(raw.get("sampler", "tpe"), "study.sampler", SAMPLERS),
+        pruner=check.choice(raw.get("pruner", "median"), "study.pruner", PRUNERS),
+        storage=check.text(raw.get("storage", DEFAULT_STORAGE), "study.storage"),
+    )
+
+
+def _parse_data(check: _Checker, raw: dict) -> DataConfig:
+    check.keys(raw, "data", DataConfig)
+    fraction = check.number(raw.get("validation_fraction", 0.1), "data.validation_fraction")
+    if not 0 < fraction < 0.5:
+        check.fail("data.validation_fraction", f"must be in (0, 0.5), got {fraction}")
+    data_dir = raw.get("data_dir")
+    return DataConfig(
+        dataset=check.choice(raw.get("dataset", "fashion_mnist"), "data.dataset", DATASETS),
+        data_dir=None if data_dir is None else check.text(data_dir, "data.data_dir"),
+        validation_fraction=fraction,
+        subset=_optional_min(check, raw.get("subset"), "data.subset", 100),
+        test_subset=_optional_min(check, raw.get("test_subset"), "data.test_subset", 10),
+    )
+
+
+def _optional_min(check: _Checker, value: Any, key: str, minimum: int) -> int | None:
+    if value is None:
+        return None
+    value = check.integer(value, key)
+    if value < minimum:
+        check.fail(key, f"must be at least {minimum} images (one class needs several), got {value}")
+    return value
+
+
+def _parse_tracking(check: _Checker, raw: dict) -> TrackingConfig:
+    check.keys(raw, "tracking", TrackingConfig)
+    optional = {k: raw.get(k) for k in ("experiment", "registered_model")}
+    return TrackingConfig(
+        tracking_uri=check.text(raw.get("tracking_uri", DEFAULT_TRACKING_URI), "tracking.tracking_uri"),
+        **{k: None if v is None else check.text(v, f"tracking.{k}") for k, v in optional.items()},
+    )
+
+
+def _parse_param(check: _Checker, name: str, spec: Any) -> ParamSpec:
+    key = f"search_space.{name}"
+    hp = HYPERPARAMETERS[name]
+    if not isinstance(spec, dict):
+        return FixedParam(hp.validate(spec, key, check.fail))
+    kind = check.choice(spec.get("type"), f"{key}.type", ("int", "float", "categorical", "fixed"))
+    if kind == "fixed":
+        check.keys(spec, key, ("type", "value"))
+        return FixedParam(hp.validate(spec.get("value"), f"{key}.value", check.fail))
+    if kind == "categorical":
+        check.keys(spec, key, ("type", "choices"))
+        choices = spec.get("choices")
+        if not isinstance(choices, list) or not choices:
+            check.fail(f"{key}.choices", f"must be a non-empty list, got {choices!r}")
+        return CategoricalParam(tuple(hp.validate(c, f"{key}.choices", check.fail) for c in choices))
+    return _parse_range(check, key, hp, kind, spec)
+
+
+def _parse_range(check: _Checker, key: str, hp, kind: str, spec: dict) -> ParamSpec:
+    check.keys(spec, key, ("type", "low", "high", "step", "log"))
+    if hp.kind != kind:
+        allowed = "categorical, fixed" if hp.kind == "str" else f"{hp.kind}, categorical, fixed"
+        check.fail(f"{key}.type", f"'{kind}' does not fit this parameter; allowed: {allowed}")
+    convert = check.integer if kind == "int" else check.number
+    low = hp.validate(convert(spec.get("low"), f"{key}.low"), f"{key}.low", check.fail)
+    high = hp.validate(convert(spec.get("high"), f"{key}.high"), f"{key}.high", check.fail)
+    if low > high:
+        check.fail(key, f"low ({low}) must not be greater than high ({high})")
+    log = spec.get("log", False)
+    if not isinstance(log, bool):
+        check.fail(f"{key}.log", f"must be true or false, got {log!r}")
+    if log and low <= 0:
+        check.fail(f"{key}.low", f"must be > 0 when log: true, got {low}")
+    step = spec.get("step")
+    if step is not None:
+        step = convert(step, f"{key}.step")
+        if step <= 0:
+            check.fail(f"{key}.step", f"must be > 0, got {step}")
+        if log:
+            check.fail(f"{key}.step", "cannot be combined with log: true (Optuna allows one or the other)")
+    if kind == "int":
+        return IntParam(low, high, step or 1, log)
+    return FloatParam(float(low), float(high), None if step is None else float(step), log)
+
+
+class _Checker:
+    """Small typed readers that raise SweepConfigError with the file and key in the message."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def fail(self, key: str, problem: str):
+        raise SweepConfigError(f"{self.path}: {key}: {problem}")
+
+    def mapping(self, value: Any, key: str, required: bool = False, allowed: tuple = ()) -> dict:
+        if value is None and not required:
+            return {}
+        if not isinstance(value, dict):
+            self.fail(key, f"must be a mapping, got {_describe(value)}")
+        if allowed:
+            self.keys(value, key, allowed)
+        return value
+
+    def keys(self, raw: dict, key: str, allowed: tuple | type) -> None:
+        names = [f.name for f in dataclasses.fields(allowed)] if isinstance(allowed, type) else list(allowed)
+        for name in raw:
+            if name not in names:
+                where = name if key == "(top level)" else f"{key}.{name}"
+                self.fail(where, f"unknown key; allowed: {', '.join(names)}")
+
+    def text(self, value: Any, key: str) -> str:
+        if not isinstance(value, str) or not value.strip():
+            self.fail(key, f"must be a non-empty string, got {_describe(value)}")
+        return value
+
+    def integer(self, value: Any, key: str) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            self.fail(key, f"must be an integer, got {_describe(value)}")
+        return value
+
+    def number(self, value: Any, key: str) -> float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            self.fail(key, f"must be a number, got {_describe(value)}")
+        return value
+
+    def positive_int(self, value: Any, key: str) -> int:
+        if self.integer(value, key) < 1:
+            self.fail(key, f"must be at least 1, got {value}")
+        return value
+
+    def positive_number(self, value: Any, key: str) -> float:
+        if self.number(value, key) <= 0:
+            self.fail(key, f"must be greater than 0, got {value}")
+        return float(value)
+
+    def choice(self, value: Any, key: str, allowed: tuple) -> str:
+        if value not in allowed:
+            self.fail(key, f"{value!r} is not allowed; allowed: {', '.join(map(str, allowed))}")
+        return value
+
+
+def _describe(value: Any) -> str:
+    return "nothing" if value is None else f"{value!r} ({type(value).__name__})"
+

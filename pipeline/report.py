@@ -1,0 +1,35 @@
+"""Human-readable summaries of a study: the end-of-sweep table."""
+
+from __future__ import annotations
+
+from pipeline import tracking
+from pipeline.search_space import params_of
+from pipeline.study import RUN_ID_ATTR, TEST_ACCURACY_ATTR, TEST_LOSS_ATTR, SweepOutcome
+
+
+def format_summary(outcome: SweepOutcome, metric: str) -> str:
+    """Best trial, its params and metrics, its run, and how to open the store in the MLflow UI."""
+    lines = [f"Study '{outcome.study_name}': {outcome.finished_trials} finished trials "
+             f"({outcome.new_trials} run now) in {outcome.storage}"]
+    if outcome.message:
+        lines.append(outcome.message)
+    best = outcome.best
+    if best is None:
+        lines.append("No trial has completed yet.")
+    else:
+        rows = [("best trial", f"#{best.number}"), (metric, f"{best.value:.4f}")]
+        rows += [(name, _fmt(best.user_attrs.get(key))) for name, key in
+                 (("test_accuracy", TEST_ACCURACY_ATTR), ("test_loss", TEST_LOSS_ATTR), ("run id", RUN_ID_ATTR))]
+        rows += [(f"  {name}", _fmt(value)) for name, value in params_of(best).as_dict().items()]
+        width = max(len(name) for name, _ in rows)
+        lines += [f"  {name.ljust(width)}  {value}" for name, value in rows]
+    if outcome.parent_run_id:
+        lines.append(f"Parent run: {outcome.parent_run_id}")
+    lines.append(f"Compare the trials in the MLflow UI:\n  {tracking.ui_command(outcome.tracking_uri)}")
+    return "\n".join(lines)
+
+
+def _fmt(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}" if abs(value) < 1e-2 else f"{value:.4f}"
+    return "-" if value is None else str(value)

@@ -1,0 +1,175 @@
+"""Experiment tracking: the only module that talks to MLflow.
+
+Layout in the store: one experiment per sweep, one parent run per study (found again by its tags when
+the study resumes), and one nested child run per trial with params, per-epoch curves, test metrics,
+the model and the dataset it saw.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import types
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import keras
+import mlflow
+import mlflow.keras
+import numpy as np
+from mlflow.entities import RunStatus
+from mlflow.models import infer_signature
+
+from pipeline import stores
+
+ROLE, STUDY, TRIAL, STATE = "sweep.role", "sweep.study", "sweep.trial_number", "sweep.trial_state"
+ERROR = "sweep.error"
+_RUN_STATUS = {"COMPLETE": "FINISHED", "PRUNED": "KILLED", "FAIL": "FAILED"}
+
+
+class TrackingError(RuntimeError):
+    """The tracking store cannot be used; the message names the URI."""
+
+
+@dataclass(frozen=True)
+class Tracker:
+    """A tracking URI and experiment, resolved once per sweep."""
+
+    tracking_uri: str
+    experiment_id: str
+
+
+def connect(tracking_uri: str, experiment_name: str) -> Tracker:
+    """Point MLflow at the store and make sure the experiment exists (artifacts beside a SQLite file)."""
+    uri = stores.resolve_uri(tracking_uri)
+    mlflow.set_tracking_uri(uri)
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    try:
+        experiment = mlflow.get_experiment_by_name(experiment_name)
+        if experiment is None:
+            experiment_id = mlflow.create_experiment(experiment_name, artifact_location=stores.artifact_root(uri))
+        elif experiment.lifecycle_stage == "deleted":
+            raise TrackingError(f"{uri}: experiment '{experiment_name}' is deleted; restore it "
+                                f"(mlflow experiments restore) or choose another tracking.experiment")
+        else:
+            experiment_id = experiment.experiment_id
+    except mlflow.exceptions.MlflowException as exc:
+        raise TrackingError(f"cannot use the tracking store {uri}: {exc}") from None
+    return Tracker(uri, experiment_id)
+
+
+def open_parent_run(tracker: Tracker, study_name: str, sweep_file: Path, settings: dict) -> str:
+    """Find the study's parent run (or start one), mark it running and attach the sweep file."""
+    found = mlflow.search_runs(
+        [tracker.experiment_id], output_format="list", max_results=1, order_by=["attributes.start_time ASC"],
+        filter_string=f"tags.`{ROLE}` = 'parent' AND tags.`{STUDY}` = '{study_name}'")
+    client = mlflow.MlflowClient()
+    if found:
+        run_id = found[0].info.run_id
+        client.update_run(run_id, status="RUNNING")
+    else:
+        run_id = client.create_run(tracker.experiment_id, run_name=study_name,
+                                   tags={ROLE: "parent", STUDY: study_name}).info.run_id
+    for key, value in settings.items():
+        client.set_tag(run_id, f"sweep.{key}", str(value))
+    client.log_artifact(run_id, str(sweep_file), artifact_path="sweep")
+    return run_id
+
+
+def close_parent_run(parent_id: str, interrupted: bool = False) -> None:
+    mlflow.MlflowClient().set_terminated(parent_id, status="KILLED" if interrupted else "FINISHED")
+
+
+def record_best(parent_id: str, metric: str, trial_number: int, value: float, run_id: str | None) -> None:
+    """Keep the parent run pointing at the best trial so far; the metric's steps trace the history."""
+    client = mlflow.MlflowClient()
+    client.log_metric(parent_id, f"best_{metric}", value, step=trial_number)
+    client.set_tag(parent_id, "sweep.best_trial_number", str(trial_number))
+    client.set_tag(parent_id, "sweep.best_value", f"{value:.6f}")
+    if run_id:
+        client.set_tag(parent_id, "sweep.best_run_id", run_id)
+
+
+class TrialRecorder:
+    """Logging calls for the child run that is active while one trial trains."""
+
+    def __init__(self, run_id: str):
+        self.run_id = run_id
+        self.state = "COMPLETE"
+
+    def log_epoch(self, epoch: int, logs: dict) -> bool:
+        mlflow.log_metrics(logs, step=epoch)
+        return False
+
+    def log_results(self, metrics: dict[str, float]) -> None:
+        mlflow.log_metrics(metrics)
+
+    def log_dataset(self, dataset) -> None:
+        mlflow.log_input(dataset, context="training")
+
+    def log_model(self, model: keras.Model, example: np.ndarray) -> None:
+        """The trained network as an mlflow.keras model, with its signature and an input example."""
+        signature = infer_signature(example, keras.ops.convert_to_numpy(model(example, training=False)))
+        mlflow.models.Model.log(
+            artifact_path=None, name="model", flavor=_KERAS_FLAVOR, flavor_name="mlflow.keras", model=model,
+            signature=signature, input_example=example, validate_serving_input=False,
+            # Pinning the requirements skips MLflow's slow import-tracing of the whole process.
+            pip_requirements=[f"keras=={keras.__version__}", f"tensorflow=={_tensorflow_version()}"])
+
+
+@contextlib.contextmanager
+def trial_run(tracker: Tracker, parent_id: str, study_name: str, trial_number: int,
+              params: dict) -> Iterator[TrialRecorder]:
+    """A nested child run for one trial; its final status follows the recorder's state or the error."""
+    run = mlflow.start_run(experiment_id=tracker.experiment_id, parent_run_id=parent_id,
+                           run_name=f"trial-{trial_number:04d}",
+                           tags={ROLE: "trial", STUDY: study_name, TRIAL: str(trial_number), STATE: "RUNNING"})
+    recorder = TrialRecorder(run.info.run_id)
+    try:
+        mlflow.log_params(params)
+        yield recorder
+    except BaseException as exc:
+        mlflow.set_tags({STATE: "FAIL", ERROR: f"{type(exc).__name__}: {exc}"[:4000]})
+        mlflow.end_run(RunStatus.to_string(RunStatus.KILLED if isinstance(exc, KeyboardInterrupt)
+                                           else RunStatus.FAILED))
+        raise
+    mlflow.set_tag(STATE, recorder.state)
+    mlflow.end_run(_RUN_STATUS[recorder.state])
+
+
+def numpy_dataset(features: np.ndarray, targets: np.ndarray, name: str, source: str, digest: str):
+    """Describe the training data once per sweep; each trial links it as an input."""
+    with warnings.catch_warnings():
+        # MLflow registers two identical local-path source types and warns that it picked one.
+        warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted")
+        return mlflow.data.from_numpy(features, targets=targets, name=name, source=source, digest=digest)
+
+
+def ui_command(tracking_uri: str) -> str:
+    """The command that opens this store in the MLflow UI (a server store is opened in a browser)."""
+    if stores.is_sqlite(tracking_uri):
+        return f"mlflow ui --backend-store-uri {tracking_uri} --host 127.0.0.1 --port 5000"
+    return f"open {tracking_uri} in a browser"
+
+
+def _save_keras_model(path: str, validate_serving_input: bool = True, **kwargs) -> None:
+    """mlflow.keras.save_model, creating the model folder first: given an input example, MLflow 3.x
+    writes it before making the folder and fails (mlflow/mlflow#16183, open in 3.17).
+
+    Serving-input validation (reloading the model to predict the example) is skipped: it doubles
+    the logging time, and the tests load every logged model for real instead.
+    """
+    os.makedirs(path, exist_ok=True)
+    mlflow.keras.save_model(path=path, **kwargs)
+
+
+_KERAS_FLAVOR = types.SimpleNamespace(__name__="mlflow.keras", save_model=_save_keras_model)
+
+
+def _tensorflow_version() -> str:
+    import tensorflow as tf
+
+    return tf.__version__

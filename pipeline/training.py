@@ -1,0 +1,76 @@
+"""Training and evaluation of one compiled model on one prepared dataset variant.
+
+Per-epoch hooks (tracking, pruning) are plain functions, so this module needs neither MLflow nor Optuna.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import keras
+
+from pipeline.hyperparameters import Hyperparameters
+from pipeline.preprocessing import PreparedData
+
+# Called after each epoch with (epoch starting at 1, {"loss": .., "accuracy": .., "val_loss": ..,
+# "val_accuracy": ..}); returning True stops training after that epoch.
+EpochHook = Callable[[int, dict], bool]
+
+
+@dataclass
+class TrainResult:
+    history: dict[str, list[float]] = field(default_factory=dict)
+    test_loss: float = math.nan
+    test_accuracy: float = math.nan
+    stopped_early: bool = False
+
+    @property
+    def epochs_run(self) -> int:
+        return len(self.history.get("loss", []))
+
+    def last(self, metric: str) -> float:
+        return self.history[metric][-1]
+
+
+class NonFiniteLossError(RuntimeError):
+    """Training diverged: the loss became NaN or infinite."""
+
+
+def start_fresh(seed: int) -> None:
+    """Drop graphs and layers of earlier trials, and seed Python, NumPy and the backend."""
+    keras.backend.clear_session()
+    keras.utils.set_random_seed(seed)
+
+
+def train_and_evaluate(model: keras.Model, data: PreparedData, params: Hyperparameters,
+                       hooks: Sequence[EpochHook] = ()) -> TrainResult:
+    """Fit for params.epochs (or until a hook stops it), then score the test set once."""
+    result = TrainResult()
+    model.fit(
+        data.x_train, data.y_train,
+        validation_data=(data.x_val, data.y_val),
+        epochs=params.epochs, batch_size=params.batch_size,
+        callbacks=[_HookCallback(result, hooks)], verbose=0,
+    )
+    result.test_loss, result.test_accuracy = (
+        float(v) for v in model.evaluate(data.x_test, data.y_test, batch_size=1024, verbose=0))
+    return result
+
+
+class _HookCallback(keras.callbacks.Callback):
+    def __init__(self, result: TrainResult, hooks: Sequence[EpochHook]):
+        super().__init__()
+        self.result, self.hooks = result, hooks
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        logs = {k: float(v) for k, v in (logs or {}).items()}
+        for name, value in logs.items():
+            self.result.history.setdefault(name, []).append(value)
+        if not math.isfinite(logs.get("loss", 0.0)):
+            raise NonFiniteLossError(f"loss became {logs['loss']} in epoch {epoch + 1}")
+        stop = [hook(epoch + 1, logs) for hook in self.hooks]
+        if any(stop):
+            self.result.stopped_early = True
+            self.model.stop_training = True
