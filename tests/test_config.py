@@ -1,0 +1,113 @@
+"""Sweep files: every shipped file validates, and each kind of bad input fails early and clearly."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pipeline import cli
+from pipeline.config import CategoricalParam, FixedParam, IntParam, SweepConfigError, load_sweep
+from pipeline.hyperparameters import HYPERPARAMETERS, Hyperparameters
+
+from conftest import SWEEPS, write_sweep
+
+
+@pytest.mark.parametrize("path", sorted(SWEEPS.glob("*.yaml")), ids=lambda p: p.name)
+def test_every_shipped_sweep_file_validates(path: Path):
+    config = load_sweep(path)
+    assert config.study.n_trials >= 1
+    for name in config.searched_names():
+        assert not isinstance(config.search_space[name], FixedParam)
+    assert set(config.fixed_params()) == set(HYPERPARAMETERS)
+
+
+def test_seed_sweep_is_the_reference_model():
+    config = load_sweep(SWEEPS / "seed.yaml")
+    assert config.searched_names() == []
+    assert Hyperparameters.from_dict(config.fixed_params()) == Hyperparameters(
+        units=128, hidden_layers=1, dropout=0.2, activation="relu", optimizer="adam",
+        learning_rate=0.001, epochs=5, batch_size=32, preprocessing="normalize")
+
+
+def test_search_space_entries_parse_to_typed_objects():
+    config = load_sweep(SWEEPS / "fashion_mnist.yaml")
+    assert config.search_space["units"] == IntParam(64, 1024, 1, True)
+    assert isinstance(config.search_space["activation"], CategoricalParam)
+    assert set(config.preprocessing_methods()) == {"standardize", "normalize"}
+    with pytest.raises(Exception):
+        config.study.n_trials = 3  # frozen
+
+
+BAD_INPUTS = {
+    "unknown top-level key": ({"trainer": {"x": 1}}, "trainer", "allowed: study, data"),
+    "unknown study key": ({"study.trials": 3}, "study.trials", "allowed: name, direction"),
+    "unknown search-space param": ({"search_space.width": 3}, "search_space.width", "allowed: units"),
+    "wrong type": ({"study.n_trials": "ten"}, "study.n_trials", "must be an integer"),
+    "low above high": ({"search_space.units": {"type": "int", "low": 200, "high": 100}},
+                       "search_space.units", "low (200) must not be greater than high (100)"),
+    "dropout of one": ({"search_space.dropout": {"type": "float", "low": 0.1, "high": 1.0}},
+                       "search_space.dropout.high", "allowed: [0.0, 1.0)"),
+    "negative fixed dropout": ({"search_space.dropout": -0.1}, "search_space.dropout", "allowed: [0.0, 1.0)"),
+    "unknown activation": ({"search_space.activation": {"type": "categorical", "choices": ["relu", "swishy"]}},
+                           "search_space.activation.choices", "'swishy' is not allowed; allowed: relu"),
+    "unknown optimizer": ({"search_space.optimizer": "adamm"}, "search_space.optimizer",
+                          "'adamm' is not allowed; allowed: adam"),
+    "wrong direction": ({"study.direction": "minimize"}, "study.direction", "allowed: maximize"),
+    "log with zero low": ({"search_space.learning_rate": {"type": "float", "low": 0.0, "high": 0.1, "log": True}},
+                          "search_space.learning_rate", "allowed"),
+    "range on a categorical": ({"search_space.activation": {"type": "float", "low": 0, "high": 1}},
+                               "search_space.activation.type", "allowed: categorical, fixed"),
+}
+
+
+def _write_bad(tmp_path: Path, changes: dict) -> Path:
+    raw = yaml.safe_load((SWEEPS / "smoke.yaml").read_text())
+    for dotted, value in changes.items():
+        if "." in dotted:
+            section, key = dotted.split(".", 1)
+            raw[section][key] = value
+        else:
+            raw[dotted] = value
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+@pytest.mark.parametrize("case", BAD_INPUTS, ids=str)
+def test_bad_sweep_file_exits_2_naming_file_key_and_allowed(case, tmp_path, stores, capsys):
+    changes, key, allowed = BAD_INPUTS[case]
+    path = _write_bad(tmp_path, changes)
+    code = cli.main(["run", str(path), "--storage", stores["storage"], "--tracking-uri", stores["tracking_uri"]])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert str(path) in err and key in err and allowed in err, err
+    assert err.count("\n") == 1, "one message, no traceback"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.yaml"], "nothing written to the stores"
+
+
+def test_missing_sweep_file_exits_2(tmp_path, capsys):
+    missing = tmp_path / "nope.yaml"
+    assert cli.main(["run", str(missing)]) == 2
+    assert f"{missing}: no such sweep file" in capsys.readouterr().err
+
+
+def test_invalid_yaml_names_the_file(tmp_path):
+    path = tmp_path / "broken.yaml"
+    path.write_text("study: [unclosed\n")
+    with pytest.raises(SweepConfigError, match="broken.yaml: not valid YAML"):
+        load_sweep(path)
+
+
+def test_bad_command_line_override_exits_2(tmp_path, capsys):
+    path = write_sweep(tmp_path)
+    assert cli.main(["run", str(path), "--n-trials", "0"]) == 2
+    assert "--n-trials: must be at least 1" in capsys.readouterr().err
+
+
+def test_step_and_log_cannot_be_combined(tmp_path):
+    path = _write_bad(tmp_path, {"search_space.units": {"type": "int", "low": 16, "high": 64, "step": 8,
+                                                        "log": True}})
+    with pytest.raises(SweepConfigError, match="search_space.units.step: cannot be combined with log"):
+        load_sweep(path)

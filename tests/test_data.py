@@ -1,0 +1,103 @@
+"""Data sources, the stratified split and preprocessing, on the real Fashion-MNIST files."""
+
+from __future__ import annotations
+
+import gzip
+import shutil
+
+import numpy as np
+import pytest
+
+from pipeline.data import CLASS_NAMES, DataError, load_fashion_mnist, read_kaggle_csv, split_data
+from pipeline.preprocessing import fit_scaler, prepare_variants
+
+
+@pytest.fixture(scope="module")
+def raw(data_dir):
+    return load_fashion_mnist(data_dir)
+
+
+def test_idx_folder_loads_the_full_dataset(raw):
+    assert raw.x_train.shape == (60000, 28, 28) and raw.x_train.dtype == np.uint8
+    assert raw.x_test.shape == (10000, 28, 28)
+    assert np.bincount(raw.y_train).tolist() == [6000] * 10
+    assert np.bincount(raw.y_test).tolist() == [1000] * 10
+    assert len(CLASS_NAMES) == 10 and CLASS_NAMES[0] == "T-shirt/top" and CLASS_NAMES[9] == "Ankle boot"
+    assert len(raw.digest()) == 16
+
+
+def test_kaggle_csvs_load_like_idx(raw, tmp_path):
+    for split, x, y in (("train", raw.x_train[:50], raw.y_train[:50]), ("test", raw.x_test[:20], raw.y_test[:20])):
+        header = "label," + ",".join(f"pixel{i}" for i in range(1, 785))
+        rows = np.column_stack([y, x.reshape(len(x), -1)])
+        np.savetxt(tmp_path / f"fashion-mnist_{split}.csv", rows, fmt="%d", delimiter=",", header=header,
+                   comments="")
+    loaded = load_fashion_mnist(tmp_path)
+    np.testing.assert_array_equal(loaded.x_train, raw.x_train[:50])
+    np.testing.assert_array_equal(loaded.y_test, raw.y_test[:20])
+
+
+def test_csv_with_wrong_columns_names_the_file(tmp_path):
+    path = tmp_path / "fashion-mnist_train.csv"
+    path.write_text("label,pixel1\n3,0\n")
+    with pytest.raises(DataError, match=f"{path}: expected 785 columns"):
+        read_kaggle_csv(path)
+
+
+def test_missing_folder_names_the_path_and_the_ways_to_supply_data(tmp_path):
+    with pytest.raises(DataError) as error:
+        load_fashion_mnist(tmp_path / "absent")
+    message = str(error.value)
+    assert str(tmp_path / "absent") in message
+    assert "--data-dir" in message and "fashion-mnist_train.csv" in message and "~/.keras/datasets" in message
+
+
+def test_folder_without_data_files_says_what_it_expected(tmp_path):
+    with pytest.raises(DataError, match="holds neither the IDX files"):
+        load_fashion_mnist(tmp_path)
+
+
+def test_corrupt_idx_file_names_the_path(data_dir, tmp_path):
+    for name in data_dir.glob("*.gz"):
+        shutil.copy(name, tmp_path / name.name)
+    damaged = tmp_path / "train-labels-idx1-ubyte.gz"
+    damaged.write_bytes(damaged.read_bytes()[:200])
+    with pytest.raises(DataError, match=f"{damaged}: cannot read IDX file"):
+        load_fashion_mnist(tmp_path)
+
+
+def test_truncated_idx_payload_is_reported(data_dir, tmp_path):
+    for name in data_dir.glob("*.gz"):
+        shutil.copy(name, tmp_path / name.name)
+    labels = tmp_path / "t10k-labels-idx1-ubyte.gz"
+    with gzip.open(labels, "rb") as handle:
+        payload = handle.read()
+    with gzip.open(labels, "wb") as handle:
+        handle.write(payload[:-10])
+    with pytest.raises(DataError, match="header says"):
+        load_fashion_mnist(tmp_path)
+
+
+def test_split_is_stratified_disjoint_and_leaves_test_alone(raw):
+    splits = split_data(raw, validation_fraction=0.1, seed=0)
+    assert len(splits.y_train) == 54000 and len(splits.y_val) == 6000
+    assert np.bincount(splits.y_val).tolist() == [600] * 10
+    assert splits.x_test is raw.x_test
+    small = split_data(raw, validation_fraction=0.2, seed=0, subset=1000, test_subset=200)
+    assert len(small.y_train) == 800 and len(small.y_val) == 200 and len(small.y_test) == 200
+    assert np.bincount(small.y_test).tolist() == [20] * 10
+
+
+def test_preprocessing_variants(raw):
+    splits = split_data(raw, validation_fraction=0.2, seed=0, subset=2000, test_subset=500)
+    variants = prepare_variants(("normalize", "standardize"), splits)
+    normal = variants["normalize"]
+    assert normal.x_train.shape == (1600, 784) and normal.x_train.dtype == np.float32
+    assert normal.x_train.min() >= 0.0 and normal.x_train.max() <= 1.0
+    standard = variants["standardize"]
+    varying = splits.x_train.reshape(1600, -1).std(axis=0) > 0
+    np.testing.assert_allclose(standard.x_train.mean(axis=0), 0.0, atol=1e-4)
+    np.testing.assert_allclose(standard.x_train.std(axis=0)[varying], 1.0, atol=1e-3)
+    # Statistics come from the training split alone: the validation split is not re-centred.
+    assert abs(standard.x_val.mean()) > 1e-4
+    np.testing.assert_allclose(standard.scaler.mean, fit_scaler("standardize", splits.x_train).mean)
