@@ -5,61 +5,107 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 
-from pipeline.config import SweepConfigError, load_sweep, with_overrides
-
-EXIT_BAD_INPUT = 2
+from pipeline.config import DEFAULT_STORAGE, DEFAULT_TRACKING_URI, load_sweep, with_overrides
+from pipeline.errors import SweepConfigError, SweepError
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sweep", description="Hyperparameter sweeps for Keras models, "
                                      "tracked in MLflow and searched with Optuna.")
     commands = parser.add_subparsers(dest="command", required=True)
+
     run = commands.add_parser("run", help="run or resume the sweep a YAML file describes")
     run.add_argument("sweep_file", help="path to the sweep file, e.g. sweeps/fashion_mnist.yaml")
     run.add_argument("--n-trials", type=int, help="total trials for the study (overrides study.n_trials)")
     run.add_argument("--timeout", type=float, help="total seconds for the study (overrides study.timeout)")
-    run.add_argument("--storage", help="Optuna storage URL (default sqlite:///mlruns/optuna.db)")
-    run.add_argument("--tracking-uri", help="MLflow tracking URI (default sqlite:///mlruns/mlflow.db)")
-    run.add_argument("--data-dir", help="folder with the Fashion-MNIST IDX .gz files or Kaggle CSVs")
+    _add_store_options(run)
     run.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
     run.set_defaults(handler=_run)
+
+    export = commands.add_parser("export", help="export the best trial as a self-contained, registered model")
+    export.add_argument("sweep_file", nargs="?", help="the sweep file (or give --study)")
+    export.add_argument("--study", help="the study's name, instead of its sweep file")
+    export.add_argument("--out", required=True, help="folder to write model.keras, saved_model/, metadata.json")
+    export.add_argument("--refit", action="store_true", help="retrain the best params on train + validation")
+    export.add_argument("--name", help="registered model name (default: tracking.registered_model or study)")
+    export.add_argument("--force", action="store_true", help="replace an existing export in --out")
+    _add_store_options(export)
+    export.set_defaults(handler=_export)
+
+    predict = commands.add_parser("predict", help="classify PNG/JPEG images, IDX files or Kaggle CSVs")
+    predict.add_argument("model", help="an export folder, a .keras file, or models:/NAME@alias")
+    predict.add_argument("inputs", nargs="+", type=Path, help="image, IDX or CSV files")
+    predict.add_argument("--json", action="store_true", help="print JSON with every class probability")
+    predict.add_argument("--tracking-uri", default=DEFAULT_TRACKING_URI, help="registry for models:/ URIs")
+    predict.set_defaults(handler=_predict)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    _quiet_libraries()
     try:
         return args.handler(args)
-    except SweepConfigError as exc:
+    except SweepError as exc:
         print(f"sweep: error: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        return exc.exit_code
+
+
+def _add_store_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--storage", help=f"Optuna storage URL (default {DEFAULT_STORAGE})")
+    parser.add_argument("--tracking-uri", help=f"MLflow tracking URI (default {DEFAULT_TRACKING_URI})")
+    parser.add_argument("--data-dir", help="folder with the Fashion-MNIST IDX .gz files or Kaggle CSVs")
+
+
+def _config(args: argparse.Namespace, **extra):
+    overrides = dict(storage=args.storage, tracking_uri=args.tracking_uri, data_dir=args.data_dir, **extra)
+    if getattr(args, "study", None):
+        if args.sweep_file:
+            raise SweepConfigError("give either a sweep file or --study NAME, not both")
+        from pipeline.study import load_study_config
+
+        config = load_study_config(args.storage or DEFAULT_STORAGE, args.study)
+    elif args.sweep_file:
+        config = load_sweep(args.sweep_file)
+    else:
+        raise SweepConfigError("give a sweep file or --study NAME")
+    return with_overrides(config, **overrides)
 
 
 def _run(args: argparse.Namespace) -> int:
-    config = with_overrides(load_sweep(args.sweep_file), n_trials=args.n_trials, timeout=args.timeout,
-                            storage=args.storage, tracking_uri=args.tracking_uri, data_dir=args.data_dir)
-    _quiet_tensorflow()
-    from pipeline.data import DataError
+    config = _config(args, n_trials=args.n_trials, timeout=args.timeout)
     from pipeline.report import format_summary
-    from pipeline.study import StudyError, run_sweep
-    from pipeline.tracking import TrackingError
+    from pipeline.study import run_sweep
 
-    try:
-        outcome = run_sweep(config, show_progress=not args.no_progress)
-    except DataError as exc:
-        print(f"sweep: error: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except (StudyError, TrackingError) as exc:
-        print(f"sweep: error: {exc}", file=sys.stderr)
-        return 1
+    outcome = run_sweep(config, show_progress=not args.no_progress)
     print(format_summary(outcome, config.study.metric))
     return 0
 
 
-def _quiet_tensorflow() -> None:
-    """TensorFlow's C++ start-up chatter buries the progress bar; keep warnings and errors only."""
+def _export(args: argparse.Namespace) -> int:
+    config = _config(args)
+    from pipeline.export import export_best
+    from pipeline.report import format_export
+
+    info = export_best(config, Path(args.out), refit=args.refit, name=args.name, force=args.force)
+    print(format_export(info, Path(args.out)))
+    return 0
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from pipeline.predict import format_predictions, load_model, predict_files
+
+    model = load_model(args.model, args.tracking_uri)
+    print(format_predictions(predict_files(model, args.inputs), args.json))
+    return 0
+
+
+def _quiet_libraries() -> None:
+    """TensorFlow's C++ start-up chatter and MLflow's per-download bars bury our own progress output."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ from typing import Any, Mapping, Union
 
 import yaml
 
+from pipeline.errors import SweepConfigError
 from pipeline.hyperparameters import HYPERPARAMETERS
 
 SAMPLERS = ("tpe", "random")
@@ -21,10 +22,6 @@ OBJECTIVES = {"val_accuracy": "maximize", "val_loss": "minimize"}
 DATASETS = ("fashion_mnist",)
 DEFAULT_STORAGE = "sqlite:///mlruns/optuna.db"
 DEFAULT_TRACKING_URI = "sqlite:///mlruns/mlflow.db"
-
-
-class SweepConfigError(ValueError):
-    """A sweep file that cannot be run; the message is meant for the user as it is."""
 
 
 @dataclass(frozen=True)
@@ -140,8 +137,13 @@ def load_sweep(path: str | Path) -> SweepConfig:
     path = Path(path)
     if not path.is_file():
         raise SweepConfigError(f"{path}: no such sweep file")
+    return parse_sweep_text(path.read_text(), path)
+
+
+def parse_sweep_text(text: str, path: Path) -> SweepConfig:
+    """Validate sweep YAML held in memory (a file's text, or the copy a study stores of it)."""
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise SweepConfigError(f"{path}: not valid YAML: {exc}") from None
     return parse_sweep(raw, path)

@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 from sklearn.model_selection import train_test_split
 
+from pipeline.errors import DataError
+
 CLASS_NAMES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
                "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
 IDX_FILES = {
@@ -23,10 +25,6 @@ IDX_FILES = {
 }
 CSV_FILES = {"train": "fashion-mnist_train.csv", "test": "fashion-mnist_test.csv"}
 _IDX_MAGIC = {3: 0x0803, 1: 0x0801}  # unsigned-byte images (3 dims) and labels (1 dim)
-
-
-class DataError(RuntimeError):
-    """Data that cannot be found or read; the message names the path and how to fix it."""
 
 
 @dataclass(frozen=True)
@@ -71,7 +69,7 @@ def load_fashion_mnist(data_dir: str | Path | None = None) -> RawData:
     if not folder.is_dir():
         raise DataError(f"{folder}: data folder not found. {_HOW_TO_SUPPLY}")
     if all(_idx_path(folder, name) for name in IDX_FILES.values()):
-        arrays = {key: _read_idx(_idx_path(folder, name)) for key, name in IDX_FILES.items()}
+        arrays = {key: read_idx(_idx_path(folder, name)) for key, name in IDX_FILES.items()}
         return _checked(RawData(**arrays, source=str(folder.resolve())))
     if all((folder / name).is_file() for name in CSV_FILES.values()):
         x_train, y_train = read_kaggle_csv(folder / CSV_FILES["train"])
@@ -135,7 +133,8 @@ def _idx_path(folder: Path, name: str) -> Path | None:
     return None
 
 
-def _read_idx(path: Path) -> np.ndarray:
+def read_idx(path: Path) -> np.ndarray:
+    """An IDX file (gzip-compressed or not) of unsigned bytes, checked against its own header."""
     opener = gzip.open if path.suffix == ".gz" else open
     try:
         with opener(path, "rb") as handle:

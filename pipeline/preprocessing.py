@@ -1,7 +1,8 @@
 """Pixel preprocessing: `normalize` (/255 into [0, 1]) or `standardize` (per-pixel mean 0, variance 1).
 
-Both are stored as one affine map, (x - mean) / scale, fitted on the training split only, so the same
-numbers can be baked into an exported model. Each variant is computed once per sweep, not per trial.
+Both are stored as one map, (x - mean) / sqrt(variance), fitted on the training split only and computed
+with the same float32 operations as Keras' Normalization layer, so an exported model that bakes the
+numbers in sees bit-identical inputs. Each variant is computed once per sweep, not per trial.
 """
 
 from __future__ import annotations
@@ -14,19 +15,29 @@ from sklearn.preprocessing import StandardScaler
 from pipeline.data import Splits
 
 N_FEATURES = 28 * 28
+KERAS_EPSILON = 1e-7  # keras.backend.epsilon(), the floor Normalization puts under sqrt(variance)
 
 
 @dataclass(frozen=True)
 class Scaler:
-    """x -> (x - mean) / scale on flattened 784-pixel rows."""
+    """x -> (x - mean) / sqrt(variance) on flattened 784-pixel rows, all in float32."""
 
     method: str
     mean: np.ndarray
-    scale: np.ndarray
+    variance: np.ndarray
 
     def transform(self, images: np.ndarray) -> np.ndarray:
         flat = images.reshape(len(images), N_FEATURES).astype(np.float32)
-        return (flat - self.mean) / self.scale
+        # The same expression, in the same order and precision, as keras.layers.Normalization.
+        return (flat - self.mean) / np.maximum(np.sqrt(self.variance), np.float32(KERAS_EPSILON))
+
+    def as_dict(self) -> dict:
+        return {"method": self.method, "mean": self.mean.tolist(), "variance": self.variance.tolist()}
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "Scaler":
+        return cls(values["method"], np.asarray(values["mean"], np.float32),
+                   np.asarray(values["variance"], np.float32))
 
 
 @dataclass(frozen=True)
@@ -45,11 +56,11 @@ class PreparedData:
 def fit_scaler(method: str, x_train: np.ndarray) -> Scaler:
     """Fit the method's statistics on training images alone (validation and test never leak in)."""
     if method == "normalize":
-        return Scaler(method, np.zeros(N_FEATURES, np.float32), np.full(N_FEATURES, 255.0, np.float32))
+        return Scaler(method, np.zeros(N_FEATURES, np.float32), np.full(N_FEATURES, 255.0**2, np.float32))
     if method == "standardize":
         # StandardScaler leaves constant pixels at scale 1 instead of dividing by zero.
         fitted = StandardScaler().fit(x_train.reshape(len(x_train), N_FEATURES).astype(np.float64))
-        return Scaler(method, fitted.mean_.astype(np.float32), fitted.scale_.astype(np.float32))
+        return Scaler(method, fitted.mean_.astype(np.float32), np.square(fitted.scale_).astype(np.float32))
     raise ValueError(f"unknown preprocessing method {method!r}; allowed: normalize, standardize")
 
 

@@ -8,25 +8,24 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from pathlib import Path
 
 import optuna
 from optuna.trial import TrialState
 from tqdm import tqdm
 
 from pipeline import search_space, stores, tracking
-from pipeline.config import SweepConfig
+from pipeline.config import SweepConfig, parse_sweep_text
+from pipeline.errors import StudyError
 from pipeline.data import array_digest, load_fashion_mnist, split_data
 from pipeline.model import build_model
 from pipeline.preprocessing import PreparedData, prepare_variants
 from pipeline.training import start_fresh, train_and_evaluate
 
 COUNTED = (TrialState.COMPLETE, TrialState.PRUNED)
+SWEEP_FILE_ATTR = "sweep_file"
 RUN_ID_ATTR, TEST_ACCURACY_ATTR, TEST_LOSS_ATTR, EPOCHS_ATTR = (
     "mlflow_run_id", "test_accuracy", "test_loss", "epochs_run")
-
-
-class StudyError(RuntimeError):
-    """A study that cannot be opened or resumed as asked; the message says why."""
 
 
 @dataclass
@@ -52,6 +51,7 @@ def run_sweep(config: SweepConfig, show_progress: bool = True) -> SweepOutcome:
     if n_left == 0 or (time_left is not None and time_left <= 0):
         return _outcome(config, study, tracker, None, 0, _spent_message(study, config, n_left))
     parent_id = tracking.open_parent_run(tracker, config.study.name, config.path, _settings(config))
+    study.set_user_attr(SWEEP_FILE_ATTR, config.path.read_text())
     objective = Objective(config, variants, tracker, parent_id, dataset)
     before = len(study.trials)
     with _Progress(study, config, show_progress) as progress:
@@ -77,6 +77,36 @@ def open_study(config: SweepConfig) -> optuna.Study:
     # Offsetting the seed by the trials already run keeps a resumed study from replaying its first picks.
     study.sampler = make_sampler(config.study.sampler, config.study.seed + len(study.trials))
     return study
+
+
+def load_existing_study(storage: str, name: str) -> optuna.Study:
+    """A study that must already exist; otherwise StudyError listing the studies that do."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = stores.resolve_uri(storage, create=False)
+    if stores.is_sqlite(storage) and not stores.sqlite_path(storage).is_file():
+        raise StudyError(f"no study storage at {storage}; run `sweep run` first")
+    names = optuna.get_all_study_names(storage)
+    if name not in names:
+        raise StudyError(f"no study named '{name}' in {storage}; studies there: {', '.join(names) or 'none'}")
+    return optuna.load_study(study_name=name, storage=storage)
+
+
+def load_study_config(storage: str, name: str) -> SweepConfig:
+    """The sweep file a study was last run with (stored on the study), for commands given --study NAME."""
+    study = load_existing_study(storage, name)
+    text = study.user_attrs.get(SWEEP_FILE_ATTR)
+    if text is None:
+        raise StudyError(f"study '{name}' in {storage} was not created by `sweep run`; pass its sweep file")
+    config = parse_sweep_text(text, Path(f"<sweep file of study '{name}'>"))
+    return dataclasses.replace(config, study=dataclasses.replace(config.study, storage=storage))
+
+
+def best_complete_trial(study: optuna.Study) -> optuna.trial.FrozenTrial:
+    """The best COMPLETE trial by the study's own objective (validation, never test)."""
+    if not any(t.state == TrialState.COMPLETE for t in study.trials):
+        raise StudyError(f"study '{study.study_name}' has no COMPLETE trial yet "
+                         f"({len(study.trials)} trials in other states); run the sweep first")
+    return study.best_trial
 
 
 def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
@@ -124,6 +154,7 @@ class Objective:
                                 params.as_dict()) as run:
             trial.set_user_attr(RUN_ID_ATTR, run.run_id)
             run.log_dataset(self.dataset)
+            run.log_preprocessing(data.scaler.as_dict())
             model = build_model(params)
             result = train_and_evaluate(model, data, params, hooks=[run.log_epoch, _pruning_hook(trial, metric)])
             run.log_results({"test_accuracy": result.test_accuracy, "test_loss": result.test_loss,

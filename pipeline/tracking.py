@@ -24,14 +24,12 @@ from mlflow.entities import RunStatus
 from mlflow.models import infer_signature
 
 from pipeline import stores
+from pipeline.errors import TrackingError
 
 ROLE, STUDY, TRIAL, STATE = "sweep.role", "sweep.study", "sweep.trial_number", "sweep.trial_state"
-ERROR = "sweep.error"
+ERROR, SOURCE_RUN = "sweep.error", "sweep.source_run_id"
+MODEL_NAME, PREPROCESSING_FILE, CHAMPION = "model", "preprocessing.json", "champion"
 _RUN_STATUS = {"COMPLETE": "FINISHED", "PRUNED": "KILLED", "FAIL": "FAILED"}
-
-
-class TrackingError(RuntimeError):
-    """The tracking store cannot be used; the message names the URI."""
 
 
 @dataclass(frozen=True)
@@ -110,23 +108,51 @@ class TrialRecorder:
     def log_dataset(self, dataset) -> None:
         mlflow.log_input(dataset, context="training")
 
-    def log_model(self, model: keras.Model, example: np.ndarray) -> None:
-        """The trained network as an mlflow.keras model, with its signature and an input example."""
+    def log_preprocessing(self, values: dict) -> None:
+        """The fitted preprocessing statistics, so the model can be exported with them baked in."""
+        mlflow.log_dict(values, PREPROCESSING_FILE)
+
+    def log_model(self, model: keras.Model, example: np.ndarray, registered_name: str | None = None):
+        """The network as an mlflow.keras model with signature and input example; optionally registered."""
         signature = infer_signature(example, keras.ops.convert_to_numpy(model(example, training=False)))
-        mlflow.models.Model.log(
-            artifact_path=None, name="model", flavor=_KERAS_FLAVOR, flavor_name="mlflow.keras", model=model,
+        return mlflow.models.Model.log(
+            artifact_path=None, name=MODEL_NAME, flavor=_KERAS_FLAVOR, flavor_name="mlflow.keras", model=model,
             signature=signature, input_example=example, validate_serving_input=False,
+            registered_model_name=registered_name,
             # Pinning the requirements skips MLflow's slow import-tracing of the whole process.
             pip_requirements=[f"keras=={keras.__version__}", f"tensorflow=={_tensorflow_version()}"])
+
+    def register_champion(self, model: keras.Model, example: np.ndarray, name: str) -> int:
+        """Log and register the model, and point the `champion` alias at the new version."""
+        version = int(self.log_model(model, example, registered_name=name).registered_model_version)
+        mlflow.MlflowClient().set_registered_model_alias(name, CHAMPION, str(version))
+        return version
 
 
 @contextlib.contextmanager
 def trial_run(tracker: Tracker, parent_id: str, study_name: str, trial_number: int,
               params: dict) -> Iterator[TrialRecorder]:
     """A nested child run for one trial; its final status follows the recorder's state or the error."""
-    run = mlflow.start_run(experiment_id=tracker.experiment_id, parent_run_id=parent_id,
-                           run_name=f"trial-{trial_number:04d}",
-                           tags={ROLE: "trial", STUDY: study_name, TRIAL: str(trial_number), STATE: "RUNNING"})
+    tags = {ROLE: "trial", STUDY: study_name, TRIAL: str(trial_number)}
+    with _run(tracker, f"trial-{trial_number:04d}", tags, params, parent_id) as recorder:
+        yield recorder
+
+
+@contextlib.contextmanager
+def export_run(tracker: Tracker, study_name: str, trial_number: int, source_run_id: str, params: dict,
+               refit: bool) -> Iterator[TrialRecorder]:
+    """A top-level run recording an export (and, with refit, its retraining), linked to the trial's run."""
+    tags = {ROLE: "export", STUDY: study_name, TRIAL: str(trial_number), SOURCE_RUN: source_run_id,
+            "sweep.refit": str(refit).lower()}
+    name = f"{'refit' if refit else 'export'}-trial-{trial_number:04d}"
+    with _run(tracker, name, tags, params) as recorder:
+        yield recorder
+
+
+@contextlib.contextmanager
+def _run(tracker: Tracker, name: str, tags: dict, params: dict, parent_id: str | None = None):
+    run = mlflow.start_run(experiment_id=tracker.experiment_id, parent_run_id=parent_id, run_name=name,
+                           tags={**tags, STATE: "RUNNING"})
     recorder = TrialRecorder(run.info.run_id)
     try:
         mlflow.log_params(params)
@@ -138,6 +164,33 @@ def trial_run(tracker: Tracker, parent_id: str, study_name: str, trial_number: i
         raise
     mlflow.set_tag(STATE, recorder.state)
     mlflow.end_run(_RUN_STATUS[recorder.state])
+
+
+def load_trial_model(run_id: str) -> keras.Model:
+    """The trained network a trial logged, or TrackingError naming the run when it is gone or damaged."""
+    return load_model_uri(f"runs:/{run_id}/{MODEL_NAME}")
+
+
+def load_model_uri(uri: str, tracking_uri: str | None = None) -> keras.Model:
+    """A model from the registry (models:/NAME@alias) or a run (runs:/ID/model)."""
+    if tracking_uri:
+        mlflow.set_tracking_uri(stores.resolve_uri(tracking_uri, create=False))
+    try:
+        return mlflow.keras.load_model(uri)
+    except Exception as exc:  # MLflow and Keras raise many types for a missing or damaged model
+        raise TrackingError(f"cannot load {uri} from {mlflow.get_tracking_uri()}: "
+                            f"{type(exc).__name__}: {exc}") from None
+
+
+def load_trial_preprocessing(run_id: str) -> dict:
+    try:
+        return mlflow.artifacts.load_dict(f"runs:/{run_id}/{PREPROCESSING_FILE}")
+    except Exception as exc:
+        raise TrackingError(f"cannot read {PREPROCESSING_FILE} of run {run_id}: {exc}") from None
+
+
+def logged_metric(run_id: str, name: str) -> float:
+    return mlflow.MlflowClient().get_run(run_id).data.metrics[name]
 
 
 def numpy_dataset(features: np.ndarray, targets: np.ndarray, name: str, source: str, digest: str):

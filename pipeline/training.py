@@ -50,7 +50,7 @@ def train_and_evaluate(model: keras.Model, data: PreparedData, params: Hyperpara
     result = TrainResult()
     model.fit(
         data.x_train, data.y_train,
-        validation_data=(data.x_val, data.y_val),
+        validation_data=(data.x_val, data.y_val) if len(data.y_val) else None,
         epochs=params.epochs, batch_size=params.batch_size,
         callbacks=[_HookCallback(result, hooks)], verbose=0,
     )

@@ -1,0 +1,37 @@
+"""The errors a user can act on. The CLI prints their message as it is, with no traceback.
+
+Bad input (exit status 2) is what the user typed or pointed at; the rest (exit status 1) is the state
+of a store or study that the command cannot work with.
+"""
+
+
+class SweepError(Exception):
+    exit_code = 1
+
+
+class BadInputError(SweepError):
+    exit_code = 2
+
+
+class SweepConfigError(BadInputError, ValueError):
+    """A sweep file or option that cannot be run; names the file, the key and what is allowed."""
+
+
+class DataError(BadInputError):
+    """Data that cannot be found or read; names the path and how to supply the data."""
+
+
+class PredictError(BadInputError):
+    """A model or input file that cannot be used for predictions; names it and what is expected."""
+
+
+class StudyError(SweepError):
+    """A study that cannot be opened, resumed or exported as asked."""
+
+
+class TrackingError(SweepError):
+    """The MLflow store cannot be used; names the URI or run."""
+
+
+class ExportError(SweepError):
+    """An export that cannot be made as asked; names the input and what is expected."""

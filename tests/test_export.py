@@ -1,0 +1,252 @@
+"""`sweep export` and `sweep predict` on a real smoke sweep: exactness, registry, serving, bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import mlflow
+import numpy as np
+import optuna
+import pytest
+from PIL import Image
+
+from pipeline import cli, stores as store_uris
+from pipeline.config import load_sweep
+from pipeline.data import load_fashion_mnist, split_data
+
+from conftest import write_sweep
+
+
+@pytest.fixture(scope="module")
+def swept(tmp_path_factory, data_dir):
+    """One tiny sweep of two trials, shared by this module's tests (they only read it or export it)."""
+    folder = tmp_path_factory.mktemp("swept")
+    path = write_sweep(folder, study__n_trials=2, data__subset=600, data__test_subset=300,
+                       data__data_dir=str(data_dir), study__storage=f"sqlite:///{folder}/optuna.db",
+                       tracking__tracking_uri=f"sqlite:///{folder}/mlflow.db",
+                       tracking__registered_model="smoke-classifier")
+    assert cli.main(["run", str(path), "--no-progress"]) == 0
+    return path
+
+
+@pytest.fixture(scope="module")
+def exported(swept, tmp_path_factory):
+    out = tmp_path_factory.mktemp("exports") / "best"
+    assert cli.main(["export", str(swept), "--out", str(out)]) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def test_split(swept, data_dir):
+    config = load_sweep(swept)
+    splits = split_data(load_fashion_mnist(data_dir), config.data.validation_fraction, config.study.seed,
+                        config.data.subset, config.data.test_subset)
+    return splits.x_test, splits.y_test
+
+
+def best_trial(swept):
+    config = load_sweep(swept)
+    study = optuna.load_study(study_name=config.study.name, storage=store_uris.resolve_uri(config.study.storage))
+    return config, study.best_trial
+
+
+def test_export_writes_keras_savedmodel_and_metadata(exported, swept):
+    config, best = best_trial(swept)
+    assert (exported / "model.keras").is_file() and (exported / "saved_model" / "saved_model.pb").is_file()
+    info = json.loads((exported / "metadata.json").read_text())
+    assert info["study"] == config.study.name and info["trial_number"] == best.number
+    assert info["params"] == best.user_attrs["hyperparameters"]
+    assert info["objective"] == {"metric": "val_accuracy", "value": best.value}
+    assert info["mlflow"]["trial_run_id"] == best.user_attrs["mlflow_run_id"]
+    assert info["class_names"][0] == "T-shirt/top" and len(info["class_names"]) == 10
+    assert info["refit"] is False and len(info["dataset_digest"]) == 16
+    assert {"tensorflow", "keras", "mlflow", "optuna"} <= set(info["versions"])
+    assert not [p for p in exported.parent.iterdir() if p.name.startswith(".")], "no staging folder left"
+
+
+EXACTNESS_SCRIPT = """
+import json, sys
+import numpy as np, keras, tensorflow as tf
+images = np.load(sys.argv[2]); labels = np.load(sys.argv[3])
+model = keras.saving.load_model(sys.argv[1] + "/model.keras", safe_mode=True)
+keras_accuracy = float(np.mean(model.predict(images, batch_size=1024, verbose=0).argmax(1) == labels))
+saved = tf.saved_model.load(sys.argv[1] + "/saved_model")  # keep a reference: its variables live on it
+served = saved.serve(tf.constant(images)).numpy()
+print(json.dumps({"keras": keras_accuracy, "saved_model": float(np.mean(served.argmax(1) == labels)),
+                  "dtype": model.inputs[0].dtype}))
+"""
+
+
+def test_fresh_process_reproduces_the_logged_test_accuracy_on_raw_pixels(exported, swept, test_split, tmp_path):
+    """The export alone (safe_mode, no pipeline code) scores exactly what the trial logged."""
+    images, labels = test_split
+    assert images.dtype == np.uint8
+    np.save(tmp_path / "x.npy", images)
+    np.save(tmp_path / "y.npy", labels)
+    result = subprocess.run([sys.executable, "-c", EXACTNESS_SCRIPT, str(exported), str(tmp_path / "x.npy"),
+                             str(tmp_path / "y.npy")], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    scores = json.loads(result.stdout.strip().splitlines()[-1])
+    config, best = best_trial(swept)
+    client = mlflow.MlflowClient(store_uris.resolve_uri(config.tracking.tracking_uri))
+    logged = client.get_run(best.user_attrs["mlflow_run_id"]).data.metrics["test_accuracy"]
+    assert scores["dtype"] == "uint8"
+    assert scores["keras"] == pytest.approx(logged, abs=1e-6)
+    assert scores["saved_model"] == pytest.approx(logged, abs=1e-6)
+
+
+def test_registry_alias_points_at_the_export(exported, swept):
+    config, _ = best_trial(swept)
+    info = json.loads((exported / "metadata.json").read_text())
+    client = mlflow.MlflowClient(store_uris.resolve_uri(config.tracking.tracking_uri))
+    version = client.get_model_version_by_alias("smoke-classifier", "champion")
+    assert version.version == info["mlflow"]["version"]
+    export_run = client.get_run(info["mlflow"]["export_run_id"])
+    assert export_run.data.tags["sweep.source_run_id"] == info["mlflow"]["trial_run_id"]
+    assert export_run.data.metrics["test_accuracy"] == pytest.approx(info["test_accuracy"])
+
+
+def test_predict_labels_a_png_of_a_test_image(exported, test_split, tmp_path, capsys):
+    images, labels = test_split
+    import keras
+
+    model = keras.saving.load_model(exported / "model.keras", safe_mode=True)
+    probabilities = model.predict(images, verbose=0)
+    index = int(np.argmax(np.where(probabilities.argmax(1) == labels, probabilities.max(1), 0)))
+    Image.fromarray(images[index]).save(tmp_path / "item.png")
+    Image.fromarray(images[index]).convert("RGB").resize((84, 84), Image.NEAREST).save(tmp_path / "big.jpg")
+    capsys.readouterr()
+    assert cli.main(["predict", str(exported), str(tmp_path / "item.png"), "--json"]) == 0
+    (answer,) = json.loads(capsys.readouterr().out)
+    from pipeline.data import CLASS_NAMES
+
+    assert answer["class"] == CLASS_NAMES[labels[index]]
+    assert sum(answer["probabilities"].values()) == pytest.approx(1.0, abs=1e-4)
+    assert cli.main(["predict", str(exported / "model.keras"), str(tmp_path / "big.jpg")]) == 0
+    assert capsys.readouterr().out.startswith(f"{tmp_path / 'big.jpg'}[0]\t")
+
+
+def test_predict_reads_idx_and_kaggle_csv(exported, data_dir, tmp_path, capsys):
+    raw = load_fashion_mnist(data_dir)
+    rows = np.column_stack([raw.y_test[:4], raw.x_test[:4].reshape(4, -1)])
+    header = "label," + ",".join(f"pixel{i}" for i in range(1, 785))
+    np.savetxt(tmp_path / "few.csv", rows, fmt="%d", delimiter=",", header=header, comments="")
+    capsys.readouterr()
+    assert cli.main(["predict", str(exported), str(tmp_path / "few.csv"),
+                     str(data_dir / "t10k-images-idx3-ubyte.gz")]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 4 + 10000
+
+
+@pytest.mark.slow
+def test_mlflow_models_serve_answers_with_the_right_classes(exported, swept, test_split, tmp_path):
+    config, _ = best_trial(swept)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {**os.environ, "MLFLOW_TRACKING_URI": store_uris.resolve_uri(config.tracking.tracking_uri)}
+    server = subprocess.Popen(["mlflow", "models", "serve", "-m", "models:/smoke-classifier@champion",
+                               "--env-manager", "local", "--host", "127.0.0.1", "--port", str(port)],
+                              env=env, stdout=subprocess.DEVNULL, stderr=open(tmp_path / "serve.log", "w"))
+    try:
+        _wait_for(f"http://127.0.0.1:{port}/ping", server, tmp_path / "serve.log")
+        images, labels = test_split
+        body = json.dumps({"inputs": images[:50].tolist()}).encode()
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", data=body,
+                                         headers={"Content-Type": "application/json"})
+        answer = np.asarray(json.load(urllib.request.urlopen(request, timeout=60))["predictions"])
+        import keras
+
+        local = keras.saving.load_model(exported / "model.keras", safe_mode=True).predict(images[:50], verbose=0)
+        np.testing.assert_array_equal(answer.argmax(1), local.argmax(1))
+        assert np.mean(answer.argmax(1) == labels[:50]) > 0.3
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def _wait_for(url: str, process: subprocess.Popen, log, seconds: float = 120) -> None:
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"server exited: {log.read_text()[-2000:]}")
+        try:
+            urllib.request.urlopen(url, timeout=2)
+            return
+        except OSError:
+            time.sleep(0.5)
+    pytest.fail(f"{url} did not answer in {seconds} s")
+
+
+def test_refit_retrains_on_train_and_validation(swept, tmp_path, test_split):
+    out = tmp_path / "refit"
+    assert cli.main(["export", str(swept), "--out", str(out), "--refit", "--name", "smoke-refit"]) == 0
+    info = json.loads((out / "metadata.json").read_text())
+    config, best = best_trial(swept)
+    assert info["refit"] is True and info["trial_number"] == best.number
+    client = mlflow.MlflowClient(store_uris.resolve_uri(config.tracking.tracking_uri))
+    run = client.get_run(info["mlflow"]["export_run_id"])
+    assert run.data.tags["sweep.refit"] == "true"
+    assert run.data.tags["sweep.source_run_id"] == best.user_attrs["mlflow_run_id"]
+    assert len(client.get_metric_history(run.info.run_id, "loss")) == best.user_attrs["epochs_run"]
+    import keras
+
+    images, labels = test_split
+    model = keras.saving.load_model(out / "model.keras", safe_mode=True)
+    accuracy = float(np.mean(model.predict(images, batch_size=1024, verbose=0).argmax(1) == labels))
+    assert accuracy == pytest.approx(info["test_accuracy"], abs=1e-6) and accuracy > 0.3
+
+
+def test_export_by_study_name(swept, tmp_path):
+    config, best = best_trial(swept)
+    out = tmp_path / "by-name"
+    assert cli.main(["export", "--study", config.study.name, "--storage", config.study.storage,
+                     "--out", str(out), "--name", "smoke-by-name"]) == 0
+    assert json.loads((out / "metadata.json").read_text())["trial_number"] == best.number
+
+
+def test_existing_export_needs_force(exported, swept, capsys):
+    before = (exported / "model.keras").stat().st_mtime_ns
+    assert cli.main(["export", str(swept), "--out", str(exported)]) == 1
+    assert f"{exported}: already holds files" in capsys.readouterr().err
+    assert (exported / "model.keras").stat().st_mtime_ns == before
+
+
+def test_unknown_study_lists_the_ones_that_exist(swept, tmp_path, capsys):
+    config, _ = best_trial(swept)
+    assert cli.main(["export", "--study", "nope", "--storage", config.study.storage,
+                     "--out", str(tmp_path / "x")]) == 1
+    assert f"no study named 'nope'" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
+
+
+def test_study_without_complete_trial_is_refused(swept, tmp_path, capsys):
+    config, _ = best_trial(swept)
+    path = write_sweep(tmp_path, study__name="empty-study", study__storage=config.study.storage,
+                       tracking__tracking_uri=config.tracking.tracking_uri)
+    optuna.create_study(study_name="empty-study", storage=store_uris.resolve_uri(config.study.storage))
+    assert cli.main(["export", str(path), "--out", str(tmp_path / "x")]) == 1
+    assert "study 'empty-study' has no COMPLETE trial" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny.yaml"], "nothing half-written"
+
+
+def test_predict_bad_inputs_exit_2_naming_them(exported, tmp_path, capsys):
+    (tmp_path / "junk.png").write_bytes(b"not an image")
+    (tmp_path / "bad.csv").write_text("a,b,c\n1,2,3\n")
+    (tmp_path / "broken.keras").write_bytes(b"PK\x03\x04 damaged")
+    cases = [
+        ([str(exported), str(tmp_path / "junk.png")], f"{tmp_path / 'junk.png'}: cannot decode the image"),
+        ([str(exported), str(tmp_path / "bad.csv")], f"{tmp_path / 'bad.csv'}: expected 785 columns"),
+        ([str(tmp_path / "broken.keras"), str(tmp_path / "junk.png")], f"{tmp_path / 'broken.keras'}: cannot load"),
+        ([str(tmp_path / "absent"), str(tmp_path / "junk.png")], "no model here"),
+        ([str(exported), str(tmp_path / "missing.png")], "missing.png: no such input file"),
+    ]
+    for argv, message in cases:
+        assert cli.main(["predict", *argv]) == 2, argv
+        assert message in capsys.readouterr().err
