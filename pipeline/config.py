@@ -54,6 +54,15 @@ ParamSpec = Union[IntParam, FloatParam, CategoricalParam, FixedParam]
 
 
 @dataclass(frozen=True)
+class PrunerConfig:
+    """How trials are cut short: `type`, plus (median only) trials and epochs before pruning starts."""
+
+    type: str = "median"
+    startup_trials: int = 3
+    warmup_epochs: int = 2
+
+
+@dataclass(frozen=True)
 class StudyConfig:
     name: str
     direction: str = "maximize"
@@ -62,8 +71,9 @@ class StudyConfig:
     timeout: float | None = None
     seed: int = 42
     sampler: str = "tpe"
-    pruner: str = "median"
+    pruner: PrunerConfig = PrunerConfig()
     storage: str = DEFAULT_STORAGE
+    threads: int | None = None
 
 
 @dataclass(frozen=True)
@@ -174,9 +184,25 @@ def _parse_study(check: _Checker, raw: dict) -> StudyConfig:
         timeout=None if timeout is None else check.positive_number(timeout, "study.timeout"),
         seed=check.integer(raw.get("seed", 42), "study.seed"),
         sampler=check.choice(raw.get("sampler", "tpe"), "study.sampler", SAMPLERS),
-        pruner=check.choice(raw.get("pruner", "median"), "study.pruner", PRUNERS),
+        pruner=_parse_pruner(check, raw.get("pruner", "median")),
         storage=check.text(raw.get("storage", DEFAULT_STORAGE), "study.storage"),
+        threads=None if raw.get("threads") is None else check.positive_int(raw["threads"], "study.threads"),
     )
+
+
+def _parse_pruner(check: _Checker, raw: Any) -> PrunerConfig:
+    """`pruner: median` or `pruner: {type: median, startup_trials: 3, warmup_epochs: 2}`."""
+    if not isinstance(raw, dict):
+        return PrunerConfig(check.choice(raw, "study.pruner", PRUNERS))
+    check.keys(raw, "study.pruner", PrunerConfig)
+    defaults = PrunerConfig()
+    counts = {}
+    for key in ("startup_trials", "warmup_epochs"):
+        value = check.integer(raw.get(key, getattr(defaults, key)), f"study.pruner.{key}")
+        if value < 0:
+            check.fail(f"study.pruner.{key}", f"must be 0 or more, got {value}")
+        counts[key] = value
+    return PrunerConfig(check.choice(raw.get("type", "median"), "study.pruner.type", PRUNERS), **counts)
 
 
 def _parse_data(check: _Checker, raw: dict) -> DataConfig:

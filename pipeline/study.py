@@ -15,12 +15,12 @@ from optuna.trial import TrialState
 from tqdm import tqdm
 
 from pipeline import search_space, stores, tracking
-from pipeline.config import SweepConfig, parse_sweep_text
+from pipeline.config import PrunerConfig, SweepConfig, parse_sweep_text
 from pipeline.errors import StudyError
 from pipeline.data import array_digest, load_fashion_mnist, split_data
 from pipeline.model import build_model
 from pipeline.preprocessing import PreparedData, prepare_variants
-from pipeline.training import start_fresh, train_and_evaluate
+from pipeline.training import set_threads, start_fresh, train_and_evaluate
 
 COUNTED = (TrialState.COMPLETE, TrialState.PRUNED)
 SWEEP_FILE_ATTR = "sweep_file"
@@ -44,6 +44,7 @@ class SweepOutcome:
 
 def run_sweep(config: SweepConfig, show_progress: bool = True) -> SweepOutcome:
     """Run (or resume) the sweep a config describes until its trial or time budget is spent."""
+    set_threads(config.study.threads)
     variants, dataset = _load_data(config)
     tracker = tracking.connect(config.tracking.tracking_uri, config.experiment_name)
     study = open_study(config)
@@ -115,13 +116,15 @@ def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
     return optuna.samplers.TPESampler(seed=seed)
 
 
-def make_pruner(name: str) -> optuna.pruners.BasePruner:
-    """Median by default; warm-up keeps the first epochs and first trials from being cut on noise."""
-    if name == "median":
-        return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1)
-    if name == "successive_halving":
+def make_pruner(pruner: PrunerConfig) -> optuna.pruners.BasePruner:
+    """Median by default; its warm-up keeps the first trials and epochs from being cut on noise."""
+    if pruner.type == "median":
+        # Steps are 1-based epochs and Optuna prunes from step == n_warmup_steps on, hence the + 1.
+        return optuna.pruners.MedianPruner(n_startup_trials=pruner.startup_trials,
+                                           n_warmup_steps=pruner.warmup_epochs + 1)
+    if pruner.type == "successive_halving":
         return optuna.pruners.SuccessiveHalvingPruner()
-    if name == "hyperband":
+    if pruner.type == "hyperband":
         return optuna.pruners.HyperbandPruner()
     return optuna.pruners.NopPruner()
 
@@ -174,7 +177,7 @@ class Objective:
 def _pruning_hook(trial: optuna.Trial, metric: str):
     def report(epoch: int, logs: dict) -> bool:
         trial.report(logs[metric], step=epoch)
-        return trial.should_prune()
+        return bool(trial.should_prune())
     return report
 
 

@@ -6,6 +6,7 @@ Per-epoch hooks (tracking, pruning) are plain functions, so this module needs ne
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
@@ -36,6 +37,22 @@ class TrainResult:
 
 class NonFiniteLossError(RuntimeError):
     """Training diverged: the loss became NaN or infinite."""
+
+
+def set_threads(count: int | None) -> None:
+    """Cap TensorFlow's CPU threads, so workers sharing a machine do not oversubscribe its cores.
+
+    Only possible before TensorFlow runs its first op; later (a second sweep in one process) it warns.
+    """
+    if not count:
+        return
+    import tensorflow as tf
+
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(count)
+        tf.config.threading.set_inter_op_parallelism_threads(min(count, 2))
+    except RuntimeError:
+        warnings.warn(f"TensorFlow has already started; it keeps its thread counts instead of {count}")
 
 
 def start_fresh(seed: int) -> None:

@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from pipeline import cli
-from pipeline.config import CategoricalParam, FixedParam, IntParam, SweepConfigError, load_sweep
+from pipeline.config import CategoricalParam, FixedParam, IntParam, PrunerConfig, SweepConfigError, load_sweep
 from pipeline.hyperparameters import HYPERPARAMETERS, Hyperparameters
 
 from conftest import SWEEPS, write_sweep
@@ -33,7 +33,8 @@ def test_seed_sweep_is_the_reference_model():
 
 def test_search_space_entries_parse_to_typed_objects():
     config = load_sweep(SWEEPS / "fashion_mnist.yaml")
-    assert config.search_space["units"] == IntParam(64, 1024, 1, True)
+    assert config.search_space["units"] == IntParam(128, 1024, 1, True)
+    assert config.study.pruner == PrunerConfig("median", 3, 3)
     assert isinstance(config.search_space["activation"], CategoricalParam)
     assert set(config.preprocessing_methods()) == {"standardize", "normalize"}
     with pytest.raises(Exception):
@@ -111,3 +112,11 @@ def test_step_and_log_cannot_be_combined(tmp_path):
                                                         "log": True}})
     with pytest.raises(SweepConfigError, match="search_space.units.step: cannot be combined with log"):
         load_sweep(path)
+
+
+def test_pruner_accepts_a_name_or_a_mapping(tmp_path):
+    assert load_sweep(_write_bad(tmp_path, {"study.pruner": "hyperband"})).study.pruner == PrunerConfig("hyperband")
+    with pytest.raises(SweepConfigError, match="study.pruner.startup_trials: must be 0 or more"):
+        load_sweep(_write_bad(tmp_path, {"study.pruner": {"type": "median", "startup_trials": -1}}))
+    with pytest.raises(SweepConfigError, match="study.pruner: 'asha' is not allowed; allowed: median"):
+        load_sweep(_write_bad(tmp_path, {"study.pruner": "asha"}))
