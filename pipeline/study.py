@@ -7,6 +7,7 @@ the study, so rerunning a finished sweep does nothing and says so.
 from __future__ import annotations
 
 import dataclasses
+import resource
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -161,7 +162,7 @@ class Objective:
             model = build_model(params)
             result = train_and_evaluate(model, data, params, hooks=[run.log_epoch, _pruning_hook(trial, metric)])
             run.log_results({"test_accuracy": result.test_accuracy, "test_loss": result.test_loss,
-                             "epochs_run": result.epochs_run})
+                             "epochs_run": result.epochs_run, "peak_rss_mb": _peak_rss_mb()})
             if result.stopped_early:
                 run.state = "PRUNED"
             else:
@@ -172,6 +173,11 @@ class Objective:
         if result.stopped_early:
             raise optuna.TrialPruned(f"pruned after epoch {result.epochs_run}")
         return result.last(metric)
+
+
+def _peak_rss_mb() -> float:
+    """The process's peak resident memory so far; flat across trials means nothing leaks between them."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _pruning_hook(trial: optuna.Trial, metric: str):

@@ -1,0 +1,276 @@
+"""Benchmarks of the sweep pipeline on this machine; writes docs/benchmarks.md. Not a test.
+
+    python bench/run.py --data-dir ../shared/data/fashion-mnist            # every row (about an hour)
+    python bench/run.py --data-dir ../shared/data/fashion-mnist --rows a,d # some rows
+
+Every figure comes from running the real `sweep` command in a subprocess, with fresh stores in a
+temporary folder, and reading the outcome back from Optuna and MLflow. Each row's figures are saved in
+bench/results/ROW.json and the page is rebuilt from all saved rows, so one row can be rerun alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import date
+from importlib import metadata
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
+PAGE = ROOT / "docs" / "benchmarks.md"
+SWEEPS = ROOT / "sweeps"
+
+
+def sweep(args: list[str], store: Path) -> tuple[float, float]:
+    """Run `sweep ...` against the stores in `store`; return (process start time, wall seconds)."""
+    command = [sys.executable, "-m", "pipeline.cli", *args, "--no-progress",
+               "--storage", f"sqlite:///{store}/optuna.db", "--tracking-uri", f"sqlite:///{store}/mlflow.db"]
+    start = time.time()
+    result = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    if result.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} failed:\n{result.stderr[-3000:]}")
+    return start, time.time() - start
+
+
+def trials(store: Path, study: str) -> list:
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    return optuna.load_study(study_name=study, storage=f"sqlite:///{store}/optuna.db").trials
+
+
+def trial_runs(store: Path, experiment: str) -> list:
+    import mlflow
+
+    client = mlflow.MlflowClient(f"sqlite:///{store}/mlflow.db")
+    exp = client.get_experiment_by_name(experiment)
+    runs = client.search_runs([exp.experiment_id], "tags.`sweep.role` = 'trial'", max_results=1000)
+    return sorted(runs, key=lambda r: int(r.data.tags["sweep.trial_number"]))
+
+
+def best_of(store: Path, study: str) -> dict:
+    finished = [t for t in trials(store, study) if t.state.name == "COMPLETE"]
+    best = max(finished, key=lambda t: t.value)
+    return {"trial": best.number, "val_accuracy": best.value, "test_accuracy": best.user_attrs["test_accuracy"],
+            "params": best.user_attrs["hyperparameters"]}
+
+
+def row_a(data_dir: str, reps: int = 3) -> dict:
+    """Pipeline overhead: seed.yaml through `sweep run` vs a bare Keras script, alternating."""
+    with tempfile.TemporaryDirectory() as tmp:
+        store = Path(tmp)
+        sweep(["run", str(SWEEPS / "smoke.yaml"), "--n-trials", "1", "--data-dir", data_dir], store)  # stores exist
+        pipeline, bare, bare_accuracy = [], [], []
+        for rep in range(1, reps + 1):
+            pipeline.append(sweep(["run", str(SWEEPS / "seed.yaml"), "--n-trials", str(rep),
+                                   "--data-dir", data_dir], store)[1])
+            start = time.time()
+            out = subprocess.run([sys.executable, str(ROOT / "bench" / "bare_keras.py"), data_dir], check=True,
+                                 capture_output=True, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+            bare.append(time.time() - start)
+            bare_accuracy.append(float(out.stdout.strip().splitlines()[-1]))
+        seed_accuracy = [r.data.metrics["test_accuracy"] for r in trial_runs(store, "fashion-mnist-seed")]
+    return {"pipeline_s": pipeline, "bare_s": bare, "ratio": statistics.median(pipeline) / statistics.median(bare),
+            "seed_test_accuracy": seed_accuracy, "bare_test_accuracy": bare_accuracy}
+
+
+def row_b(data_dir: str, n_trials: int) -> dict:
+    """Pruning: the default sweep with and without pruning, same seed and number of trials."""
+    out = {"n_trials": n_trials}
+    for label, pruner in (("pruned", None), ("unpruned", "none")):
+        with tempfile.TemporaryDirectory() as tmp:
+            store = Path(tmp)
+            path = _variant(store, pruner)
+            _, wall = sweep(["run", str(path), "--n-trials", str(n_trials), "--timeout", "1000000",
+                             "--data-dir", data_dir], store)
+            done = trials(store, "fashion-mnist-ann")
+            out[label] = {"wall_s": wall, "epochs": sum(t.user_attrs.get("epochs_run", 0) for t in done),
+                          "pruned_trials": sum(t.state.name == "PRUNED" for t in done), **best_of(store, "fashion-mnist-ann")}
+    out["epoch_saving"] = 1 - out["pruned"]["epochs"] / out["unpruned"]["epochs"]
+    out["val_gap_points"] = 100 * (out["unpruned"]["val_accuracy"] - out["pruned"]["val_accuracy"])
+    return out
+
+
+def row_c(data_dir: str) -> dict:
+    """Quality under the default sweep's own 20-minute budget."""
+    with tempfile.TemporaryDirectory() as tmp:
+        store = Path(tmp)
+        _, wall = sweep(["run", str(SWEEPS / "fashion_mnist.yaml"), "--data-dir", data_dir], store)
+        done = trials(store, "fashion-mnist-ann")
+        return {"wall_s": wall, "timeout_s": yaml.safe_load((SWEEPS / "fashion_mnist.yaml").read_text())["study"]["timeout"],
+                "complete": sum(t.state.name == "COMPLETE" for t in done),
+                "pruned": sum(t.state.name == "PRUNED" for t in done), **best_of(store, "fashion-mnist-ann")}
+
+
+def row_d(data_dir: str, reps: int = 3) -> dict:
+    """Start-up: from launching `sweep run` to the first trial's run starting in MLflow."""
+    def first_trial_delay(store: Path, n: int) -> float:
+        start, _ = sweep(["run", str(SWEEPS / "smoke.yaml"), "--n-trials", str(n), "--data-dir", data_dir], store)
+        return trial_runs(store, "fashion-mnist-smoke")[n - 1].info.start_time / 1000 - start
+
+    with tempfile.TemporaryDirectory() as tmp:
+        store = Path(tmp)
+        fresh = first_trial_delay(store, 1)
+        existing = [first_trial_delay(store, n) for n in range(2, reps + 2)]
+    start = time.time()
+    subprocess.run([sys.executable, "-c", "import pipeline.study"], check=True, capture_output=True)
+    return {"fresh_store_s": fresh, "existing_store_s": existing, "import_s": time.time() - start}
+
+
+def row_e(data_dir: str, n_trials: int = 30) -> dict:
+    """Memory: the process's peak RSS after trial 1 and after trial 30 of one sweep."""
+    with tempfile.TemporaryDirectory() as tmp:
+        store = Path(tmp)
+        sweep(["run", str(SWEEPS / "smoke.yaml"), "--n-trials", str(n_trials), "--data-dir", data_dir], store)
+        rss = [r.data.metrics["peak_rss_mb"] for r in trial_runs(store, "fashion-mnist-smoke")]
+    return {"n_trials": n_trials, "rss_mb": rss, "growth_mb": rss[-1] - rss[0]}
+
+
+ROWS = {"a": row_a, "b": row_b, "c": row_c, "d": row_d, "e": row_e}
+
+
+def _variant(folder: Path, pruner: str | None) -> Path:
+    raw = yaml.safe_load((SWEEPS / "fashion_mnist.yaml").read_text())
+    if pruner:
+        raw["study"]["pruner"] = pruner
+    path = folder / "fashion_mnist.yaml"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return path
+
+
+def write_page() -> None:
+    results = {p.stem: json.loads(p.read_text()) for p in sorted(RESULTS.glob("*.json"))}
+    PAGE.parent.mkdir(exist_ok=True)
+    PAGE.write_text(render(results))
+
+
+def render(results: dict) -> str:
+    info = machine()
+    versions = ", ".join(f"{k} {v}" for k, v in info["versions"].items())
+    lines = [
+        "# Benchmarks", "",
+        "Generated by `python bench/run.py --data-dir ../shared/data/fashion-mnist` (rows: `--rows a,b,...`).",
+        f"Machine: {info['cores']} cores ({info['cpu']}), {info['memory_gib']} GiB, no GPU; Python "
+        f"{info['python']}; {versions}.",
+        "Each row runs the real `sweep` command in a subprocess with fresh stores; figures are read back "
+        "from Optuna and MLflow. Timings on this machine are noisy: compare ratios measured side by side.", "",
+    ]
+    for row, render_row in RENDERERS.items():
+        if row in results:
+            lines += render_row(results[row]) + [f"_Measured {results[row]['measured']['date']}, "
+                                                 f"{results[row]['measured']['seconds'] / 60:.0f} min._", ""]
+    return "\n".join(lines)
+
+
+def _verdict(ok: bool) -> str:
+    return "**met**" if ok else "**not met**"
+
+
+def _render_a(r: dict) -> list[str]:
+    fmt = lambda xs: ", ".join(f"{x:.1f}" for x in xs)  # noqa: E731
+    return ["## a. Pipeline overhead", "",
+            "One trial of `sweeps/seed.yaml` through `sweep run` (data load, Optuna, MLflow logging with the "
+            "model artifact) vs `bench/bare_keras.py` (the same model, epochs, data and split in plain Keras), "
+            "whole processes, alternating, stores already created.", "",
+            "| | wall seconds (each run) | median |", "| --- | --- | --- |",
+            f"| `sweep run sweeps/seed.yaml` | {fmt(r['pipeline_s'])} | {statistics.median(r['pipeline_s']):.1f} |",
+            f"| bare Keras script | {fmt(r['bare_s'])} | {statistics.median(r['bare_s']):.1f} |", "",
+            f"Ratio {r['ratio']:.3f}x (goal at most 1.10x: {_verdict(r['ratio'] <= 1.10)}). The reference "
+            f"model's test accuracy, rerun here: {', '.join(f'{a:.4f}' for a in r['seed_test_accuracy'])} "
+            f"through the pipeline, {', '.join(f'{a:.4f}' for a in r['bare_test_accuracy'])} bare "
+            "(the tutorial reports 0.8736).", ""]
+
+
+def _render_b(r: dict) -> list[str]:
+    rows = [f"| {label} | {v['epochs']} | {v['pruned_trials']} | {v['wall_s'] / 60:.1f} | "
+            f"{v['val_accuracy']:.4f} | {v['test_accuracy']:.4f} |" for label, v in
+            (("median pruning", r["pruned"]), ("no pruning", r["unpruned"]))]
+    ok = r["epoch_saving"] >= 0.40 and r["val_gap_points"] <= 0.3
+    return ["## b. Pruning", "",
+            f"`sweeps/fashion_mnist.yaml`, {r['n_trials']} trials each, seed 42, with its median pruner and with "
+            "`pruner: none`.", "",
+            "| | epochs trained | trials pruned | wall minutes | best val_accuracy | its test_accuracy |",
+            "| --- | --- | --- | --- | --- | --- |", *rows, "",
+            f"Epochs saved: {100 * r['epoch_saving']:.0f}%; best validation accuracy "
+            f"{r['val_gap_points']:+.2f} points below the unpruned sweep's (goal: at least 40% fewer epochs "
+            f"within 0.3 points: {_verdict(ok)}).", ""]
+
+
+def _render_c(r: dict) -> list[str]:
+    params = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in r["params"].items())
+    return ["## c. Quality under a budget", "",
+            f"`sweep run sweeps/fashion_mnist.yaml` with its {r['timeout_s']} s timeout: {r['complete']} trials "
+            f"completed, {r['pruned']} pruned, {r['wall_s'] / 60:.1f} min wall.", "",
+            "| | val_accuracy | test_accuracy |", "| --- | --- | --- |",
+            f"| best trial (#{r['trial']}) | {r['val_accuracy']:.4f} | {r['test_accuracy']:.4f} |",
+            "| reference tutorial (published) | - | 0.8736 |", "",
+            f"Best params: {params}. Goal test accuracy at least 0.895: {_verdict(r['test_accuracy'] >= 0.895)} "
+            "(the reference model rerun here is in row a).", ""]
+
+
+def _render_d(r: dict) -> list[str]:
+    return ["## d. Start-up", "",
+            "From launching `sweep run sweeps/smoke.yaml` to its first trial's MLflow run starting (imports, "
+            "data load and split, preprocessing, store set-up).", "",
+            "| | seconds |", "| --- | --- |",
+            f"| fresh stores (creating both SQLite databases) | {r['fresh_store_s']:.1f} |",
+            f"| existing stores (median of {len(r['existing_store_s'])}) | "
+            f"{statistics.median(r['existing_store_s']):.1f} |",
+            f"| of which `import pipeline.study` (TensorFlow, MLflow, Optuna) | {r['import_s']:.1f} |", ""]
+
+
+def _render_e(r: dict) -> list[str]:
+    rss = r["rss_mb"]
+    return ["## e. Memory", "",
+            f"Peak resident memory of one `sweep run sweeps/smoke.yaml --n-trials {r['n_trials']}` process, "
+            "logged by each trial as `peak_rss_mb`.", "",
+            "| after trial | 1 | 10 | 20 | 30 |", "| --- | --- | --- | --- | --- |",
+            f"| peak RSS (MiB) | {rss[0]:.0f} | {rss[9]:.0f} | {rss[19]:.0f} | {rss[-1]:.0f} |", "",
+            f"Growth from trial 1 to trial {r['n_trials']}: {r['growth_mb']:+.0f} MiB "
+            f"(goal flat: {_verdict(r['growth_mb'] < 0.05 * rss[0])}).", ""]
+
+
+RENDERERS = {"a": _render_a, "b": _render_b, "c": _render_c, "d": _render_d, "e": _render_e}
+
+
+def machine() -> dict:
+    memory_kb = int(next(line for line in Path("/proc/meminfo").read_text().splitlines()
+                         if line.startswith("MemTotal")).split()[1])
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())
+    names = ("tensorflow", "keras", "optuna", "mlflow", "numpy", "scikit-learn")
+    return {"cores": os.cpu_count(), "memory_gib": round(memory_kb / 2**20, 1), "cpu": cpu,
+            "python": platform.python_version(), "versions": {n: metadata.version(n) for n in names}}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data" / "fashion-mnist"))
+    parser.add_argument("--rows", default="a,b,c,d,e", help="comma-separated rows to run (a-e)")
+    parser.add_argument("--trials-b", type=int, default=10, help="trials per sweep in row b")
+    args = parser.parse_args()
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    for row in args.rows.split(","):
+        print(f"row {row} ...", flush=True)
+        started = time.time()
+        extra = {"n_trials": args.trials_b} if row == "b" else {}
+        figures = ROWS[row](args.data_dir, **extra)
+        figures["measured"] = {"date": date.today().isoformat(), "seconds": time.time() - started}
+        (RESULTS / f"{row}.json").write_text(json.dumps(figures, indent=2) + "\n")
+        write_page()
+        print(f"row {row}: {json.dumps(figures)[:400]}", flush=True)
+    write_page()
+
+
+if __name__ == "__main__":
+    main()
