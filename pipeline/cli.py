@@ -10,6 +10,8 @@ from pathlib import Path
 from pipeline.config import DEFAULT_STORAGE, DEFAULT_TRACKING_URI, load_sweep, with_overrides
 from pipeline.errors import SweepConfigError, SweepError
 
+EXIT_INTERRUPTED = 130  # the shell's convention for a command ended by Ctrl-C
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sweep", description="Hyperparameter sweeps for Keras models, "
@@ -20,6 +22,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("sweep_file", help="path to the sweep file, e.g. sweeps/fashion_mnist.yaml")
     run.add_argument("--n-trials", type=int, help="total trials for the study (overrides study.n_trials)")
     run.add_argument("--timeout", type=float, help="total seconds for the study (overrides study.timeout)")
+    run.add_argument("--workers", type=int, default=1,
+                     help="worker processes sharing the study (needs a journal:/// or database --storage)")
     _add_store_options(run)
     run.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
     run.set_defaults(handler=_run)
@@ -76,12 +80,14 @@ def _config(args: argparse.Namespace, **extra):
 
 def _run(args: argparse.Namespace) -> int:
     config = _config(args, n_trials=args.n_trials, timeout=args.timeout)
+    if args.workers < 1:
+        raise SweepConfigError(f"--workers: must be at least 1, got {args.workers}")
     from pipeline.report import format_summary
-    from pipeline.study import run_sweep
+    from pipeline.runner import run_sweep
 
-    outcome = run_sweep(config, show_progress=not args.no_progress)
+    outcome = run_sweep(config, show_progress=not args.no_progress, workers=args.workers)
     print(format_summary(outcome, config.study.metric))
-    return 0
+    return EXIT_INTERRUPTED if outcome.interrupted else 0
 
 
 def _export(args: argparse.Namespace) -> int:

@@ -74,6 +74,7 @@ class StudyConfig:
     pruner: PrunerConfig = PrunerConfig()
     storage: str = DEFAULT_STORAGE
     threads: int | None = None
+    max_failures_in_a_row: int = 3
 
 
 @dataclass(frozen=True)
@@ -187,6 +188,7 @@ def _parse_study(check: _Checker, raw: dict) -> StudyConfig:
         pruner=_parse_pruner(check, raw.get("pruner", "median")),
         storage=check.text(raw.get("storage", DEFAULT_STORAGE), "study.storage"),
         threads=None if raw.get("threads") is None else check.positive_int(raw["threads"], "study.threads"),
+        max_failures_in_a_row=check.positive_int(raw.get("max_failures_in_a_row", 3), "study.max_failures_in_a_row"),
     )
 
 

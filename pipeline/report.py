@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pipeline import tracking
 from pipeline.search_space import params_of
-from pipeline.study import RUN_ID_ATTR, TEST_ACCURACY_ATTR, TEST_LOSS_ATTR, SweepOutcome
+from pipeline.runner import SweepOutcome
+from pipeline.study import RUN_ID_ATTR, TEST_ACCURACY_ATTR, TEST_LOSS_ATTR
 
 
 def format_summary(outcome: SweepOutcome, metric: str) -> str:

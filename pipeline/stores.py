@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 SQLITE_PREFIX = "sqlite:///"
+JOURNAL_PREFIX = "journal:///"
 
 
 def is_sqlite(uri: str) -> bool:
@@ -19,14 +20,24 @@ def sqlite_path(uri: str) -> Path:
     return Path(uri[len(SQLITE_PREFIX):]).expanduser().resolve()
 
 
+def is_journal(uri: str) -> bool:
+    """`journal:///path`: an Optuna journal file, which several processes on one machine can share."""
+    return uri.startswith(JOURNAL_PREFIX)
+
+
+def journal_path(uri: str) -> Path:
+    return Path(uri[len(JOURNAL_PREFIX):]).expanduser().resolve()
+
+
 def resolve_uri(uri: str, create: bool = True) -> str:
-    """Make a SQLite URI absolute (creating its folder when asked); other URIs pass through."""
-    if not is_sqlite(uri):
-        return uri
-    path = sqlite_path(uri)
-    if create:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    return f"{SQLITE_PREFIX}{path}"
+    """Make a SQLite or journal URI absolute (creating its folder when asked); others pass through."""
+    for prefix, to_path in ((SQLITE_PREFIX, sqlite_path), (JOURNAL_PREFIX, journal_path)):
+        if uri.startswith(prefix):
+            path = to_path(uri)
+            if create:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            return f"{prefix}{path}"
+    return uri
 
 
 def artifact_root(tracking_uri: str) -> str | None:

@@ -10,7 +10,12 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import socket
+import subprocess
+import sys
+import time
 import types
+import urllib.request
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +35,8 @@ ROLE, STUDY, TRIAL, STATE = "sweep.role", "sweep.study", "sweep.trial_number", "
 ERROR, SOURCE_RUN = "sweep.error", "sweep.source_run_id"
 MODEL_NAME, PREPROCESSING_FILE, CHAMPION = "model", "preprocessing.json", "champion"
 _RUN_STATUS = {"COMPLETE": "FINISHED", "PRUNED": "KILLED", "FAIL": "FAILED"}
+# What MLflow raises when the store itself fails: its own errors, and the HTTP client's for a server.
+_STORE_ERRORS = (mlflow.exceptions.MlflowException, OSError)
 
 
 @dataclass(frozen=True)
@@ -41,44 +48,73 @@ class Tracker:
 
 
 def connect(tracking_uri: str, experiment_name: str) -> Tracker:
-    """Point MLflow at the store and make sure the experiment exists (artifacts beside a SQLite file)."""
+    """Point MLflow at the store and make sure the experiment exists (artifacts beside a SQLite file).
+
+    A server is asked for its health first, with a short timeout, so an unreachable one is refused before
+    anything trains instead of after MLflow's minutes of retries.
+    """
     uri = stores.resolve_uri(tracking_uri)
+    if uri.startswith(("http://", "https://")):
+        _check_server(uri)
     mlflow.set_tracking_uri(uri)
     logging.getLogger("mlflow").setLevel(logging.WARNING)
     try:
         experiment = mlflow.get_experiment_by_name(experiment_name)
         if experiment is None:
-            experiment_id = mlflow.create_experiment(experiment_name, artifact_location=stores.artifact_root(uri))
-        elif experiment.lifecycle_stage == "deleted":
+            with contextlib.suppress(mlflow.exceptions.MlflowException):  # another worker created it first
+                mlflow.create_experiment(experiment_name, artifact_location=stores.artifact_root(uri))
+            experiment = mlflow.get_experiment_by_name(experiment_name)
+        if experiment.lifecycle_stage == "deleted":
             raise TrackingError(f"{uri}: experiment '{experiment_name}' is deleted; restore it "
                                 f"(mlflow experiments restore) or choose another tracking.experiment")
-        else:
-            experiment_id = experiment.experiment_id
     except mlflow.exceptions.MlflowException as exc:
         raise TrackingError(f"cannot use the tracking store {uri}: {exc}") from None
-    return Tracker(uri, experiment_id)
+    return Tracker(uri, experiment.experiment_id)
 
 
 def open_parent_run(tracker: Tracker, study_name: str, sweep_file: Path, settings: dict) -> str:
-    """Find the study's parent run (or start one), mark it running and attach the sweep file."""
-    found = mlflow.search_runs(
-        [tracker.experiment_id], output_format="list", max_results=1, order_by=["attributes.start_time ASC"],
-        filter_string=f"tags.`{ROLE}` = 'parent' AND tags.`{STUDY}` = '{study_name}'")
+    """Find the study's parent run (or start one), mark it running and attach the sweep file.
+
+    Processes on several machines may start the same study at once and each create a parent; they all
+    settle on the oldest one and delete their own duplicate.
+    """
     client = mlflow.MlflowClient()
-    if found:
-        run_id = found[0].info.run_id
-        client.update_run(run_id, status="RUNNING")
-    else:
-        run_id = client.create_run(tracker.experiment_id, run_name=study_name,
-                                   tags={ROLE: "parent", STUDY: study_name}).info.run_id
+    parents = _parent_runs(tracker, study_name)
+    if not parents:
+        created = client.create_run(tracker.experiment_id, run_name=study_name,
+                                    tags={ROLE: "parent", STUDY: study_name}).info.run_id
+        parents = _parent_runs(tracker, study_name)
+        if parents[0] != created:
+            client.delete_run(created)
+    run_id = parents[0]
+    client.update_run(run_id, status="RUNNING")
     for key, value in settings.items():
         client.set_tag(run_id, f"sweep.{key}", str(value))
     client.log_artifact(run_id, str(sweep_file), artifact_path="sweep")
     return run_id
 
 
-def close_parent_run(parent_id: str, interrupted: bool = False) -> None:
-    mlflow.MlflowClient().set_terminated(parent_id, status="KILLED" if interrupted else "FINISHED")
+def _parent_runs(tracker: Tracker, study_name: str) -> list[str]:
+    found = mlflow.search_runs(
+        [tracker.experiment_id], output_format="list", max_results=100,
+        filter_string=f"tags.`{ROLE}` = 'parent' AND tags.`{STUDY}` = '{study_name}'")
+    return [r.info.run_id for r in sorted(found, key=lambda r: (r.info.start_time, r.info.run_id))]
+
+
+@contextlib.contextmanager
+def parent_run_closer(parent_id: str) -> Iterator[types.SimpleNamespace]:
+    """End the parent run FINISHED, or KILLED when the sweep was interrupted or stopped by an error.
+
+    Best effort on errors: when the store itself failed, closing fails too and must not hide why.
+    """
+    state = types.SimpleNamespace(interrupted=False)
+    try:
+        yield state
+    except BaseException:
+        with contextlib.suppress(*_STORE_ERRORS):
+            mlflow.MlflowClient().set_terminated(parent_id, status="KILLED")
+        raise
+    mlflow.MlflowClient().set_terminated(parent_id, status="KILLED" if state.interrupted else "FINISHED")
 
 
 def record_best(parent_id: str, metric: str, trial_number: int, value: float, run_id: str | None) -> None:
@@ -151,19 +187,98 @@ def export_run(tracker: Tracker, study_name: str, trial_number: int, source_run_
 
 @contextlib.contextmanager
 def _run(tracker: Tracker, name: str, tags: dict, params: dict, parent_id: str | None = None):
-    run = mlflow.start_run(experiment_id=tracker.experiment_id, parent_run_id=parent_id, run_name=name,
-                           tags={**tags, STATE: "RUNNING"})
-    recorder = TrialRecorder(run.info.run_id)
+    """A run whose status always ends right: FINISHED, KILLED (pruned, Ctrl-C) or FAILED with the reason.
+
+    MLflow's own failures (a server gone, a locked database) surface as TrackingError, so the runner
+    can tell them from a trial that failed by itself.
+    """
     try:
+        run = mlflow.start_run(experiment_id=tracker.experiment_id, parent_run_id=parent_id, run_name=name,
+                               tags={**tags, STATE: "RUNNING"})
+        recorder = TrialRecorder(run.info.run_id)
         mlflow.log_params(params)
+    except _STORE_ERRORS as exc:
+        raise TrackingError(f"cannot log to {tracker.tracking_uri}: {exc}") from exc
+    try:
         yield recorder
+        mlflow.set_tag(STATE, recorder.state)
+        mlflow.end_run(_RUN_STATUS[recorder.state])
     except BaseException as exc:
-        mlflow.set_tags({STATE: "FAIL", ERROR: f"{type(exc).__name__}: {exc}"[:4000]})
-        mlflow.end_run(RunStatus.to_string(RunStatus.KILLED if isinstance(exc, KeyboardInterrupt)
-                                           else RunStatus.FAILED))
+        _end_failed(exc)
+        if isinstance(exc, _STORE_ERRORS):
+            raise TrackingError(f"cannot log to {tracker.tracking_uri}: {exc}") from exc
         raise
-    mlflow.set_tag(STATE, recorder.state)
-    mlflow.end_run(_RUN_STATUS[recorder.state])
+
+
+def _end_failed(exc: BaseException) -> None:
+    """Best effort: when the store itself is what failed, these calls fail too and must not hide why."""
+    status = RunStatus.KILLED if isinstance(exc, KeyboardInterrupt) else RunStatus.FAILED
+    try:
+        mlflow.set_tags({STATE: "FAIL", ERROR: f"{type(exc).__name__}: {exc}"[:4000]})
+        mlflow.end_run(RunStatus.to_string(status))
+    except _STORE_ERRORS:
+        _forget_active_run()
+
+
+def _forget_active_run() -> None:
+    """Drop the fluent API's active run without contacting the store (which is unreachable)."""
+    while mlflow.active_run() is not None:
+        mlflow.tracking.fluent._active_run_stack.get().pop()
+
+
+def fail_stale_run(run_id: str, reason: str) -> None:
+    """End a run whose trial's process died, unless it already ended."""
+    client = mlflow.MlflowClient()
+    if client.get_run(run_id).info.status == "RUNNING":
+        client.set_tag(run_id, STATE, "FAIL")
+        client.set_tag(run_id, ERROR, reason)
+        client.set_terminated(run_id, status="FAILED")
+
+
+@contextlib.contextmanager
+def shared_server(tracking_uri: str) -> Iterator[str]:
+    """Several workers must not write one SQLite file at once: serve it through one local mlflow server.
+
+    The server (bound to 127.0.0.1, one process) serializes the writes; a server URI passes through.
+    """
+    if not stores.is_sqlite(tracking_uri):
+        yield tracking_uri
+        return
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", tracking_uri, "--host", "127.0.0.1",
+         "--port", str(port), "--workers", "1", "--default-artifact-root", stores.artifact_root(tracking_uri)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    uri = f"http://127.0.0.1:{port}"
+    try:
+        _wait_for_server(uri, server)
+        yield uri
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def _wait_for_server(uri: str, server: subprocess.Popen, seconds: float = 90) -> None:
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        if server.poll() is not None:
+            raise TrackingError(f"the local mlflow server for {uri} exited: {server.stderr.read().decode()[-2000:]}")
+        try:
+            urllib.request.urlopen(f"{uri}/health", timeout=2)
+            return
+        except OSError:
+            time.sleep(0.5)
+    raise TrackingError(f"the local mlflow server at {uri} did not answer within {seconds:.0f} s")
+
+
+def _check_server(uri: str) -> None:
+    try:
+        urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=5)
+    except OSError as exc:
+        raise TrackingError(f"the MLflow tracking server {uri} is unreachable ({exc}); start it or pass "
+                            "another --tracking-uri. Nothing was trained.") from None
 
 
 def load_trial_model(run_id: str) -> keras.Model:

@@ -10,7 +10,8 @@ from optuna.distributions import FloatDistribution
 
 from pipeline import cli, stores as store_uris
 from pipeline.config import PrunerConfig
-from pipeline.study import _pruning_hook, make_pruner
+from pipeline.objective import pruning_hook as _pruning_hook
+from pipeline.study import make_pruner
 
 
 def scripted_study(values_by_trial: list[dict[int, float]]) -> optuna.Study:

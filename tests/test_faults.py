@@ -1,0 +1,135 @@
+"""Faults: diverging and failing trials, too many failures, an unreachable tracking server, SIGKILL, Ctrl-C."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import mlflow
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from pipeline import cli, stores as store_uris
+
+from conftest import ROOT, write_sweep
+
+DIVERGING = {"activation": "relu", "optimizer": "sgd", "learning_rate": 10.0, "preprocessing": "standardize", "units": 64, "epochs": 2}
+
+
+def _study(stores) -> optuna.Study:
+    return optuna.load_study(study_name="fashion-mnist-smoke", storage=store_uris.resolve_uri(stores["storage"]))
+
+
+def _client(stores) -> mlflow.MlflowClient:
+    return mlflow.MlflowClient(store_uris.resolve_uri(stores["tracking_uri"]))
+
+
+def _tiny(tmp_path, data_dir, stores, **changes):
+    settings = {"data__subset": 600, "data__test_subset": 200, "data__data_dir": str(data_dir),
+                "study__storage": stores["storage"], "tracking__tracking_uri": stores["tracking_uri"]}
+    return write_sweep(tmp_path, **{**settings, **changes})
+
+
+def test_a_diverging_trial_is_recorded_and_the_sweep_goes_on(tmp_path, data_dir, stores):
+    path = _tiny(tmp_path, data_dir, stores, study__n_trials=2, study__sampler="random", study__seed=7,
+                 study__max_failures_in_a_row=10,
+                 search_space__optimizer="sgd", search_space__preprocessing="standardize", search_space__units=64,
+                 search_space__activation="relu", search_space__dropout=0.0,
+                 search_space__epochs=2,
+                 search_space__learning_rate={"type": "categorical", "choices": [0.01, 10.0]})
+    assert cli.main(["run", str(path), "--no-progress"]) == 0
+    trials = _study(stores).trials
+    failed = [t for t in trials if t.state == TrialState.FAIL]
+    assert failed and sum(t.state == TrialState.COMPLETE for t in trials) == 2, [t.params for t in trials]
+    for trial in failed:
+        assert "NonFiniteLossError: loss became nan" in trial.user_attrs["error"]
+        run = _client(stores).get_run(trial.user_attrs["mlflow_run_id"])
+        assert run.info.status == "FAILED" and "NonFiniteLossError" in run.data.tags["sweep.error"]
+
+
+def test_failures_in_a_row_stop_the_sweep_with_a_clear_message(tmp_path, data_dir, stores, capsys):
+    path = _tiny(tmp_path, data_dir, stores, study__n_trials=5, study__max_failures_in_a_row=2,
+                 **{f"search_space__{k}": v for k, v in DIVERGING.items()})
+    assert cli.main(["run", str(path), "--no-progress"]) == 1
+    assert "2 trials failed in a row (study.max_failures_in_a_row is 2)" in capsys.readouterr().err
+    assert [t.state for t in _study(stores).trials] == [TrialState.FAIL] * 2
+    (parent,) = _client(stores).search_runs(
+        [_client(stores).get_experiment_by_name("fashion-mnist-smoke").experiment_id], "tags.`sweep.role` = 'parent'")
+    assert parent.info.status == "KILLED"
+
+
+def test_unreachable_tracking_server_is_refused_before_training(tmp_path, data_dir, stores, capsys):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    path = _tiny(tmp_path, data_dir, stores)
+    started = time.time()
+    assert cli.main(["run", str(path), "--tracking-uri", f"http://127.0.0.1:{port}"]) == 1
+    assert f"the MLflow tracking server http://127.0.0.1:{port} is unreachable" in capsys.readouterr().err
+    assert time.time() - started < 30
+    assert not (tmp_path / "optuna.db").exists(), "no study was created"
+
+
+def _sweep_process(path) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "pipeline.cli", "run", str(path), "--no-progress"], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _wait_for_running_trial(stores, process: subprocess.Popen, after: int = 0, seconds: float = 180) -> None:
+    """Until a trial numbered `after` or later is RUNNING in the study (read from its storage)."""
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        assert process.poll() is None, process.communicate()
+        if store_uris.sqlite_path(store_uris.resolve_uri(stores["storage"])).exists():
+            try:
+                if any(t.number >= after for t in _study(stores).get_trials(states=(TrialState.RUNNING,))):
+                    time.sleep(2)  # well inside the trial's training
+                    return
+            except (KeyError, optuna.exceptions.StorageInternalError):
+                pass
+        time.sleep(0.5)
+    pytest.fail("no trial started")
+
+
+@pytest.mark.slow
+def test_sigkill_mid_trial_then_rerun_resumes_to_the_total(tmp_path, data_dir, stores):
+    path = _tiny(tmp_path, data_dir, stores, study__n_trials=3, search_space__epochs=6,
+                 data__subset=3000)
+    process = _sweep_process(path)
+    _wait_for_running_trial(stores, process, after=1)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    rerun = subprocess.run([sys.executable, "-m", "pipeline.cli", "run", str(path), "--no-progress"], cwd=ROOT,
+                           capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr
+    trials = _study(stores).trials
+    assert sum(t.state == TrialState.COMPLETE for t in trials) == 3
+    killed = [t for t in trials if t.state == TrialState.FAIL]
+    assert len(killed) == 1 and killed[0].user_attrs["error"] == "its process died"
+    client = _client(stores)
+    runs = client.search_runs([client.get_experiment_by_name("fashion-mnist-smoke").experiment_id])
+    assert not [r for r in runs if r.info.status == "RUNNING"], "no run left RUNNING"
+    assert client.get_run(killed[0].user_attrs["mlflow_run_id"]).info.status == "FAILED"
+
+
+@pytest.mark.slow
+def test_ctrl_c_marks_the_trial_prints_the_summary_and_exits_non_zero(tmp_path, data_dir, stores):
+    path = _tiny(tmp_path, data_dir, stores, study__n_trials=3, search_space__epochs=6, data__subset=3000)
+    process = _sweep_process(path)
+    _wait_for_running_trial(stores, process, after=1)
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err
+    assert "interrupted: the current trial was marked FAIL" in out and "best trial" in out
+    trials = _study(stores).trials
+    assert trials[-1].state == TrialState.FAIL
+    client = _client(stores)
+    assert client.get_run(trials[-1].user_attrs["mlflow_run_id"]).info.status == "KILLED"
+    (parent,) = client.search_runs([client.get_experiment_by_name("fashion-mnist-smoke").experiment_id],
+                                   "tags.`sweep.role` = 'parent'")
+    assert parent.info.status == "KILLED"

@@ -1,0 +1,114 @@
+"""Parallel sweeps: local workers on a journal file, and two processes on PostgreSQL + a real mlflow server."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+
+import mlflow
+import optuna
+import psycopg
+import pytest
+from optuna.trial import TrialState
+
+from pipeline import cli, stores as store_uris
+from pipeline.study import optuna_storage
+
+from conftest import ROOT, write_sweep
+
+pytestmark = pytest.mark.slow
+POSTGRES = os.environ.get("SWEEP_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432")
+
+
+def assert_one_run_per_trial(storage: str, tracking_uri: str, n_trials: int) -> None:
+    """Every trial exactly once in Optuna and once in MLflow, all under the study's one parent run."""
+    study = optuna.load_study(study_name="fashion-mnist-smoke", storage=optuna_storage(storage))
+    assert len(study.trials) == n_trials and all(t.state == TrialState.COMPLETE for t in study.trials)
+    client = mlflow.MlflowClient(tracking_uri)
+    experiment = client.get_experiment_by_name("fashion-mnist-smoke")
+    runs = client.search_runs([experiment.experiment_id], max_results=1000)
+    (parent,) = [r for r in runs if r.data.tags.get("sweep.role") == "parent"]
+    children = [r for r in runs if r.data.tags.get("sweep.role") == "trial"]
+    assert sorted(int(r.data.tags["sweep.trial_number"]) for r in children) == list(range(n_trials))
+    assert {r.data.tags["mlflow.parentRunId"] for r in children} == {parent.info.run_id}
+    assert {t.user_attrs["mlflow_run_id"] for t in study.trials} == {r.info.run_id for r in children}
+    assert all(r.info.status == "FINISHED" for r in children)
+
+
+def test_two_local_workers_share_a_journal_study(tmp_path, data_dir, stores):
+    storage = f"journal:///{tmp_path}/optuna.journal"
+    path = write_sweep(tmp_path, study__n_trials=4, data__subset=600, data__test_subset=200,
+                       data__data_dir=str(data_dir), study__storage=storage,
+                       tracking__tracking_uri=stores["tracking_uri"])
+    assert cli.main(["run", str(path), "--workers", "2", "--no-progress"]) == 0
+    assert_one_run_per_trial(storage, store_uris.resolve_uri(stores["tracking_uri"]), 4)
+    hosts = optuna.load_study(study_name="fashion-mnist-smoke", storage=optuna_storage(storage)).trials
+    assert len({t.user_attrs["pid"] for t in hosts}) == 2, "both workers ran trials"
+
+
+def test_workers_refuse_a_shared_sqlite_file(tmp_path, data_dir, stores, capsys):
+    path = write_sweep(tmp_path, data__data_dir=str(data_dir), study__storage=stores["storage"],
+                       tracking__tracking_uri=stores["tracking_uri"])
+    assert cli.main(["run", str(path), "--workers", "2"]) == 2
+    assert "needs a study storage several processes can share, not a SQLite file" in capsys.readouterr().err
+
+
+@pytest.fixture
+def postgres_databases():
+    """Two fresh databases (Optuna's, MLflow's), dropped after the test."""
+    names = [f"sweep_test_{uuid.uuid4().hex[:10]}_{role}" for role in ("optuna", "mlflow")]
+    admin = psycopg.connect(f"{POSTGRES}/test", autocommit=True)
+    with admin.cursor() as cursor:
+        for name in names:
+            cursor.execute(f"CREATE DATABASE {name}")
+    yield [f"{POSTGRES}/{name}" for name in names]
+    with admin.cursor() as cursor:
+        for name in names:
+            cursor.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    admin.close()
+
+
+@pytest.fixture
+def mlflow_server(postgres_databases, tmp_path):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    log = open(tmp_path / "server.log", "w")
+    server = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--backend-store-uri",
+                               postgres_databases[1], "--artifacts-destination", str(tmp_path / "artifacts"),
+                               "--host", "127.0.0.1", "--port", str(port), "--workers", "2"],
+                              stdout=log, stderr=log)
+    uri = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 120
+    while True:
+        assert server.poll() is None, (tmp_path / "server.log").read_text()[-3000:]
+        try:
+            urllib.request.urlopen(f"{uri}/health", timeout=2)
+            break
+        except OSError:
+            assert time.time() < deadline, "mlflow server did not start"
+            time.sleep(0.5)
+    yield uri
+    server.terminate()
+    server.wait(timeout=30)
+
+
+def test_two_machines_join_one_postgres_study_and_one_mlflow_server(tmp_path, data_dir, postgres_databases,
+                                                                    mlflow_server):
+    storage = postgres_databases[0]
+    path = write_sweep(tmp_path, study__n_trials=4, data__subset=600, data__test_subset=200,
+                       data__data_dir=str(data_dir))
+    command = [sys.executable, "-m", "pipeline.cli", "run", str(path), "--storage", storage,
+               "--tracking-uri", mlflow_server, "--no-progress"]
+    environment = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "OMP_NUM_THREADS": "1"}
+    machines = [subprocess.Popen(command, cwd=ROOT, env=environment, stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    for machine in machines:
+        out, err = machine.communicate(timeout=600)
+        assert machine.returncode == 0, err[-3000:]
+    assert_one_run_per_trial(storage, mlflow_server, 4)
