@@ -23,6 +23,7 @@ from datetime import date
 from importlib import metadata
 from pathlib import Path
 
+import optuna
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -31,10 +32,10 @@ PAGE = ROOT / "docs" / "benchmarks.md"
 SWEEPS = ROOT / "sweeps"
 
 
-def sweep(args: list[str], store: Path) -> tuple[float, float]:
+def sweep(args: list[str], store: Path, storage: str | None = None) -> tuple[float, float]:
     """Run `sweep ...` against the stores in `store`; return (process start time, wall seconds)."""
     command = [sys.executable, "-m", "pipeline.cli", *args, "--no-progress",
-               "--storage", f"sqlite:///{store}/optuna.db", "--tracking-uri", f"sqlite:///{store}/mlflow.db"]
+               "--storage", storage or f"sqlite:///{store}/optuna.db", "--tracking-uri", f"sqlite:///{store}/mlflow.db"]
     start = time.time()
     result = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
     if result.returncode != 0:
@@ -42,11 +43,10 @@ def sweep(args: list[str], store: Path) -> tuple[float, float]:
     return start, time.time() - start
 
 
-def trials(store: Path, study: str) -> list:
-    import optuna
+def trials(store: Path, study: str, storage: str | None = None) -> list:
+    from pipeline.study import optuna_storage
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    return optuna.load_study(study_name=study, storage=f"sqlite:///{store}/optuna.db").trials
+    return optuna.load_study(study_name=study, storage=optuna_storage(storage or f"sqlite:///{store}/optuna.db")).trials
 
 
 def trial_runs(store: Path, experiment: str) -> list:
@@ -58,8 +58,8 @@ def trial_runs(store: Path, experiment: str) -> list:
     return sorted(runs, key=lambda r: int(r.data.tags["sweep.trial_number"]))
 
 
-def best_of(store: Path, study: str) -> dict:
-    finished = [t for t in trials(store, study) if t.state.name == "COMPLETE"]
+def best_of(store: Path, study: str, storage: str | None = None) -> dict:
+    finished = [t for t in trials(store, study, storage) if t.state.name == "COMPLETE"]
     best = max(finished, key=lambda t: t.value)
     return {"trial": best.number, "val_accuracy": best.value, "test_accuracy": best.user_attrs["test_accuracy"],
             "params": best.user_attrs["hyperparameters"]}
@@ -136,7 +136,27 @@ def row_e(data_dir: str, n_trials: int = 30) -> dict:
     return {"n_trials": n_trials, "rss_mb": rss, "growth_mb": rss[-1] - rss[0]}
 
 
-ROWS = {"a": row_a, "b": row_b, "c": row_c, "d": row_d, "e": row_e}
+def row_f(data_dir: str, n_trials: int = 8) -> dict:
+    """Workers: the same 8-trial sweep with 1 and with 2 worker processes (5 epochs per trial)."""
+    out = {"n_trials": n_trials}
+    for workers in (1, 2):
+        with tempfile.TemporaryDirectory() as tmp:
+            store = Path(tmp)
+            raw = yaml.safe_load((SWEEPS / "fashion_mnist.yaml").read_text())
+            raw["study"]["pruner"] = "none"
+            raw["search_space"]["epochs"] = 5
+            path = store / "fashion_mnist.yaml"
+            path.write_text(yaml.safe_dump(raw, sort_keys=False))
+            _, wall = sweep(["run", str(path), "--n-trials", str(n_trials), "--timeout", "1000000",
+                             "--workers", str(workers), "--data-dir", data_dir], store,
+                            storage=f"journal:///{store}/optuna.journal")
+            out[str(workers)] = {"wall_s": wall, "trials_per_hour": 3600 * n_trials / wall,
+                                 **best_of(store, "fashion-mnist-ann", f"journal:///{store}/optuna.journal")}
+    out["speed_up"] = out["2"]["trials_per_hour"] / out["1"]["trials_per_hour"]
+    return out
+
+
+ROWS = {"a": row_a, "b": row_b, "c": row_c, "d": row_d, "e": row_e, "f": row_f}
 
 
 def _variant(folder: Path, pruner: str | None) -> Path:
@@ -240,7 +260,19 @@ def _render_e(r: dict) -> list[str]:
             f"(goal flat: {_verdict(r['growth_mb'] < 0.05 * rss[0])}).", ""]
 
 
-RENDERERS = {"a": _render_a, "b": _render_b, "c": _render_c, "d": _render_d, "e": _render_e}
+def _render_f(r: dict) -> list[str]:
+    rows = [f"| {w} | {r[w]['wall_s'] / 60:.1f} | {r[w]['trials_per_hour']:.0f} | {r[w]['val_accuracy']:.4f} | "
+            f"{r[w]['test_accuracy']:.4f} |" for w in ("1", "2")]
+    return ["## f. Workers", "",
+            f"`sweeps/fashion_mnist.yaml` at 5 epochs per trial, no pruning, {r['n_trials']} trials, "
+            "`--workers 1` and `--workers 2` on a journal-file study (each worker gets cores/workers TensorFlow "
+            "threads; MLflow writes go through one local `mlflow server`).", "",
+            "| workers | wall minutes | trials per hour | best val_accuracy | its test_accuracy |",
+            "| --- | --- | --- | --- | --- |", *rows, "",
+            f"Speed-up {r['speed_up']:.2f}x (goal at least 1.6x: {_verdict(r['speed_up'] >= 1.6)}).", ""]
+
+
+RENDERERS = {"a": _render_a, "b": _render_b, "c": _render_c, "d": _render_d, "e": _render_e, "f": _render_f}
 
 
 def machine() -> dict:
@@ -256,7 +288,7 @@ def machine() -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data" / "fashion-mnist"))
-    parser.add_argument("--rows", default="a,b,c,d,e", help="comma-separated rows to run (a-e)")
+    parser.add_argument("--rows", default="a,b,c,d,e,f", help="comma-separated rows to run (a-f)")
     parser.add_argument("--trials-b", type=int, default=10, help="trials per sweep in row b")
     args = parser.parse_args()
     RESULTS.mkdir(parents=True, exist_ok=True)

@@ -37,8 +37,10 @@ def open_study(config: SweepConfig) -> optuna.Study:
     if study.direction.name.lower() != config.study.direction:
         raise StudyError(f"study '{config.study.name}' in {config.study.storage} was created to "
                          f"{study.direction.name.lower()}, but {config.path} asks to {config.study.direction}")
-    # Offsetting the seed by the trials already run keeps a resumed study from replaying its first picks.
-    study.sampler = make_sampler(config.study.sampler, config.study.seed + len(study.trials))
+    # Offsetting the seed by the trials already run keeps a resumed study from replaying its first picks;
+    # processes sharing a study also offset by their pid, or they would all suggest the same values.
+    shared = 0 if stores.is_sqlite(stores.resolve_uri(config.study.storage)) else os.getpid()
+    study.sampler = make_sampler(config.study.sampler, config.study.seed + len(study.trials) + shared)
     return study
 
 
@@ -103,15 +105,17 @@ def fail_dead_trials(study: optuna.Study) -> list[int]:
             # Optuna has no public call to fail someone else's trial; this is what its heartbeat check does.
             study._storage.set_trial_user_attr(trial._trial_id, ERROR_ATTR, "its process died")
             study._storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL)
-            _fail_trial_run(study, trial)
             failed.append(trial.number)
+    # A trial that failed while the tracking server was down could not end its run then; end it now.
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.FAIL,)):
+        _fail_trial_run(study, trial)
     return failed
 
 
 def _fail_trial_run(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
     run_id = trial.user_attrs.get(RUN_ID_ATTR)
     if run_id:
-        tracking.fail_stale_run(run_id, f"trial {trial.number} was interrupted: its process died")
+        tracking.fail_stale_run(run_id, trial.user_attrs.get(ERROR_ATTR, "its process died"))
 
 
 def _alive(pid) -> bool:

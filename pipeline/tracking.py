@@ -227,11 +227,12 @@ def _forget_active_run() -> None:
 
 
 def fail_stale_run(run_id: str, reason: str) -> None:
-    """End a run whose trial's process died, unless it already ended."""
+    """End a run whose trial's process died (or lost the server), unless it already ended."""
     client = mlflow.MlflowClient()
-    if client.get_run(run_id).info.status == "RUNNING":
+    run = client.get_run(run_id)
+    if run.info.status == "RUNNING":
         client.set_tag(run_id, STATE, "FAIL")
-        client.set_tag(run_id, ERROR, reason)
+        client.set_tag(run_id, ERROR, run.data.tags.get(ERROR, reason))
         client.set_terminated(run_id, status="FAILED")
 
 

@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 
 import mlflow
 import optuna
@@ -133,3 +134,50 @@ def test_ctrl_c_marks_the_trial_prints_the_summary_and_exits_non_zero(tmp_path, 
     (parent,) = client.search_runs([client.get_experiment_by_name("fashion-mnist-smoke").experiment_id],
                                    "tags.`sweep.role` = 'parent'")
     assert parent.info.status == "KILLED"
+
+
+def _start_server(backend: str, artifacts, port: int, log) -> subprocess.Popen:
+    server = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--backend-store-uri", backend,
+                               "--artifacts-destination", str(artifacts), "--host", "127.0.0.1", "--port", str(port),
+                               "--workers", "1"], stdout=log, stderr=log)
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2)
+            return server
+        except OSError:
+            time.sleep(0.5)
+    pytest.fail("mlflow server did not start")
+
+
+@pytest.mark.slow
+def test_tracking_server_lost_mid_sweep_stops_cleanly_and_a_rerun_resumes(tmp_path, data_dir, stores):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    backend, log = f"sqlite:///{tmp_path}/server.db", open(tmp_path / "server.log", "w")
+    server = _start_server(backend, tmp_path / "artifacts", port, log)
+    path = _tiny(tmp_path, data_dir, stores, study__n_trials=3, search_space__epochs=6, data__subset=3000,
+                 tracking__tracking_uri=f"http://127.0.0.1:{port}")
+    environment = {**os.environ, "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_TIMEOUT": "5"}
+    command = [sys.executable, "-m", "pipeline.cli", "run", str(path), "--no-progress"]
+    process = subprocess.Popen(command, cwd=ROOT, env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True)
+    _wait_for_running_trial(stores, process, after=1)
+    server.terminate()
+    server.wait(timeout=30)
+    out, err = process.communicate(timeout=300)
+    assert process.returncode == 1, err[-2000:]
+    assert "the sweep stopped, its finished trials are kept" in err
+    assert sum(t.state == TrialState.COMPLETE for t in _study(stores).trials) >= 1
+    server = _start_server(backend, tmp_path / "artifacts", port, log)
+    try:
+        rerun = subprocess.run(command, cwd=ROOT, env=environment, capture_output=True, text=True, timeout=600)
+        assert rerun.returncode == 0, rerun.stderr[-2000:]
+        assert sum(t.state == TrialState.COMPLETE for t in _study(stores).trials) == 3
+        client = mlflow.MlflowClient(f"http://127.0.0.1:{port}")
+        runs = client.search_runs([client.get_experiment_by_name("fashion-mnist-smoke").experiment_id])
+        assert not [r for r in runs if r.info.status == "RUNNING"], "no run left RUNNING"
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
