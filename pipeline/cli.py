@@ -38,6 +38,21 @@ def build_parser() -> argparse.ArgumentParser:
     _add_store_options(export)
     export.set_defaults(handler=_export)
 
+    report = commands.add_parser("report", help="one table of a study's trials joined with their MLflow runs")
+    report.add_argument("sweep_file", nargs="?", help="the sweep file (or give --study)")
+    report.add_argument("--study", help="the study's name, instead of its sweep file")
+    report.add_argument("--format", choices=("table", "csv", "markdown"), default="table")
+    report.add_argument("--out", type=Path, help="write to this file instead of printing")
+    _add_store_options(report)
+    report.set_defaults(handler=_report)
+
+    ui = commands.add_parser("ui", help="open the MLflow UI on a sweep's tracking store")
+    ui.add_argument("sweep_file", nargs="?", default="sweeps/fashion_mnist.yaml", help="the sweep file")
+    ui.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback only)")
+    ui.add_argument("--port", type=int, default=5000)
+    _add_store_options(ui)
+    ui.set_defaults(handler=_ui, study=None)
+
     predict = commands.add_parser("predict", help="classify PNG/JPEG images, IDX files or Kaggle CSVs")
     predict.add_argument("model", help="an export folder, a .keras file, or models:/NAME@alias")
     predict.add_argument("inputs", nargs="+", type=Path, help="image, IDX or CSV files")
@@ -98,6 +113,26 @@ def _export(args: argparse.Namespace) -> int:
     info = export_best(config, Path(args.out), refit=args.refit, name=args.name, force=args.force)
     print(format_export(info, Path(args.out)))
     return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    config = _config(args)
+    from pipeline.report import format_table, trials_table
+    from pipeline.study import load_existing_study
+
+    text = format_table(trials_table(load_existing_study(config.study.storage, config.study.name), config),
+                        args.format)
+    if args.out:
+        args.out.write_text(text)
+    else:
+        print(text)
+    return 0
+
+
+def _ui(args: argparse.Namespace) -> int:
+    from pipeline.ui import serve_ui
+
+    return serve_ui(_config(args), args.host, args.port)
 
 
 def _predict(args: argparse.Namespace) -> int:

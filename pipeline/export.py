@@ -24,11 +24,10 @@ from pipeline.model import build_model, build_serving_model
 from pipeline.preprocessing import Scaler, prepare
 from pipeline.search_space import params_of
 from pipeline.study import EPOCHS_ATTR, RUN_ID_ATTR, best_complete_trial, load_existing_study
-from pipeline.training import start_fresh, train_and_evaluate
+from pipeline.training import TEST_BATCH, score, start_fresh, train_and_evaluate
 
 KERAS_FILE, SAVED_MODEL_DIR, METADATA_FILE = "model.keras", "saved_model", "metadata.json"
 EXACTNESS = 1e-6
-EVAL_BATCH = 1024  # the batch size training.train_and_evaluate scores the test set with
 
 
 def export_best(config: SweepConfig, out: Path, refit: bool = False, name: str | None = None,
@@ -64,9 +63,8 @@ def export_best(config: SweepConfig, out: Path, refit: bool = False, name: str |
 
 
 def evaluate_raw(model, images: np.ndarray, labels: np.ndarray) -> float:
-    """Accuracy of a serving model on raw uint8 images."""
-    probabilities = model.predict(images, batch_size=EVAL_BATCH, verbose=0)
-    return float(np.mean(probabilities.argmax(axis=1) == labels))
+    """Accuracy of a serving model on raw uint8 images, scored exactly as the trials are."""
+    return score(model.predict(images, batch_size=TEST_BATCH, verbose=0), labels)[0]
 
 
 def _check_destination(out: Path, force: bool) -> None:

@@ -9,7 +9,7 @@ import resource
 
 import optuna
 
-from pipeline import search_space, tracking
+from pipeline import plots, search_space, tracking
 from pipeline.config import SweepConfig
 from pipeline.errors import SweepError
 from pipeline.model import build_model
@@ -58,6 +58,7 @@ class Objective:
             result = train_and_evaluate(model, data, params, hooks=[run.log_epoch, pruning_hook(trial, metric)])
             run.log_results({"test_accuracy": result.test_accuracy, "test_loss": result.test_loss,
                              "epochs_run": result.epochs_run, "peak_rss_mb": _peak_rss_mb()})
+            _log_plots(run, result, data.y_test)
             if result.stopped_early:
                 run.state = "PRUNED"
             else:
@@ -68,6 +69,15 @@ class Objective:
         if result.stopped_early:
             raise optuna.TrialPruned(f"pruned after epoch {result.epochs_run}")
         return result.last(metric)
+
+
+def _log_plots(run: tracking.TrialRecorder, result, labels) -> None:
+    """Curves, confusion matrix and per-class report: drawn once per trial, after training."""
+    for name, figure in (("learning_curves", plots.learning_curves(result.history)),
+                         ("confusion_matrix", plots.confusion_figure(labels, result.test_predictions))):
+        run.log_figure(figure, name)
+        plots.close(figure)
+    run.log_report(plots.class_report(labels, result.test_predictions))
 
 
 def pruning_hook(trial: optuna.Trial, metric: str):

@@ -49,3 +49,45 @@ def format_export(info: dict, out) -> str:
         f"Serve it:\n  mlflow models serve -m {registry['model_uri']} --env-manager local --host 127.0.0.1 --port 5001",
         f"Predict:\n  sweep predict {out} image.png",
     ])
+
+
+FORMATS = ("table", "csv", "markdown")
+
+
+def trials_table(study, config) -> "pd.DataFrame":
+    """Optuna's trials joined with their MLflow runs: best first, the best one marked."""
+    import pandas as pd
+    from optuna.trial import TrialState
+
+    rows = [{"trial": t.number, "state": t.state.name, **t.user_attrs.get("hyperparameters", t.params),
+             "value": t.value} for t in study.trials]
+    trials = pd.DataFrame(rows)
+    runs = tracking.trial_runs_frame(config.tracking.tracking_uri, config.experiment_name, config.study.name)
+    table = trials.merge(runs, on="trial", how="left")
+    maximize = study.direction.name == "MAXIMIZE"
+    table = table.sort_values("value", ascending=not maximize, na_position="last", kind="stable")
+    complete = [t for t in study.trials if t.state == TrialState.COMPLETE]
+    best = study.best_trial.number if complete else None
+    table.insert(0, "best", ["*" if n == best else "" for n in table["trial"]])
+    return table.drop(columns=["value"]).reset_index(drop=True)
+
+
+def format_table(table, fmt: str) -> str:
+    if fmt == "csv":
+        return table.to_csv(index=False)
+    if fmt == "markdown":
+        return _markdown(table)
+    return table.to_string(index=False, float_format=lambda v: f"{v:.4g}")
+
+
+def _markdown(table) -> str:
+    """A GitHub-flavoured table (pandas' own needs the optional tabulate package)."""
+    def cell(value) -> str:
+        if value is None or (isinstance(value, float) and value != value):
+            return ""
+        return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+    header = "| " + " | ".join(table.columns) + " |"
+    rule = "| " + " | ".join("---" for _ in table.columns) + " |"
+    body = ["| " + " | ".join(cell(v) for v in row) + " |" for row in table.itertuples(index=False)]
+    return "\n".join([header, rule, *body]) + "\n"

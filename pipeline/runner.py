@@ -18,7 +18,7 @@ import optuna
 from optuna.trial import TrialState
 from tqdm import tqdm
 
-from pipeline import stores, tracking
+from pipeline import plots, stores, tracking
 from pipeline.config import SweepConfig, with_overrides
 from pipeline.data import array_digest, load_fashion_mnist, split_data
 from pipeline.errors import StudyError, SweepConfigError, TrackingError
@@ -60,6 +60,7 @@ def run_sweep(config: SweepConfig, show_progress: bool = True, workers: int = 1)
     objective = Objective(config, variants, tracker, parent_id, dataset)
     with _Progress(study, config, show_progress) as progress, tracking.parent_run_closer(parent_id) as closer:
         closer.interrupted = _loop(study, config, objective, [progress])
+        _refresh_study_plots(study, parent_id)
     interrupted = closer.interrupted
     return _outcome(config, study, tracker, parent_id, len(study.trials) - before,
                     "interrupted: the current trial was marked FAIL" if interrupted else "", interrupted)
@@ -176,10 +177,18 @@ def _run_workers(config: SweepConfig, workers: int, show_progress: bool) -> Swee
             process.start()
         with tracking.parent_run_closer(parent_id) as closer:
             closer.interrupted = _watch(study, config, processes, show_progress)
+            _refresh_study_plots(study, parent_id)
     interrupted = closer.interrupted
     failed = [p.exitcode for p in processes if p.exitcode not in (0, None)]
     message = f"{len(failed)} of {workers} workers exited with an error (see above)" if failed else ""
     return _outcome(config, study, tracker, parent_id, len(study.trials) - before, message, interrupted)
+
+
+def _refresh_study_plots(study: optuna.Study, parent_id: str) -> None:
+    figures = plots.study_figures(study)
+    tracking.log_study_figures(parent_id, figures)
+    for figure in figures.values():
+        plots.close(figure)
 
 
 def _watch(study: optuna.Study, config: SweepConfig, processes: list, show_progress: bool) -> bool:

@@ -33,7 +33,7 @@ from pipeline.errors import TrackingError
 
 ROLE, STUDY, TRIAL, STATE = "sweep.role", "sweep.study", "sweep.trial_number", "sweep.trial_state"
 ERROR, SOURCE_RUN = "sweep.error", "sweep.source_run_id"
-MODEL_NAME, PREPROCESSING_FILE, CHAMPION = "model", "preprocessing.json", "champion"
+MODEL_NAME, PREPROCESSING_FILE, CHAMPION, PLOTS = "model", "preprocessing.json", "champion", "plots"
 _RUN_STATUS = {"COMPLETE": "FINISHED", "PRUNED": "KILLED", "FAIL": "FAILED"}
 # What MLflow raises when the store itself fails: its own errors, and the HTTP client's for a server.
 _STORE_ERRORS = (mlflow.exceptions.MlflowException, OSError)
@@ -117,6 +117,13 @@ def parent_run_closer(parent_id: str) -> Iterator[types.SimpleNamespace]:
     mlflow.MlflowClient().set_terminated(parent_id, status="KILLED" if state.interrupted else "FINISHED")
 
 
+def log_study_figures(parent_id: str, figures: dict) -> None:
+    """The study-level plots on the parent run, replaced at the end of every `sweep run`."""
+    client = mlflow.MlflowClient()
+    for name, figure in figures.items():
+        client.log_figure(parent_id, figure, f"{PLOTS}/{name}.png")
+
+
 def record_best(parent_id: str, metric: str, trial_number: int, value: float, run_id: str | None) -> None:
     """Keep the parent run pointing at the best trial so far; the metric's steps trace the history."""
     client = mlflow.MlflowClient()
@@ -143,6 +150,12 @@ class TrialRecorder:
 
     def log_dataset(self, dataset) -> None:
         mlflow.log_input(dataset, context="training")
+
+    def log_figure(self, figure, name: str) -> None:
+        mlflow.log_figure(figure, f"{PLOTS}/{name}.png")
+
+    def log_report(self, report: dict) -> None:
+        mlflow.log_dict(report, f"{PLOTS}/classification_report.json")
 
     def log_preprocessing(self, values: dict) -> None:
         """The fitted preprocessing statistics, so the model can be exported with them baked in."""
@@ -315,6 +328,30 @@ def numpy_dataset(features: np.ndarray, targets: np.ndarray, name: str, source: 
         # MLflow registers two identical local-path source types and warns that it picked one.
         warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted")
         return mlflow.data.from_numpy(features, targets=targets, name=name, source=source, digest=digest)
+
+
+def trial_runs_frame(tracking_uri: str, experiment_name: str, study_name: str):
+    """One row per trial run of a study (run id, status, final metrics, duration), read from MLflow."""
+    import pandas as pd
+
+    client = mlflow.MlflowClient(stores.resolve_uri(tracking_uri, create=False))
+    experiment = client.get_experiment_by_name(experiment_name)
+    if experiment is None:
+        return pd.DataFrame(columns=["trial", "run_id", "run_status", "duration_s"])
+    runs = client.search_runs([experiment.experiment_id], max_results=50000,
+                              filter_string=f"tags.`{ROLE}` = 'trial' AND tags.`{STUDY}` = '{study_name}'")
+    return pd.DataFrame([{
+        "trial": int(r.data.tags[TRIAL]), "run_id": r.info.run_id, "run_status": r.info.status,
+        "duration_s": ((r.info.end_time or r.info.start_time) - r.info.start_time) / 1000,
+        **{name: r.data.metrics.get(name) for name in ("epochs_run", "val_accuracy", "test_accuracy")},
+    } for r in runs], columns=["trial", "run_id", "run_status", "duration_s", "epochs_run", "val_accuracy",
+                               "test_accuracy"])
+
+
+def experiment_url(tracking_uri: str, experiment_name: str, base_url: str) -> str | None:
+    experiment = mlflow.MlflowClient(stores.resolve_uri(tracking_uri, create=False)).get_experiment_by_name(
+        experiment_name)
+    return None if experiment is None else f"{base_url}/#/experiments/{experiment.experiment_id}"
 
 
 def ui_command(tracking_uri: str) -> str:

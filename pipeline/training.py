@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 import keras
+import numpy as np
 
 from pipeline.hyperparameters import Hyperparameters
 from pipeline.preprocessing import PreparedData
@@ -18,6 +19,7 @@ from pipeline.preprocessing import PreparedData
 # Called after each epoch with (epoch starting at 1, {"loss": .., "accuracy": .., "val_loss": ..,
 # "val_accuracy": ..}); returning True stops training after that epoch.
 EpochHook = Callable[[int, dict], bool]
+TEST_BATCH = 1024
 
 
 @dataclass
@@ -25,6 +27,7 @@ class TrainResult:
     history: dict[str, list[float]] = field(default_factory=dict)
     test_loss: float = math.nan
     test_accuracy: float = math.nan
+    test_predictions: np.ndarray | None = None
     stopped_early: bool = False
 
     @property
@@ -71,9 +74,17 @@ def train_and_evaluate(model: keras.Model, data: PreparedData, params: Hyperpara
         epochs=params.epochs, batch_size=params.batch_size,
         callbacks=[_HookCallback(result, hooks)], verbose=0,
     )
-    result.test_loss, result.test_accuracy = (
-        float(v) for v in model.evaluate(data.x_test, data.y_test, batch_size=1024, verbose=0))
+    probabilities = model.predict(data.x_test, batch_size=TEST_BATCH, verbose=0)
+    result.test_predictions = probabilities.argmax(axis=1)
+    result.test_accuracy, result.test_loss = score(probabilities, data.y_test)
     return result
+
+
+def score(probabilities: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
+    """Accuracy and cross-entropy from predicted probabilities: the one definition everything reports."""
+    picked = probabilities[np.arange(len(labels)), labels].astype(np.float64)
+    accuracy = float(np.mean(probabilities.argmax(axis=1) == labels))
+    return accuracy, float(-np.mean(np.log(np.clip(picked, 1e-7, 1.0))))
 
 
 class _HookCallback(keras.callbacks.Callback):

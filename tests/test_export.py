@@ -24,15 +24,8 @@ from conftest import write_sweep
 
 
 @pytest.fixture(scope="module")
-def swept(tmp_path_factory, data_dir):
-    """One tiny sweep of two trials, shared by this module's tests (they only read it or export it)."""
-    folder = tmp_path_factory.mktemp("swept")
-    path = write_sweep(folder, study__n_trials=2, data__subset=600, data__test_subset=300,
-                       data__data_dir=str(data_dir), study__storage=f"sqlite:///{folder}/optuna.db",
-                       tracking__tracking_uri=f"sqlite:///{folder}/mlflow.db",
-                       tracking__registered_model="smoke-classifier")
-    assert cli.main(["run", str(path), "--no-progress"]) == 0
-    return path
+def swept(module_sweep):
+    return module_sweep
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,85 @@
+"""Figures people would rather look at than read: per-trial curves and confusion matrix, per-study plots.
+
+Matplotlib only, drawn off-screen; the tracking module stores them as PNG artifacts.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import matplotlib
+
+matplotlib.use("Agg")  # no display on servers and CI; must precede pyplot
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import optuna  # noqa: E402
+from sklearn.metrics import classification_report, confusion_matrix  # noqa: E402
+
+from pipeline.data import CLASS_NAMES  # noqa: E402
+
+
+def learning_curves(history: dict[str, list[float]]):
+    """Loss and accuracy per epoch, training and validation side by side."""
+    figure, axes = plt.subplots(1, 2, figsize=(10, 4))
+    epochs = np.arange(1, len(history["loss"]) + 1)
+    for axis, metric in zip(axes, ("loss", "accuracy")):
+        axis.plot(epochs, history[metric], marker="o", label="training")
+        if f"val_{metric}" in history:
+            axis.plot(epochs, history[f"val_{metric}"], marker="o", label="validation")
+        axis.set(xlabel="epoch", ylabel=metric, title=metric)
+        axis.grid(alpha=0.3)
+        axis.legend()
+    figure.tight_layout()
+    return figure
+
+
+def confusion_figure(labels: np.ndarray, predictions: np.ndarray):
+    """The test-set confusion matrix with class names, counts in each cell."""
+    matrix = confusion_matrix(labels, predictions, labels=range(len(CLASS_NAMES)))
+    figure, axis = plt.subplots(figsize=(8, 7))
+    image = axis.imshow(matrix, cmap="Blues")
+    axis.set_xticks(range(len(CLASS_NAMES)), CLASS_NAMES, rotation=45, ha="right")
+    axis.set_yticks(range(len(CLASS_NAMES)), CLASS_NAMES)
+    axis.set(xlabel="predicted", ylabel="true", title="test set confusion matrix")
+    for (row, column), count in np.ndenumerate(matrix):
+        axis.text(column, row, count, ha="center", va="center", fontsize=8,
+                  color="white" if count > matrix.max() / 2 else "black")
+    figure.colorbar(image, ax=axis)
+    figure.tight_layout()
+    return figure
+
+
+def class_report(labels: np.ndarray, predictions: np.ndarray) -> dict:
+    """Precision, recall and F1 per class (scikit-learn's report, keyed by class name)."""
+    return classification_report(labels, predictions, labels=range(len(CLASS_NAMES)), target_names=CLASS_NAMES,
+                                 output_dict=True, zero_division=0)
+
+
+def study_figures(study: optuna.Study) -> dict[str, object]:
+    """Optuna's optimization history, parameter importances, parallel coordinates and slices.
+
+    Importances need at least two finished trials with varied params; a plot that cannot be drawn yet
+    is left out rather than failing the sweep.
+    """
+    from optuna.visualization import matplotlib as views
+
+    figures = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Optuna marks its matplotlib views experimental
+        for name, draw in (("optimization_history", views.plot_optimization_history),
+                           ("param_importances", views.plot_param_importances),
+                           ("parallel_coordinate", views.plot_parallel_coordinate),
+                           ("slice", views.plot_slice)):
+            try:
+                axes = draw(study)
+            except (ValueError, RuntimeError, ZeroDivisionError):
+                continue
+            first = axes.flat[0] if isinstance(axes, np.ndarray) else axes
+            figure = first.get_figure()
+            figure.set_size_inches(max(8, figure.get_figwidth()), max(5, figure.get_figheight()))
+            figures[name] = figure
+    return figures
+
+
+def close(figure) -> None:
+    plt.close(figure)

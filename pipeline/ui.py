@@ -1,0 +1,40 @@
+"""`sweep ui`: the MLflow UI over a sweep's tracking store, bound to loopback unless asked otherwise."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+
+from pipeline import stores, tracking
+from pipeline.config import SweepConfig
+from pipeline.errors import BadInputError, StudyError
+from pipeline.study import load_existing_study
+
+
+def serve_ui(config: SweepConfig, host: str, port: int) -> int:
+    """Check the sweep has run and the port is free, print the experiment's URL, then run `mlflow ui`."""
+    load_existing_study(config.study.storage, config.study.name)  # says so, listing studies, if never run
+    uri = stores.resolve_uri(config.tracking.tracking_uri, create=False)
+    if not stores.is_sqlite(uri):
+        raise BadInputError(f"{uri} is a tracking server already: open it in a browser")
+    if not stores.sqlite_path(uri).is_file():
+        raise StudyError(f"no MLflow store at {uri}; run `sweep run {config.path}` first")
+    _check_port(host, port)
+    url = tracking.experiment_url(uri, config.experiment_name, f"http://{host}:{port}")
+    if url is None:
+        raise StudyError(f"the store {uri} has no experiment '{config.experiment_name}'; run the sweep first")
+    print(f"MLflow UI for study '{config.study.name}': {url}  (Ctrl-C to stop)", flush=True)
+    command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", host, "--port", str(port)]
+    try:
+        return subprocess.run(command).returncode
+    except KeyboardInterrupt:
+        return 0
+
+
+def _check_port(host: str, port: int) -> None:
+    with socket.socket() as probe:
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise BadInputError(f"port {port} on {host} is not available ({exc.strerror}); pass --port") from None

@@ -1,0 +1,169 @@
+"""Comparing trials: plots as artifacts, `sweep report`, `sweep ui`, and the REST API of a real server."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import mlflow
+import pandas as pd
+import pytest
+
+from pipeline import cli, stores as store_uris
+from pipeline.config import load_sweep
+from pipeline.data import CLASS_NAMES
+from pipeline.hyperparameters import HYPERPARAMETERS
+
+STUDY_PLOTS = {"optimization_history", "param_importances", "parallel_coordinate", "slice"}
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_for(url: str, process: subprocess.Popen, seconds: float = 120) -> bytes:
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        assert process.poll() is None, process.stderr.read() if process.stderr else "exited"
+        try:
+            return urllib.request.urlopen(url, timeout=3).read()
+        except OSError:
+            time.sleep(0.5)
+    pytest.fail(f"{url} did not answer")
+
+
+def api(base: str, path: str, body: dict | None = None) -> dict:
+    request = urllib.request.Request(f"{base}/api/2.0/mlflow/{path}", data=json.dumps(body).encode() if body else None,
+                                     headers={"Content-Type": "application/json"})
+    return json.load(urllib.request.urlopen(request, timeout=30))
+
+
+@pytest.fixture(scope="module")
+def config(module_sweep):
+    return load_sweep(module_sweep)
+
+
+def test_report_joins_trials_with_runs_best_first(module_sweep, config, capsys):
+    capsys.readouterr()
+    assert cli.main(["report", str(module_sweep), "--format", "csv"]) == 0
+    table = pd.read_csv(io.StringIO(capsys.readouterr().out))
+    assert len(table) == 3 and table["state"].eq("COMPLETE").all()
+    assert table.loc[0, "best"] == "*" and table["best"].fillna("").eq("*").sum() == 1
+    assert table["val_accuracy"].is_monotonic_decreasing
+    assert set(HYPERPARAMETERS) <= set(table.columns)
+    assert {"run_id", "epochs_run", "test_accuracy", "duration_s"} <= set(table.columns)
+    client = mlflow.MlflowClient(store_uris.resolve_uri(config.tracking.tracking_uri))
+    for row in table.itertuples():
+        run = client.get_run(row.run_id)
+        assert run.data.tags["sweep.trial_number"] == str(row.trial)
+        assert run.data.metrics["test_accuracy"] == pytest.approx(row.test_accuracy)
+
+
+def test_report_markdown_to_a_file(module_sweep, tmp_path):
+    out = tmp_path / "report.md"
+    assert cli.main(["report", str(module_sweep), "--format", "markdown", "--out", str(out)]) == 0
+    lines = out.read_text().splitlines()
+    assert lines[0].startswith("| best | trial | state |") and lines[1].startswith("| --- |")
+    assert len(lines) == 2 + 3 and lines[2].startswith("| * |")
+
+
+def test_report_on_a_study_that_never_ran_lists_the_ones_that_did(config, capsys):
+    assert cli.main(["report", "--study", "never-ran", "--storage", config.study.storage]) == 1
+    assert f"no study named 'never-ran'" in capsys.readouterr().err
+
+
+def test_ui_refuses_an_occupied_port_and_a_sweep_that_never_ran(module_sweep, config, tmp_path, capsys):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert cli.main(["ui", str(module_sweep), "--port", str(port)]) == 2
+    assert f"port {port} on 127.0.0.1 is not available" in capsys.readouterr().err
+    assert cli.main(["ui", str(module_sweep), "--storage", f"sqlite:///{tmp_path}/none.db"]) == 1
+    assert "run `sweep run` first" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_ui_serves_the_experiment_it_prints(module_sweep):
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "ui", str(module_sweep), "--port", str(port)],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = process.stdout.readline()
+        assert f"http://127.0.0.1:{port}/#/experiments/" in line
+        wait_for(f"http://127.0.0.1:{port}/health", process)
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+@pytest.mark.slow
+def test_a_real_mlflow_server_lists_every_trial_comparably(config):
+    """Through the REST API, as the UI's compare view sees the store."""
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--backend-store-uri",
+                               store_uris.resolve_uri(config.tracking.tracking_uri), "--host", "127.0.0.1",
+                               "--port", str(port), "--workers", "1"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(f"{base}/health", server)
+        experiment = api(base, f"experiments/get-by-name?experiment_name={config.experiment_name}")["experiment"]
+        runs = api(base, "runs/search", {"experiment_ids": [experiment["experiment_id"]], "max_results": 100})["runs"]
+        tags = [{t["key"]: t["value"] for t in r["data"].get("tags", [])} for r in runs]
+        (parent,) = [r for r, t in zip(runs, tags) if t.get("sweep.role") == "parent"]
+        children = [r for r, t in zip(runs, tags) if t.get("sweep.role") == "trial"]
+        assert len(children) == 3
+        assert all(t["mlflow.parentRunId"] == parent["info"]["run_id"] for t in tags if t.get("sweep.role") == "trial")
+        param_keys = {frozenset(p["key"] for p in r["data"]["params"]) for r in children}
+        metric_keys = {frozenset(m["key"] for m in r["data"]["metrics"]) for r in children}
+        assert param_keys == {frozenset(HYPERPARAMETERS)} and len(metric_keys) == 1
+        assert {"loss", "accuracy", "val_loss", "val_accuracy", "test_accuracy", "test_loss"} <= set(*metric_keys)
+        for child in children:
+            run_id = child["info"]["run_id"]
+            epochs = int({p["key"]: p["value"] for p in child["data"]["params"]}["epochs"])
+            history = api(base, f"metrics/get-history?run_id={run_id}&metric_key=val_accuracy")["metrics"]
+            assert sorted(int(m["step"]) for m in history) == list(range(1, epochs + 1))
+            files = {f["path"] for f in api(base, f"artifacts/list?run_id={run_id}&path=plots")["files"]}
+            assert files == {"plots/learning_curves.png", "plots/confusion_matrix.png",
+                             "plots/classification_report.json"}
+        parent_files = {f["path"] for f in api(base, f"artifacts/list?run_id={parent['info']['run_id']}&path=plots")["files"]}
+        assert parent_files == {f"plots/{name}.png" for name in STUDY_PLOTS}
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def test_per_trial_report_has_every_class(config):
+    client = mlflow.MlflowClient(store_uris.resolve_uri(config.tracking.tracking_uri))
+    experiment = client.get_experiment_by_name(config.experiment_name)
+    for run in client.search_runs([experiment.experiment_id], "tags.`sweep.role` = 'trial'"):
+        report = mlflow.artifacts.load_dict(f"runs:/{run.info.run_id}/plots/classification_report.json")
+        assert set(CLASS_NAMES) <= set(report)
+        assert report["accuracy"] == pytest.approx(run.data.metrics["test_accuracy"])
+        assert {"precision", "recall", "f1-score"} <= set(report["Coat"])
+
+
+@pytest.mark.slow
+def test_optuna_dashboard_reads_the_study_storage(config):
+    port = free_port()
+    storage = store_uris.resolve_uri(config.study.storage)
+    dashboard = subprocess.Popen(["optuna-dashboard", storage, "--host", "127.0.0.1", "--port", str(port)],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                                 env={**os.environ})
+    try:
+        studies = json.loads(wait_for(f"http://127.0.0.1:{port}/api/studies", dashboard))
+        (study,) = [s for s in studies["study_summaries"] if s["study_name"] == config.study.name]
+        detail = json.loads(wait_for(f"http://127.0.0.1:{port}/api/studies/{study['study_id']}", dashboard))
+        assert len(detail["trials"]) == 3
+    finally:
+        dashboard.terminate()
+        dashboard.wait(timeout=30)
