@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pandas as pd
+
 from pipeline import tracking
 from pipeline.search_space import params_of
 from pipeline.runner import SweepOutcome
@@ -42,7 +44,7 @@ def format_export(info: dict, out) -> str:
     return "\n".join([
         f"Exported trial #{info['trial_number']} of study '{info['study']}'"
         f"{' (refit on train + validation)' if info['refit'] else ''} to {out}/",
-        f"  model.keras, saved_model/, metadata.json; raw 28x28 uint8 images in, 10 probabilities out",
+        "  model.keras, saved_model/, metadata.json; raw 28x28 uint8 images in, 10 probabilities out",
         f"  test_accuracy {info['test_accuracy']:.4f} on {info['test_images']} raw test images",
         f"  registered as {registry['registered_model']} version {registry['version']} "
         f"(alias @{registry['alias']})",
@@ -51,12 +53,8 @@ def format_export(info: dict, out) -> str:
     ])
 
 
-FORMATS = ("table", "csv", "markdown")
-
-
-def trials_table(study, config) -> "pd.DataFrame":
+def trials_table(study, config) -> pd.DataFrame:
     """Optuna's trials joined with their MLflow runs: best first, the best one marked."""
-    import pandas as pd
     from optuna.trial import TrialState
 
     rows = [{"trial": t.number, "state": t.state.name, **t.user_attrs.get("hyperparameters", t.params),

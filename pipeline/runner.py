@@ -50,10 +50,7 @@ def run_sweep(config: SweepConfig, show_progress: bool = True, workers: int = 1)
         return _run_workers(config, workers, show_progress)
     set_threads(config.study.threads)
     variants, dataset = _load_data(config)
-    tracker = tracking.connect(config.tracking.tracking_uri, config.experiment_name)
-    study = open_study(config)
-    fail_dead_trials(study)
-    before = len(study.trials)
+    tracker, study, before = _open(config)
     parent_id, message = _start(config, study, tracker)
     if parent_id is None:
         return _outcome(config, study, tracker, None, 0, message)
@@ -64,6 +61,14 @@ def run_sweep(config: SweepConfig, show_progress: bool = True, workers: int = 1)
     interrupted = closer.interrupted
     return _outcome(config, study, tracker, parent_id, len(study.trials) - before,
                     "interrupted: the current trial was marked FAIL" if interrupted else "", interrupted)
+
+
+def _open(config: SweepConfig) -> tuple[tracking.Tracker, optuna.Study, int]:
+    """The tracking store (refused early if unreachable), then the study with its dead trials failed."""
+    tracker = tracking.connect(config.tracking.tracking_uri, config.experiment_name)
+    study = open_study(config)
+    fail_dead_trials(study)
+    return tracker, study, len(study.trials)
 
 
 def _start(config: SweepConfig, study: optuna.Study, tracker: tracking.Tracker) -> tuple[str | None, str]:
@@ -149,8 +154,7 @@ class _Progress:
         params = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in trial.params.items())
         self.bar.write(f"trial {trial.number} {trial.state.name}{value}{test_text} "
                        f"epochs={trial.user_attrs.get(EPOCHS_ATTR, '-')} {params}{error}")
-        best = [t.value for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
-        if best:
+        if study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
             self.bar.set_postfix({f"best {self.metric}": f"{study.best_value:.4f}"})
 
 
@@ -160,10 +164,7 @@ def _run_workers(config: SweepConfig, workers: int, show_progress: bool) -> Swee
         raise SweepConfigError(f"{config.path}: --workers {workers} needs a study storage several processes can "
                                "share, not a SQLite file: use --storage journal:///mlruns/optuna.journal (this "
                                "machine) or --storage postgresql://... (several machines)")
-    tracker = tracking.connect(config.tracking.tracking_uri, config.experiment_name)
-    study = open_study(config)
-    fail_dead_trials(study)
-    before = len(study.trials)
+    tracker, study, before = _open(config)
     parent_id, message = _start(config, study, tracker)
     if parent_id is None:
         return _outcome(config, study, tracker, None, 0, message)

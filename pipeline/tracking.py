@@ -28,7 +28,7 @@ import numpy as np
 from mlflow.entities import RunStatus
 from mlflow.models import infer_signature
 
-from pipeline import stores
+from pipeline import processes, stores
 from pipeline.errors import TrackingError
 
 ROLE, STUDY, TRIAL, STATE = "sweep.role", "sweep.study", "sweep.trial_number", "sweep.trial_state"
@@ -261,7 +261,7 @@ def shared_server(tracking_uri: str) -> Iterator[str]:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    server = subprocess.Popen(
+    server = processes.start_group(
         [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", tracking_uri, "--host", "127.0.0.1",
          "--port", str(port), "--workers", "1", "--default-artifact-root", stores.artifact_root(tracking_uri)],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -270,8 +270,7 @@ def shared_server(tracking_uri: str) -> Iterator[str]:
         _wait_for_server(uri, server)
         yield uri
     finally:
-        server.terminate()
-        server.wait(timeout=30)
+        processes.stop_group(server)
 
 
 def _wait_for_server(uri: str, server: subprocess.Popen, seconds: float = 90) -> None:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import signal
 import socket
-import subprocess
 import sys
 
-from pipeline import stores, tracking
+from pipeline import processes, stores, tracking
 from pipeline.config import SweepConfig
 from pipeline.errors import BadInputError, StudyError
 from pipeline.study import load_existing_study
@@ -26,10 +26,14 @@ def serve_ui(config: SweepConfig, host: str, port: int) -> int:
         raise StudyError(f"the store {uri} has no experiment '{config.experiment_name}'; run the sweep first")
     print(f"MLflow UI for study '{config.study.name}': {url}  (Ctrl-C to stop)", flush=True)
     command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", host, "--port", str(port)]
+    server = processes.start_group(command)
+    signal.signal(signal.SIGTERM, lambda *_: processes.stop_group(server))
     try:
-        return subprocess.run(command).returncode
+        return server.wait()
     except KeyboardInterrupt:
         return 0
+    finally:
+        processes.stop_group(server)
 
 
 def _check_port(host: str, port: int) -> None:

@@ -16,7 +16,9 @@ import optuna
 import pytest
 from PIL import Image
 
-from pipeline import cli, stores as store_uris
+from pipeline import cli
+from pipeline import stores as store_uris
+from pipeline.processes import start_group, stop_group
 from pipeline.config import load_sweep
 from pipeline.data import load_fashion_mnist, split_data
 
@@ -144,7 +146,7 @@ def test_mlflow_models_serve_answers_with_the_right_classes(exported, swept, tes
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     env = {**os.environ, "MLFLOW_TRACKING_URI": store_uris.resolve_uri(config.tracking.tracking_uri)}
-    server = subprocess.Popen(["mlflow", "models", "serve", "-m", "models:/smoke-classifier@champion",
+    server = start_group(["mlflow", "models", "serve", "-m", "models:/smoke-classifier@champion",
                                "--env-manager", "local", "--host", "127.0.0.1", "--port", str(port)],
                               env=env, stdout=subprocess.DEVNULL, stderr=open(tmp_path / "serve.log", "w"))
     try:
@@ -160,8 +162,7 @@ def test_mlflow_models_serve_answers_with_the_right_classes(exported, swept, tes
         np.testing.assert_array_equal(answer.argmax(1), local.argmax(1))
         assert np.mean(answer.argmax(1) == labels[:50]) > 0.3
     finally:
-        server.terminate()
-        server.wait(timeout=30)
+        stop_group(server)
 
 
 def _wait_for(url: str, process: subprocess.Popen, log, seconds: float = 120) -> None:
@@ -215,7 +216,7 @@ def test_unknown_study_lists_the_ones_that_exist(swept, tmp_path, capsys):
     config, _ = best_trial(swept)
     assert cli.main(["export", "--study", "nope", "--storage", config.study.storage,
                      "--out", str(tmp_path / "x")]) == 1
-    assert f"no study named 'nope'" in capsys.readouterr().err
+    assert "no study named 'nope'" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
 
 

@@ -15,7 +15,9 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from pipeline import cli, stores as store_uris
+from pipeline import cli
+from pipeline import stores as store_uris
+from pipeline.processes import start_group, stop_group
 
 from conftest import ROOT, write_sweep
 
@@ -137,7 +139,7 @@ def test_ctrl_c_marks_the_trial_prints_the_summary_and_exits_non_zero(tmp_path, 
 
 
 def _start_server(backend: str, artifacts, port: int, log) -> subprocess.Popen:
-    server = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--backend-store-uri", backend,
+    server = start_group([sys.executable, "-m", "mlflow", "server", "--backend-store-uri", backend,
                                "--artifacts-destination", str(artifacts), "--host", "127.0.0.1", "--port", str(port),
                                "--workers", "1"], stdout=log, stderr=log)
     deadline = time.time() + 120
@@ -164,8 +166,7 @@ def test_tracking_server_lost_mid_sweep_stops_cleanly_and_a_rerun_resumes(tmp_pa
     process = subprocess.Popen(command, cwd=ROOT, env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                text=True)
     _wait_for_running_trial(stores, process, after=1)
-    server.terminate()
-    server.wait(timeout=30)
+    stop_group(server)
     out, err = process.communicate(timeout=300)
     assert process.returncode == 1, err[-2000:]
     assert "the sweep stopped, its finished trials are kept" in err
@@ -179,5 +180,4 @@ def test_tracking_server_lost_mid_sweep_stops_cleanly_and_a_rerun_resumes(tmp_pa
         runs = client.search_runs([client.get_experiment_by_name("fashion-mnist-smoke").experiment_id])
         assert not [r for r in runs if r.info.status == "RUNNING"], "no run left RUNNING"
     finally:
-        server.terminate()
-        server.wait(timeout=30)
+        stop_group(server)

@@ -15,7 +15,9 @@ import mlflow
 import pandas as pd
 import pytest
 
-from pipeline import cli, stores as store_uris
+from pipeline import cli
+from pipeline import stores as store_uris
+from pipeline.processes import start_group, stop_group
 from pipeline.config import load_sweep
 from pipeline.data import CLASS_NAMES
 from pipeline.hyperparameters import HYPERPARAMETERS
@@ -77,7 +79,7 @@ def test_report_markdown_to_a_file(module_sweep, tmp_path):
 
 def test_report_on_a_study_that_never_ran_lists_the_ones_that_did(config, capsys):
     assert cli.main(["report", "--study", "never-ran", "--storage", config.study.storage]) == 1
-    assert f"no study named 'never-ran'" in capsys.readouterr().err
+    assert "no study named 'never-ran'" in capsys.readouterr().err
 
 
 def test_ui_refuses_an_occupied_port_and_a_sweep_that_never_ran(module_sweep, config, tmp_path, capsys):
@@ -94,22 +96,21 @@ def test_ui_refuses_an_occupied_port_and_a_sweep_that_never_ran(module_sweep, co
 @pytest.mark.slow
 def test_ui_serves_the_experiment_it_prints(module_sweep):
     port = free_port()
-    process = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "ui", str(module_sweep), "--port", str(port)],
+    process = start_group([sys.executable, "-m", "pipeline.cli", "ui", str(module_sweep), "--port", str(port)],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         line = process.stdout.readline()
         assert f"http://127.0.0.1:{port}/#/experiments/" in line
         wait_for(f"http://127.0.0.1:{port}/health", process)
     finally:
-        process.terminate()
-        process.wait(timeout=30)
+        stop_group(process)
 
 
 @pytest.mark.slow
 def test_a_real_mlflow_server_lists_every_trial_comparably(config):
     """Through the REST API, as the UI's compare view sees the store."""
     port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--backend-store-uri",
+    server = start_group([sys.executable, "-m", "mlflow", "server", "--backend-store-uri",
                                store_uris.resolve_uri(config.tracking.tracking_uri), "--host", "127.0.0.1",
                                "--port", str(port), "--workers", "1"],
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -138,8 +139,7 @@ def test_a_real_mlflow_server_lists_every_trial_comparably(config):
         parent_files = {f["path"] for f in api(base, f"artifacts/list?run_id={parent['info']['run_id']}&path=plots")["files"]}
         assert parent_files == {f"plots/{name}.png" for name in STUDY_PLOTS}
     finally:
-        server.terminate()
-        server.wait(timeout=30)
+        stop_group(server)
 
 
 def test_per_trial_report_has_every_class(config):
@@ -156,7 +156,7 @@ def test_per_trial_report_has_every_class(config):
 def test_optuna_dashboard_reads_the_study_storage(config):
     port = free_port()
     storage = store_uris.resolve_uri(config.study.storage)
-    dashboard = subprocess.Popen(["optuna-dashboard", storage, "--host", "127.0.0.1", "--port", str(port)],
+    dashboard = start_group(["optuna-dashboard", storage, "--host", "127.0.0.1", "--port", str(port)],
                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                                  env={**os.environ})
     try:
@@ -165,5 +165,4 @@ def test_optuna_dashboard_reads_the_study_storage(config):
         detail = json.loads(wait_for(f"http://127.0.0.1:{port}/api/studies/{study['study_id']}", dashboard))
         assert len(detail["trials"]) == 3
     finally:
-        dashboard.terminate()
-        dashboard.wait(timeout=30)
+        stop_group(dashboard)

@@ -16,7 +16,9 @@ import psycopg
 import pytest
 from optuna.trial import TrialState
 
-from pipeline import cli, stores as store_uris
+from pipeline import cli
+from pipeline import stores as store_uris
+from pipeline.processes import start_group, stop_group
 from pipeline.study import optuna_storage
 
 from conftest import ROOT, write_sweep
@@ -79,7 +81,7 @@ def mlflow_server(postgres_databases, tmp_path):
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     log = open(tmp_path / "server.log", "w")
-    server = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--backend-store-uri",
+    server = start_group([sys.executable, "-m", "mlflow", "server", "--backend-store-uri",
                                postgres_databases[1], "--artifacts-destination", str(tmp_path / "artifacts"),
                                "--host", "127.0.0.1", "--port", str(port), "--workers", "2"],
                               stdout=log, stderr=log)
@@ -94,8 +96,7 @@ def mlflow_server(postgres_databases, tmp_path):
             assert time.time() < deadline, "mlflow server did not start"
             time.sleep(0.5)
     yield uri
-    server.terminate()
-    server.wait(timeout=30)
+    stop_group(server)
 
 
 def test_two_machines_join_one_postgres_study_and_one_mlflow_server(tmp_path, data_dir, postgres_databases,
