@@ -1,12 +1,29 @@
-"""Helper processes (mlflow servers) started in their own process group, so stopping one stops all of
-its children too: MLflow 3's server runs uvicorn and job consumers that outlive a plain terminate()."""
+"""Helper server processes (mlflow, optuna-dashboard) on loopback ports.
+
+Each starts in its own process group, so stopping it stops all of its children too: MLflow 3's server
+runs uvicorn and job consumers that outlive a plain terminate().
+"""
 
 from __future__ import annotations
 
 import contextlib
 import os
 import signal
+import socket
 import subprocess
+import sys
+import time
+import urllib.request
+from typing import Iterator
+
+from pipeline import stores
+from pipeline.errors import TrackingError
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def start_group(command: list[str], **kwargs) -> subprocess.Popen:
@@ -21,3 +38,45 @@ def stop_group(process: subprocess.Popen, timeout: float = 30) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGKILL)
     process.wait()
+
+
+def wait_for_http(url: str, process: subprocess.Popen, seconds: float = 120) -> bytes:
+    """The body of the first successful GET of url; TrackingError if the process dies or time runs out."""
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        if process.poll() is not None:
+            raise TrackingError(f"the server for {url} exited with status {process.returncode}")
+        try:
+            return urllib.request.urlopen(url, timeout=3).read()
+        except OSError:
+            time.sleep(0.5)
+    raise TrackingError(f"{url} did not answer within {seconds:.0f} s")
+
+
+@contextlib.contextmanager
+def mlflow_server(backend_store_uri: str, *options: str) -> Iterator[str]:
+    """A real `mlflow server` on a free loopback port, stopped (with its children) on exit."""
+    port = free_port()
+    server = start_group([sys.executable, "-m", "mlflow", "server", "--backend-store-uri", backend_store_uri,
+                          "--host", "127.0.0.1", "--port", str(port), *options],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    uri = f"http://127.0.0.1:{port}"
+    try:
+        wait_for_http(f"{uri}/health", server)
+        yield uri
+    finally:
+        stop_group(server)
+
+
+@contextlib.contextmanager
+def shared_tracking_server(tracking_uri: str) -> Iterator[str]:
+    """Several workers must not write one SQLite file at once: serve it through one local mlflow server.
+
+    The server (one process, on loopback) serializes the writes; a server URI passes through unchanged.
+    """
+    if not stores.is_sqlite(tracking_uri):
+        yield tracking_uri
+        return
+    with mlflow_server(tracking_uri, "--workers", "1", "--default-artifact-root",
+                       stores.artifact_root(tracking_uri)) as uri:
+        yield uri

@@ -18,7 +18,7 @@ import optuna
 from optuna.trial import TrialState
 from tqdm import tqdm
 
-from pipeline import plots, stores, tracking
+from pipeline import plots, processes, stores, tracking
 from pipeline.config import SweepConfig, with_overrides
 from pipeline.data import array_digest, load_fashion_mnist, split_data
 from pipeline.errors import StudyError, SweepConfigError, TrackingError
@@ -169,18 +169,17 @@ def _run_workers(config: SweepConfig, workers: int, show_progress: bool) -> Swee
     if parent_id is None:
         return _outcome(config, study, tracker, None, 0, message)
     threads = max(1, (os.cpu_count() or 1) // workers)
-    with tracking.shared_server(tracker.tracking_uri) as server_uri:
+    with processes.shared_tracking_server(tracker.tracking_uri) as server_uri:
         worker_config = with_overrides(config, tracking_uri=server_uri)
         context = multiprocessing.get_context("spawn")
-        processes = [context.Process(target=_worker, args=(worker_config, parent_id, threads), daemon=False)
-                     for _ in range(workers)]
-        for process in processes:
+        pool = [context.Process(target=_worker, args=(worker_config, parent_id, threads)) for _ in range(workers)]
+        for process in pool:
             process.start()
         with tracking.parent_run_closer(parent_id) as closer:
-            closer.interrupted = _watch(study, config, processes, show_progress)
+            closer.interrupted = _watch(study, config, pool, show_progress)
             _refresh_study_plots(study, parent_id)
     interrupted = closer.interrupted
-    failed = [p.exitcode for p in processes if p.exitcode not in (0, None)]
+    failed = [p.exitcode for p in pool if p.exitcode not in (0, None)]
     message = f"{len(failed)} of {workers} workers exited with an error (see above)" if failed else ""
     return _outcome(config, study, tracker, parent_id, len(study.trials) - before, message, interrupted)
 
@@ -192,19 +191,19 @@ def _refresh_study_plots(study: optuna.Study, parent_id: str) -> None:
         plots.close(figure)
 
 
-def _watch(study: optuna.Study, config: SweepConfig, processes: list, show_progress: bool) -> bool:
+def _watch(study: optuna.Study, config: SweepConfig, pool: list, show_progress: bool) -> bool:
     """The progress bar of a multi-worker sweep, read from the shared storage until the workers end."""
     seen = {t.number for t in study.trials if t.state.is_finished()}
     with _Progress(study, config, show_progress) as progress:
         try:
-            while any(p.is_alive() for p in processes):
+            while any(p.is_alive() for p in pool):
                 time.sleep(1.0)
                 for trial in study.get_trials(deepcopy=False):
                     if trial.state.is_finished() and trial.number not in seen:
                         seen.add(trial.number)
                         progress(study, trial)
         except KeyboardInterrupt:
-            for process in processes:
+            for process in pool:
                 process.join(timeout=30)
             return True
     return False

@@ -10,10 +10,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import socket
-import subprocess
-import sys
-import time
 import types
 import urllib.request
 import warnings
@@ -28,7 +24,7 @@ import numpy as np
 from mlflow.entities import RunStatus
 from mlflow.models import infer_signature
 
-from pipeline import processes, stores
+from pipeline import stores
 from pipeline.errors import TrackingError
 
 ROLE, STUDY, TRIAL, STATE = "sweep.role", "sweep.study", "sweep.trial_number", "sweep.trial_state"
@@ -247,43 +243,6 @@ def fail_stale_run(run_id: str, reason: str) -> None:
         client.set_tag(run_id, STATE, "FAIL")
         client.set_tag(run_id, ERROR, run.data.tags.get(ERROR, reason))
         client.set_terminated(run_id, status="FAILED")
-
-
-@contextlib.contextmanager
-def shared_server(tracking_uri: str) -> Iterator[str]:
-    """Several workers must not write one SQLite file at once: serve it through one local mlflow server.
-
-    The server (bound to 127.0.0.1, one process) serializes the writes; a server URI passes through.
-    """
-    if not stores.is_sqlite(tracking_uri):
-        yield tracking_uri
-        return
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = processes.start_group(
-        [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", tracking_uri, "--host", "127.0.0.1",
-         "--port", str(port), "--workers", "1", "--default-artifact-root", stores.artifact_root(tracking_uri)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    uri = f"http://127.0.0.1:{port}"
-    try:
-        _wait_for_server(uri, server)
-        yield uri
-    finally:
-        processes.stop_group(server)
-
-
-def _wait_for_server(uri: str, server: subprocess.Popen, seconds: float = 90) -> None:
-    deadline = time.time() + seconds
-    while time.time() < deadline:
-        if server.poll() is not None:
-            raise TrackingError(f"the local mlflow server for {uri} exited: {server.stderr.read().decode()[-2000:]}")
-        try:
-            urllib.request.urlopen(f"{uri}/health", timeout=2)
-            return
-        except OSError:
-            time.sleep(0.5)
-    raise TrackingError(f"the local mlflow server at {uri} did not answer within {seconds:.0f} s")
 
 
 def _check_server(uri: str) -> None:

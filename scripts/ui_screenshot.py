@@ -11,16 +11,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.parse
 import urllib.request
 from pathlib import Path
 
 from pipeline import stores
+from pipeline.processes import mlflow_server
 from pipeline.config import load_sweep
 
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -41,21 +40,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("docs/mlflow-compare.png"))
     args = parser.parse_args()
     config = load_sweep(args.sweep_file)
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    base = f"http://127.0.0.1:{port}"
-    server = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--backend-store-uri",
-                               stores.resolve_uri(config.tracking.tracking_uri, create=False), "--host", "127.0.0.1",
-                               "--port", str(port), "--workers", "1"], stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
-    try:
-        for _ in range(240):
-            try:
-                urllib.request.urlopen(f"{base}/health", timeout=2)
-                break
-            except OSError:
-                time.sleep(0.5)
+    uri = stores.resolve_uri(config.tracking.tracking_uri, create=False)
+    with mlflow_server(uri, "--workers", "1") as base:
         experiment = json.load(urllib.request.urlopen(
             f"{base}/api/2.0/mlflow/experiments/get-by-name?experiment_name={config.experiment_name}"))["experiment"]
         request = urllib.request.Request(f"{base}/api/2.0/mlflow/runs/search", headers={"Content-Type": "application/json"},
@@ -73,10 +59,7 @@ def main() -> None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         chromium(compare, f"--screenshot={args.out.resolve()}")
         print(f"wrote {args.out}")
-        sys.exit(1 if missing else 0)
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
+    sys.exit(1 if missing else 0)
 
 
 if __name__ == "__main__":

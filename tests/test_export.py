@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
-import time
 import urllib.request
 
 import mlflow
@@ -18,7 +16,7 @@ from PIL import Image
 
 from pipeline import cli
 from pipeline import stores as store_uris
-from pipeline.processes import start_group, stop_group
+from pipeline.processes import free_port, start_group, stop_group, wait_for_http
 from pipeline.config import load_sweep
 from pipeline.data import load_fashion_mnist, split_data
 
@@ -142,15 +140,13 @@ def test_predict_reads_idx_and_kaggle_csv(exported, data_dir, tmp_path, capsys):
 @pytest.mark.slow
 def test_mlflow_models_serve_answers_with_the_right_classes(exported, swept, test_split, tmp_path):
     config, _ = best_trial(swept)
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     env = {**os.environ, "MLFLOW_TRACKING_URI": store_uris.resolve_uri(config.tracking.tracking_uri)}
     server = start_group(["mlflow", "models", "serve", "-m", "models:/smoke-classifier@champion",
                                "--env-manager", "local", "--host", "127.0.0.1", "--port", str(port)],
                               env=env, stdout=subprocess.DEVNULL, stderr=open(tmp_path / "serve.log", "w"))
     try:
-        _wait_for(f"http://127.0.0.1:{port}/ping", server, tmp_path / "serve.log")
+        wait_for_http(f"http://127.0.0.1:{port}/ping", server)
         images, labels = test_split
         body = json.dumps({"inputs": images[:50].tolist()}).encode()
         request = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", data=body,
@@ -163,19 +159,6 @@ def test_mlflow_models_serve_answers_with_the_right_classes(exported, swept, tes
         assert np.mean(answer.argmax(1) == labels[:50]) > 0.3
     finally:
         stop_group(server)
-
-
-def _wait_for(url: str, process: subprocess.Popen, log, seconds: float = 120) -> None:
-    deadline = time.time() + seconds
-    while time.time() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"server exited: {log.read_text()[-2000:]}")
-        try:
-            urllib.request.urlopen(url, timeout=2)
-            return
-        except OSError:
-            time.sleep(0.5)
-    pytest.fail(f"{url} did not answer in {seconds} s")
 
 
 def test_refit_retrains_on_train_and_validation(swept, tmp_path, test_split):

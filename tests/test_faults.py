@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 
 import mlflow
 import optuna
@@ -17,7 +15,7 @@ from optuna.trial import TrialState
 
 from pipeline import cli
 from pipeline import stores as store_uris
-from pipeline.processes import start_group, stop_group
+from pipeline.processes import free_port, start_group, stop_group, wait_for_http
 
 from conftest import ROOT, write_sweep
 
@@ -67,9 +65,7 @@ def test_failures_in_a_row_stop_the_sweep_with_a_clear_message(tmp_path, data_di
 
 
 def test_unreachable_tracking_server_is_refused_before_training(tmp_path, data_dir, stores, capsys):
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     path = _tiny(tmp_path, data_dir, stores)
     started = time.time()
     assert cli.main(["run", str(path), "--tracking-uri", f"http://127.0.0.1:{port}"]) == 1
@@ -142,21 +138,13 @@ def _start_server(backend: str, artifacts, port: int, log) -> subprocess.Popen:
     server = start_group([sys.executable, "-m", "mlflow", "server", "--backend-store-uri", backend,
                                "--artifacts-destination", str(artifacts), "--host", "127.0.0.1", "--port", str(port),
                                "--workers", "1"], stdout=log, stderr=log)
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2)
-            return server
-        except OSError:
-            time.sleep(0.5)
-    pytest.fail("mlflow server did not start")
+    wait_for_http(f"http://127.0.0.1:{port}/health", server)
+    return server
 
 
 @pytest.mark.slow
 def test_tracking_server_lost_mid_sweep_stops_cleanly_and_a_rerun_resumes(tmp_path, data_dir, stores):
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     backend, log = f"sqlite:///{tmp_path}/server.db", open(tmp_path / "server.log", "w")
     server = _start_server(backend, tmp_path / "artifacts", port, log)
     path = _tiny(tmp_path, data_dir, stores, study__n_trials=3, search_space__epochs=6, data__subset=3000,

@@ -8,7 +8,6 @@ import os
 import socket
 import subprocess
 import sys
-import time
 import urllib.request
 
 import mlflow
@@ -17,29 +16,12 @@ import pytest
 
 from pipeline import cli
 from pipeline import stores as store_uris
-from pipeline.processes import start_group, stop_group
+from pipeline.processes import free_port, mlflow_server, start_group, stop_group, wait_for_http
 from pipeline.config import load_sweep
 from pipeline.data import CLASS_NAMES
 from pipeline.hyperparameters import HYPERPARAMETERS
 
 STUDY_PLOTS = {"optimization_history", "param_importances", "parallel_coordinate", "slice"}
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def wait_for(url: str, process: subprocess.Popen, seconds: float = 120) -> bytes:
-    deadline = time.time() + seconds
-    while time.time() < deadline:
-        assert process.poll() is None, process.stderr.read() if process.stderr else "exited"
-        try:
-            return urllib.request.urlopen(url, timeout=3).read()
-        except OSError:
-            time.sleep(0.5)
-    pytest.fail(f"{url} did not answer")
 
 
 def api(base: str, path: str, body: dict | None = None) -> dict:
@@ -101,7 +83,7 @@ def test_ui_serves_the_experiment_it_prints(module_sweep):
     try:
         line = process.stdout.readline()
         assert f"http://127.0.0.1:{port}/#/experiments/" in line
-        wait_for(f"http://127.0.0.1:{port}/health", process)
+        wait_for_http(f"http://127.0.0.1:{port}/health", process)
     finally:
         stop_group(process)
 
@@ -109,14 +91,7 @@ def test_ui_serves_the_experiment_it_prints(module_sweep):
 @pytest.mark.slow
 def test_a_real_mlflow_server_lists_every_trial_comparably(config):
     """Through the REST API, as the UI's compare view sees the store."""
-    port = free_port()
-    server = start_group([sys.executable, "-m", "mlflow", "server", "--backend-store-uri",
-                               store_uris.resolve_uri(config.tracking.tracking_uri), "--host", "127.0.0.1",
-                               "--port", str(port), "--workers", "1"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_for(f"{base}/health", server)
+    with mlflow_server(store_uris.resolve_uri(config.tracking.tracking_uri), "--workers", "1") as base:
         experiment = api(base, f"experiments/get-by-name?experiment_name={config.experiment_name}")["experiment"]
         runs = api(base, "runs/search", {"experiment_ids": [experiment["experiment_id"]], "max_results": 100})["runs"]
         tags = [{t["key"]: t["value"] for t in r["data"].get("tags", [])} for r in runs]
@@ -136,10 +111,9 @@ def test_a_real_mlflow_server_lists_every_trial_comparably(config):
             files = {f["path"] for f in api(base, f"artifacts/list?run_id={run_id}&path=plots")["files"]}
             assert files == {"plots/learning_curves.png", "plots/confusion_matrix.png",
                              "plots/classification_report.json"}
-        parent_files = {f["path"] for f in api(base, f"artifacts/list?run_id={parent['info']['run_id']}&path=plots")["files"]}
+        listing = api(base, f"artifacts/list?run_id={parent['info']['run_id']}&path=plots")
+        parent_files = {f["path"] for f in listing["files"]}
         assert parent_files == {f"plots/{name}.png" for name in STUDY_PLOTS}
-    finally:
-        stop_group(server)
 
 
 def test_per_trial_report_has_every_class(config):
@@ -160,9 +134,9 @@ def test_optuna_dashboard_reads_the_study_storage(config):
                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                                  env={**os.environ})
     try:
-        studies = json.loads(wait_for(f"http://127.0.0.1:{port}/api/studies", dashboard))
+        studies = json.loads(wait_for_http(f"http://127.0.0.1:{port}/api/studies", dashboard))
         (study,) = [s for s in studies["study_summaries"] if s["study_name"] == config.study.name]
-        detail = json.loads(wait_for(f"http://127.0.0.1:{port}/api/studies/{study['study_id']}", dashboard))
+        detail = json.loads(wait_for_http(f"http://127.0.0.1:{port}/api/studies/{study['study_id']}", dashboard))
         assert len(detail["trials"]) == 3
     finally:
         stop_group(dashboard)

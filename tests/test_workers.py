@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 import uuid
 
 import mlflow
@@ -18,7 +15,7 @@ from optuna.trial import TrialState
 
 from pipeline import cli
 from pipeline import stores as store_uris
-from pipeline.processes import start_group, stop_group
+from pipeline.processes import mlflow_server
 from pipeline.study import optuna_storage
 
 from conftest import ROOT, write_sweep
@@ -44,8 +41,9 @@ def assert_one_run_per_trial(storage: str, tracking_uri: str, n_trials: int) -> 
 
 def test_two_local_workers_share_a_journal_study(tmp_path, data_dir, stores):
     storage = f"journal:///{tmp_path}/optuna.journal"
-    path = write_sweep(tmp_path, study__n_trials=4, data__subset=600, data__test_subset=200,
-                       data__data_dir=str(data_dir), study__storage=storage,
+    # Trials of a few seconds each, so that both workers are up before the study runs out of trials.
+    path = write_sweep(tmp_path, study__n_trials=4, data__subset=2000, data__test_subset=200,
+                       data__data_dir=str(data_dir), study__storage=storage, search_space__epochs=4,
                        tracking__tracking_uri=stores["tracking_uri"])
     assert cli.main(["run", str(path), "--workers", "2", "--no-progress"]) == 0
     assert_one_run_per_trial(storage, store_uris.resolve_uri(stores["tracking_uri"]), 4)
@@ -76,40 +74,24 @@ def postgres_databases():
 
 
 @pytest.fixture
-def mlflow_server(postgres_databases, tmp_path):
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    log = open(tmp_path / "server.log", "w")
-    server = start_group([sys.executable, "-m", "mlflow", "server", "--backend-store-uri",
-                               postgres_databases[1], "--artifacts-destination", str(tmp_path / "artifacts"),
-                               "--host", "127.0.0.1", "--port", str(port), "--workers", "2"],
-                              stdout=log, stderr=log)
-    uri = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 120
-    while True:
-        assert server.poll() is None, (tmp_path / "server.log").read_text()[-3000:]
-        try:
-            urllib.request.urlopen(f"{uri}/health", timeout=2)
-            break
-        except OSError:
-            assert time.time() < deadline, "mlflow server did not start"
-            time.sleep(0.5)
-    yield uri
-    stop_group(server)
+def tracking_server(postgres_databases, tmp_path):
+    """A real mlflow server whose backend store is PostgreSQL, artifacts in a temporary folder."""
+    with mlflow_server(postgres_databases[1], "--artifacts-destination", str(tmp_path / "artifacts"),
+                       "--workers", "2") as uri:
+        yield uri
 
 
 def test_two_machines_join_one_postgres_study_and_one_mlflow_server(tmp_path, data_dir, postgres_databases,
-                                                                    mlflow_server):
+                                                                    tracking_server):
     storage = postgres_databases[0]
     path = write_sweep(tmp_path, study__n_trials=4, data__subset=600, data__test_subset=200,
                        data__data_dir=str(data_dir))
     command = [sys.executable, "-m", "pipeline.cli", "run", str(path), "--storage", storage,
-               "--tracking-uri", mlflow_server, "--no-progress"]
+               "--tracking-uri", tracking_server, "--no-progress"]
     environment = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "OMP_NUM_THREADS": "1"}
     machines = [subprocess.Popen(command, cwd=ROOT, env=environment, stdout=subprocess.PIPE,
                                  stderr=subprocess.PIPE, text=True) for _ in range(2)]
     for machine in machines:
         out, err = machine.communicate(timeout=600)
         assert machine.returncode == 0, err[-3000:]
-    assert_one_run_per_trial(storage, mlflow_server, 4)
+    assert_one_run_per_trial(storage, tracking_server, 4)
