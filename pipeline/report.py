@@ -1,4 +1,4 @@
-"""Human-readable summaries of a study: the end-of-sweep table."""
+"""Human-readable views of a study: the end-of-sweep summary, the export summary, the trials table."""
 
 from __future__ import annotations
 

@@ -66,7 +66,7 @@ def _rdb_storage(url: str, attempts: int = 5) -> optuna.storages.RDBStorage:
     for attempt in range(attempts):
         try:
             return optuna.storages.RDBStorage(url, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
-                                              failed_trial_callback=_fail_trial_run)
+                                              heartbeat_stale_trial_callback=_fail_trial_run)
         except sqlalchemy.exc.SQLAlchemyError:
             if attempt == attempts - 1:
                 raise

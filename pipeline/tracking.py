@@ -10,6 +10,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import random
+import time
 import types
 import urllib.request
 import warnings
@@ -21,7 +23,7 @@ import keras
 import mlflow
 import mlflow.keras
 import numpy as np
-from mlflow.entities import RunStatus
+from mlflow.entities import Metric, RunStatus, RunTag
 from mlflow.models import infer_signature
 
 from pipeline import stores
@@ -84,8 +86,8 @@ def open_parent_run(tracker: Tracker, study_name: str, sweep_file: Path, setting
             client.delete_run(created)
     run_id = parents[0]
     client.update_run(run_id, status="RUNNING")
-    for key, value in settings.items():
-        client.set_tag(run_id, f"sweep.{key}", str(value))
+    tags = [RunTag(f"sweep.{key}", str(value)) for key, value in settings.items()]
+    _racing_write(client.log_batch, run_id, tags=tags)
     client.log_artifact(run_id, str(sweep_file), artifact_path="sweep")
     return run_id
 
@@ -123,11 +125,10 @@ def log_study_figures(parent_id: str, figures: dict) -> None:
 def record_best(parent_id: str, metric: str, trial_number: int, value: float, run_id: str | None) -> None:
     """Keep the parent run pointing at the best trial so far; the metric's steps trace the history."""
     client = mlflow.MlflowClient()
-    client.log_metric(parent_id, f"best_{metric}", value, step=trial_number)
-    client.set_tag(parent_id, "sweep.best_trial_number", str(trial_number))
-    client.set_tag(parent_id, "sweep.best_value", f"{value:.6f}")
-    if run_id:
-        client.set_tag(parent_id, "sweep.best_run_id", run_id)
+    tags = [RunTag("sweep.best_trial_number", str(trial_number)), RunTag("sweep.best_value", f"{value:.6f}")]
+    tags += [RunTag("sweep.best_run_id", run_id)] if run_id else []
+    metrics = [Metric(f"best_{metric}", value, int(time.time() * 1000), trial_number)]
+    _racing_write(client.log_batch, parent_id, metrics=metrics, tags=tags)
 
 
 class TrialRecorder:
@@ -145,7 +146,7 @@ class TrialRecorder:
         mlflow.log_metrics(metrics)
 
     def log_dataset(self, dataset) -> None:
-        mlflow.log_input(dataset, context="training")
+        _racing_write(mlflow.log_input, dataset, context="training")
 
     def log_figure(self, figure, name: str) -> None:
         mlflow.log_figure(figure, f"{PLOTS}/{name}.png")
@@ -243,6 +244,19 @@ def fail_stale_run(run_id: str, reason: str) -> None:
         client.set_tag(run_id, STATE, "FAIL")
         client.set_tag(run_id, ERROR, run.data.tags.get(ERROR, reason))
         client.set_terminated(run_id, status="FAILED")
+
+
+def _racing_write(write, *args, attempts: int = 4, **kwargs):
+    """Idempotent writes that concurrent workers may race on: MLflow upserts tags and registers datasets
+    with a read-then-insert, so the loser of a race gets a unique-constraint error; trying again finds the
+    row the winner wrote."""
+    for attempt in range(attempts):
+        try:
+            return write(*args, **kwargs)
+        except mlflow.exceptions.MlflowException:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.2 + random.random() * 0.5)
 
 
 def _check_server(uri: str) -> None:

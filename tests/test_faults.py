@@ -146,6 +146,7 @@ def _start_server(backend: str, artifacts, port: int, log) -> subprocess.Popen:
 def test_tracking_server_lost_mid_sweep_stops_cleanly_and_a_rerun_resumes(tmp_path, data_dir, stores):
     port = free_port()
     backend, log = f"sqlite:///{tmp_path}/server.db", open(tmp_path / "server.log", "w")
+    mlflow.MlflowClient(backend).search_experiments()  # create the schema before the server's processes race to
     server = _start_server(backend, tmp_path / "artifacts", port, log)
     path = _tiny(tmp_path, data_dir, stores, study__n_trials=3, search_space__epochs=6, data__subset=3000,
                  tracking__tracking_uri=f"http://127.0.0.1:{port}")

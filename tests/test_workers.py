@@ -76,6 +76,7 @@ def postgres_databases():
 @pytest.fixture
 def tracking_server(postgres_databases, tmp_path):
     """A real mlflow server whose backend store is PostgreSQL, artifacts in a temporary folder."""
+    mlflow.MlflowClient(postgres_databases[1]).search_experiments()  # schema first: the server's processes race
     with mlflow_server(postgres_databases[1], "--artifacts-destination", str(tmp_path / "artifacts"),
                        "--workers", "2") as uri:
         yield uri
