@@ -138,7 +138,11 @@ def _start_server(backend: str, artifacts, port: int, log) -> subprocess.Popen:
     server = start_group([sys.executable, "-m", "mlflow", "server", "--backend-store-uri", backend,
                                "--artifacts-destination", str(artifacts), "--host", "127.0.0.1", "--port", str(port),
                                "--workers", "1"], stdout=log, stderr=log)
-    wait_for_http(f"http://127.0.0.1:{port}/health", server)
+    try:
+        wait_for_http(f"http://127.0.0.1:{port}/health", server)
+    except BaseException:
+        stop_group(server)
+        raise
     return server
 
 
