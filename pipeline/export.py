@@ -17,13 +17,13 @@ import numpy as np
 
 from pipeline import tracking
 from pipeline.config import SweepConfig
-from pipeline.data import CLASS_NAMES, Splits, array_digest, load_fashion_mnist, split_data
+from pipeline.data import CLASS_NAMES, Splits, array_digest
 from pipeline.errors import ExportError
 from pipeline.hyperparameters import Hyperparameters
 from pipeline.model import build_model, build_serving_model
 from pipeline.preprocessing import Scaler, prepare
 from pipeline.search_space import params_of
-from pipeline.study import EPOCHS_ATTR, RUN_ID_ATTR, best_complete_trial, load_existing_study
+from pipeline.study import EPOCHS_ATTR, RUN_ID_ATTR, best_complete_trial, load_existing_study, load_splits
 from pipeline.training import TEST_BATCH, score, start_fresh, train_and_evaluate
 
 KERAS_FILE, SAVED_MODEL_DIR, METADATA_FILE = "model.keras", "saved_model", "metadata.json"
@@ -38,7 +38,7 @@ def export_best(config: SweepConfig, out: Path, refit: bool = False, name: str |
     study = load_existing_study(config.study.storage, config.study.name)
     best = best_complete_trial(study)
     params, source_run = params_of(best), best.user_attrs[RUN_ID_ATTR]
-    splits = _splits(config)
+    splits = load_splits(config)[1]
     tracker = tracking.connect(config.tracking.tracking_uri, config.experiment_name)
     registered_name = name or config.tracking.registered_model or config.study.name
     with tracking.export_run(tracker, config.study.name, best.number, source_run, params.as_dict(), refit) as run:
@@ -73,12 +73,6 @@ def _check_destination(out: Path, force: bool) -> None:
     if out.is_dir() and any(out.iterdir()) and not force:
         raise ExportError(f"{out}: already holds files (an earlier export?); pass --force to replace it "
                           "or choose another --out")
-
-
-def _splits(config: SweepConfig) -> Splits:
-    raw = load_fashion_mnist(config.data.data_dir)
-    return split_data(raw, config.data.validation_fraction, config.study.seed,
-                      config.data.subset, config.data.test_subset)
 
 
 def _refit(params: Hyperparameters, splits: Splits, epochs: int, run) -> tuple:

@@ -20,12 +20,12 @@ from tqdm import tqdm
 
 from pipeline import plots, processes, stores, tracking
 from pipeline.config import SweepConfig, with_overrides
-from pipeline.data import array_digest, load_fashion_mnist, split_data
+from pipeline.data import array_digest
 from pipeline.errors import StudyError, SweepConfigError, TrackingError
 from pipeline.objective import Objective, SurplusTrialError
 from pipeline.preprocessing import prepare_variants
 from pipeline.study import (COUNTED, EPOCHS_ATTR, ERROR_ATTR, SWEEP_FILE_ATTR, TEST_ACCURACY_ATTR, budget_left,
-                            fail_dead_trials, open_study)
+                            fail_dead_trials, finished_count, load_splits, open_study)
 from pipeline.training import set_threads
 
 
@@ -133,7 +133,7 @@ class _Progress:
     """A progress bar over the study's total trials, with one line per finished trial."""
 
     def __init__(self, study: optuna.Study, config: SweepConfig, enabled: bool):
-        done = sum(t.state in COUNTED for t in study.trials)
+        done = finished_count(study)
         self.metric = config.study.metric
         self.bar = tqdm(total=config.study.n_trials, initial=done, desc=config.study.name,
                         unit="trial", disable=not enabled, dynamic_ncols=True)
@@ -221,9 +221,7 @@ def _worker(config: SweepConfig, parent_id: str, threads: int) -> None:
 
 
 def _load_data(config: SweepConfig):
-    raw = load_fashion_mnist(config.data.data_dir)
-    splits = split_data(raw, config.data.validation_fraction, config.study.seed,
-                        config.data.subset, config.data.test_subset)
+    raw, splits = load_splits(config)
     variants = prepare_variants(config.preprocessing_methods(), splits)
     dataset = tracking.numpy_dataset(splits.x_train, splits.y_train, name=f"{config.data.dataset}-train",
                                      source=raw.source, digest=array_digest(splits.x_train, splits.y_train))
@@ -237,7 +235,7 @@ def _settings(config: SweepConfig) -> dict:
 
 
 def _spent_message(study: optuna.Study, config: SweepConfig, n_left: int) -> str:
-    finished = sum(t.state in COUNTED for t in study.trials)
+    finished = finished_count(study)
     if n_left == 0:
         return (f"study '{config.study.name}' already has {finished} finished trials of the "
                 f"{config.study.n_trials} asked for; nothing to do (raise --n-trials to continue it)")
@@ -251,6 +249,6 @@ def _outcome(config: SweepConfig, study: optuna.Study, tracker: tracking.Tracker
     return SweepOutcome(
         study_name=config.study.name, storage=stores.resolve_uri(config.study.storage),
         tracking_uri=tracker.tracking_uri, parent_run_id=parent_id, new_trials=new_trials,
-        finished_trials=sum(t.state in COUNTED for t in study.trials),
+        finished_trials=finished_count(study),
         best=max(complete, key=lambda t: t.value if study.direction.name == "MAXIMIZE" else -t.value)
         if complete else None, message=message, interrupted=interrupted)

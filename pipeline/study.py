@@ -18,6 +18,7 @@ from optuna.trial import TrialState
 
 from pipeline import stores, tracking
 from pipeline.config import PrunerConfig, SweepConfig, parse_sweep_text
+from pipeline.data import load_fashion_mnist, split_data
 from pipeline.errors import StudyError
 
 COUNTED = (TrialState.COMPLETE, TrialState.PRUNED)
@@ -165,6 +166,18 @@ def make_pruner(pruner: PrunerConfig) -> optuna.pruners.BasePruner:
     if pruner.type == "hyperband":
         return optuna.pruners.HyperbandPruner()
     return optuna.pruners.NopPruner()
+
+
+def finished_count(study: optuna.Study) -> int:
+    """Trials that count toward the study's total: COMPLETE and PRUNED (FAIL ones are retried)."""
+    return sum(t.state in COUNTED for t in study.get_trials(deepcopy=False))
+
+
+def load_splits(config: SweepConfig):
+    """The sweep's raw data and its train/validation/test split, the same for every command."""
+    raw = load_fashion_mnist(config.data.data_dir)
+    return raw, split_data(raw, config.data.validation_fraction, config.study.seed,
+                           config.data.subset, config.data.test_subset)
 
 
 def budget_left(study: optuna.Study, config: SweepConfig) -> tuple[int, float | None]:
