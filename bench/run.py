@@ -95,7 +95,12 @@ def row_b(data_dir: str, n_trials: int) -> dict:
                              "--data-dir", data_dir], store)
             done = trials(store, "fashion-mnist-ann")
             out[label] = {"wall_s": wall, "epochs": sum(t.user_attrs.get("epochs_run", 0) for t in done),
-                          "pruned_trials": sum(t.state.name == "PRUNED" for t in done), **best_of(store, "fashion-mnist-ann")}
+                          "pruned_trials": sum(t.state.name == "PRUNED" for t in done),
+                          "trials": [{"number": t.number, "state": t.state.name, "epochs_run": t.user_attrs.get("epochs_run"),
+                                      "epochs": t.params.get("epochs"), "val_accuracy": t.value,
+                                      "curve": [t.intermediate_values[k] for k in sorted(t.intermediate_values)]}
+                                     for t in done],
+                          **best_of(store, "fashion-mnist-ann")}
     out["epoch_saving"] = 1 - out["pruned"]["epochs"] / out["unpruned"]["epochs"]
     out["val_gap_points"] = 100 * (out["unpruned"]["val_accuracy"] - out["pruned"]["val_accuracy"])
     return out
