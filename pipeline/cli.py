@@ -64,6 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    args.owns_process = argv is None  # only the `sweep` program itself may replace its process (run's recycling)
     _quiet_libraries()
     try:
         return args.handler(args)
@@ -98,9 +99,14 @@ def _run(args: argparse.Namespace) -> int:
     if args.workers < 1:
         raise SweepConfigError(f"--workers: must be at least 1, got {args.workers}")
     from pipeline.report import format_summary
-    from pipeline.runner import run_sweep
+    from pipeline.runner import continue_in_fresh_process, run_sweep
 
-    outcome = run_sweep(config, show_progress=not args.no_progress, workers=args.workers)
+    outcome = run_sweep(config, show_progress=not args.no_progress, workers=args.workers,
+                        may_recycle=args.owns_process)
+    if outcome.recycle:
+        print(f"sweep: this process ran its {config.study.trials_per_process} trials (study.trials_per_process); "
+              "the study continues in a fresh one, releasing TensorFlow's per-model memory", flush=True)
+        continue_in_fresh_process(outcome)
     print(format_summary(outcome, config.study.metric))
     return EXIT_INTERRUPTED if outcome.interrupted else 0
 

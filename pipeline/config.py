@@ -75,6 +75,7 @@ class StudyConfig:
     storage: str = DEFAULT_STORAGE
     threads: int | None = None
     max_failures_in_a_row: int = 3
+    trials_per_process: int = 10
 
 
 @dataclass(frozen=True)
@@ -189,6 +190,7 @@ def _parse_study(check: _Checker, raw: dict) -> StudyConfig:
         storage=check.text(raw.get("storage", DEFAULT_STORAGE), "study.storage"),
         threads=None if raw.get("threads") is None else check.positive_int(raw["threads"], "study.threads"),
         max_failures_in_a_row=check.positive_int(raw.get("max_failures_in_a_row", 3), "study.max_failures_in_a_row"),
+        trials_per_process=check.non_negative_int(raw.get("trials_per_process", 10), "study.trials_per_process"),
     )
 
 
@@ -328,6 +330,11 @@ class _Checker:
     def positive_int(self, value: Any, key: str) -> int:
         if self.integer(value, key) < 1:
             self.fail(key, f"must be at least 1, got {value}")
+        return value
+
+    def non_negative_int(self, value: Any, key: str) -> int:
+        if self.integer(value, key) < 0:
+            self.fail(key, f"must be 0 (never) or more, got {value}")
         return value
 
     def positive_number(self, value: Any, key: str) -> float:

@@ -5,7 +5,9 @@ Data arrives prepared (once per sweep); each trial starts from a cleared Keras s
 
 from __future__ import annotations
 
+import contextlib
 import resource
+from pathlib import Path
 
 import optuna
 
@@ -96,5 +98,13 @@ def _refuse_surplus(trial: optuna.Trial, n_trials: int) -> None:
 
 
 def _peak_rss_mb() -> float:
-    """The process's peak resident memory so far; flat across trials means nothing leaks between them."""
+    """Peak resident memory of this process image so far; flat across trials means nothing leaks.
+
+    Linux's VmHWM starts again when `sweep run` replaces itself (getrusage's maxrss carries the old
+    image's peak over exec); elsewhere getrusage is the best there is.
+    """
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -1,7 +1,7 @@
-"""Helper server processes (mlflow, optuna-dashboard) on loopback ports.
+"""Processes: helper servers (mlflow, optuna-dashboard) on loopback ports, and a command replacing itself.
 
-Each starts in its own process group, so stopping it stops all of its children too: MLflow 3's server
-runs uvicorn and job consumers that outlive a plain terminate().
+Each server starts in its own process group, so stopping it stops all of its children too: MLflow 3's
+server runs uvicorn and job consumers that outlive a plain terminate().
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from typing import Iterator
+from typing import Iterator, NoReturn
 
 from pipeline import stores
 from pipeline.errors import TrackingError
@@ -24,6 +24,13 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+def replace_process() -> NoReturn:
+    """Run this process's own command line again in place of it (exec: same pid, fresh memory)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, [sys.executable, *sys.orig_argv[1:]])
 
 
 def start_group(command: list[str], **kwargs) -> subprocess.Popen:

@@ -4,15 +4,23 @@ Several workers share the study through Optuna's own storage (a journal file or 
 log through one MLflow server; no scheduler of our own. Faults are handled here: a failing trial is
 recorded and the sweep goes on (up to `max_failures_in_a_row`), a tracking store that goes away stops
 the sweep cleanly, Ctrl-C ends the current trial and run as KILLED/FAIL and reports what was done.
+
+Memory: TensorFlow keeps a few MiB of traced graphs per trained model that nothing frees in-process
+(tensorflow/tensorflow#61791), so a process that has run `study.trials_per_process` trials hands the
+study over to a fresh one: `sweep run` replaces itself (exec, same pid and arguments, the study resumes
+where it stood) and a worker process exits and is replaced.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import enum
+import itertools
 import multiprocessing
 import os
 import time
 from dataclasses import dataclass
+from typing import NoReturn
 
 import optuna
 from optuna.trial import TrialState
@@ -24,9 +32,21 @@ from pipeline.data import array_digest
 from pipeline.errors import StudyError, SweepConfigError, TrackingError
 from pipeline.objective import Objective, SurplusTrialError
 from pipeline.preprocessing import prepare_variants
-from pipeline.study import (COUNTED, EPOCHS_ATTR, ERROR_ATTR, SWEEP_FILE_ATTR, TEST_ACCURACY_ATTR, budget_left,
-                            fail_dead_trials, finished_count, load_splits, open_study)
+from pipeline.study import (COUNTED, EPOCHS_ATTR, ERROR_ATTR, SWEEP_FILE_ATTR, TEST_ACCURACY_ATTR,
+                            best_complete_trial, budget_left, fail_dead_trials, finished_count, load_splits,
+                            open_study)
 from pipeline.training import set_threads
+
+EXIT_RECYCLE = 75  # a worker that ran its trials_per_process; its parent starts a fresh one
+TRIALS_BEFORE_ENV = "SWEEP_TRIALS_BEFORE"  # carried over exec, so the summary counts the whole command
+
+
+class Stop(enum.Enum):
+    """Why a process's trial loop ended."""
+
+    DONE = "the study's budget is spent"
+    INTERRUPTED = "Ctrl-C"
+    RECYCLE = "this process ran its trials_per_process"
 
 
 @dataclass
@@ -42,10 +62,17 @@ class SweepOutcome:
     best: optuna.trial.FrozenTrial | None
     message: str = ""
     interrupted: bool = False
+    trials_before: int = 0
+    recycle: bool = False
 
 
-def run_sweep(config: SweepConfig, show_progress: bool = True, workers: int = 1) -> SweepOutcome:
-    """Run (or resume) the sweep a config describes until its trial or time budget is spent."""
+def run_sweep(config: SweepConfig, show_progress: bool = True, workers: int = 1,
+              may_recycle: bool = False) -> SweepOutcome:
+    """Run (or resume) the sweep a config describes until its trial or time budget is spent.
+
+    With `may_recycle` (the caller owns the process, as `sweep run` does) the sweep stops after
+    `study.trials_per_process` trials with `outcome.recycle` set: call `continue_in_fresh_process`.
+    """
     if workers > 1:
         return _run_workers(config, workers, show_progress)
     set_threads(config.study.threads)
@@ -53,14 +80,24 @@ def run_sweep(config: SweepConfig, show_progress: bool = True, workers: int = 1)
     tracker, study, before = _open(config)
     parent_id, message = _start(config, study, tracker)
     if parent_id is None:
-        return _outcome(config, study, tracker, None, 0, message)
+        return _outcome(config, study, tracker, None, before, message)
     objective = Objective(config, variants, tracker, parent_id, dataset)
+    limit = config.study.trials_per_process if may_recycle else 0
     with _Progress(study, config, show_progress) as progress, tracking.parent_run_closer(parent_id) as closer:
-        closer.interrupted = _loop(study, config, objective, [progress])
-        _refresh_study_plots(study, parent_id)
-    interrupted = closer.interrupted
-    return _outcome(config, study, tracker, parent_id, len(study.trials) - before,
-                    "interrupted: the current trial was marked FAIL" if interrupted else "", interrupted)
+        stop = _loop(study, config, objective, [progress], limit)
+        closer.interrupted, closer.handed_over = stop is Stop.INTERRUPTED, stop is Stop.RECYCLE
+        if stop is not Stop.RECYCLE:
+            _refresh_study_plots(study, parent_id)
+    interrupted = stop is Stop.INTERRUPTED
+    outcome = _outcome(config, study, tracker, parent_id, before,
+                       "interrupted: the current trial was marked FAIL" if interrupted else "", interrupted)
+    return dataclasses.replace(outcome, recycle=stop is Stop.RECYCLE)
+
+
+def continue_in_fresh_process(outcome: SweepOutcome) -> NoReturn:
+    """Replace this process with the same `sweep run` command, which resumes the study."""
+    os.environ[TRIALS_BEFORE_ENV] = str(outcome.trials_before)
+    processes.replace_process()
 
 
 def _open(config: SweepConfig) -> tuple[tracking.Tracker, optuna.Study, int]:
@@ -68,7 +105,7 @@ def _open(config: SweepConfig) -> tuple[tracking.Tracker, optuna.Study, int]:
     tracker = tracking.connect(config.tracking.tracking_uri, config.experiment_name)
     study = open_study(config)
     fail_dead_trials(study)
-    return tracker, study, len(study.trials)
+    return tracker, study, int(os.environ.pop(TRIALS_BEFORE_ENV, len(study.trials)))
 
 
 def _start(config: SweepConfig, study: optuna.Study, tracker: tracking.Tracker) -> tuple[str | None, str]:
@@ -80,24 +117,27 @@ def _start(config: SweepConfig, study: optuna.Study, tracker: tracking.Tracker) 
     return tracking.open_parent_run(tracker, config.study.name, config.path, _settings(config)), ""
 
 
-def _loop(study: optuna.Study, config: SweepConfig, objective: Objective, callbacks: list) -> bool:
-    """One trial at a time until the budget is spent; True when interrupted by Ctrl-C."""
+def _loop(study: optuna.Study, config: SweepConfig, objective: Objective, callbacks: list,
+          trials_per_process: int = 0) -> Stop:
+    """One trial at a time until the budget is spent, Ctrl-C, or this process's share of trials is run."""
     guard = _FailureGuard(config.study.max_failures_in_a_row)
     callbacks = [*callbacks, _BestRecorder(objective.parent_id, config.study.metric), guard]
     try:
-        while True:
+        for ran in itertools.count():
             n_left, time_left = budget_left(study, config)
             if n_left == 0 or (time_left is not None and time_left <= 0):
-                return False
+                return Stop.DONE
+            if trials_per_process and ran >= trials_per_process:
+                return Stop.RECYCLE
             study.optimize(objective, n_trials=1, catch=(Exception,), callbacks=callbacks)
             if isinstance(objective.last_error, SurplusTrialError):
-                return False
+                return Stop.DONE
             if isinstance(objective.last_error, TrackingError):
                 raise TrackingError(f"{objective.last_error}; the sweep stopped, its finished trials are kept "
                                     "in the study: rerun the same command once the tracking store is back")
             guard.check()
     except KeyboardInterrupt:
-        return True
+        return Stop.INTERRUPTED
 
 
 class _FailureGuard:
@@ -167,21 +207,25 @@ def _run_workers(config: SweepConfig, workers: int, show_progress: bool) -> Swee
     tracker, study, before = _open(config)
     parent_id, message = _start(config, study, tracker)
     if parent_id is None:
-        return _outcome(config, study, tracker, None, 0, message)
+        return _outcome(config, study, tracker, None, before, message)
     threads = max(1, (os.cpu_count() or 1) // workers)
     with processes.shared_tracking_server(tracker.tracking_uri) as server_uri:
         worker_config = with_overrides(config, tracking_uri=server_uri)
         context = multiprocessing.get_context("spawn")
-        pool = [context.Process(target=_worker, args=(worker_config, parent_id, threads)) for _ in range(workers)]
-        for process in pool:
+
+        def start_worker() -> multiprocessing.Process:
+            process = context.Process(target=_worker, args=(worker_config, parent_id, threads))
             process.start()
+            return process
+
+        pool = [start_worker() for _ in range(workers)]
         with tracking.parent_run_closer(parent_id) as closer:
-            closer.interrupted = _watch(study, config, pool, show_progress)
+            closer.interrupted = _watch(study, config, pool, start_worker, show_progress)
             _refresh_study_plots(study, parent_id)
     interrupted = closer.interrupted
     failed = [p.exitcode for p in pool if p.exitcode not in (0, None)]
     message = f"{len(failed)} of {workers} workers exited with an error (see above)" if failed else ""
-    return _outcome(config, study, tracker, parent_id, len(study.trials) - before, message, interrupted)
+    return _outcome(config, study, tracker, parent_id, before, message, interrupted)
 
 
 def _refresh_study_plots(study: optuna.Study, parent_id: str) -> None:
@@ -191,13 +235,17 @@ def _refresh_study_plots(study: optuna.Study, parent_id: str) -> None:
         plots.close(figure)
 
 
-def _watch(study: optuna.Study, config: SweepConfig, pool: list, show_progress: bool) -> bool:
-    """The progress bar of a multi-worker sweep, read from the shared storage until the workers end."""
+def _watch(study: optuna.Study, config: SweepConfig, pool: list, start_worker, show_progress: bool) -> bool:
+    """The progress bar of a multi-worker sweep, read from the shared storage until the workers end.
+
+    A worker that exits with EXIT_RECYCLE is replaced in `pool` by a fresh one from `start_worker`.
+    """
     seen = {t.number for t in study.trials if t.state.is_finished()}
     with _Progress(study, config, show_progress) as progress:
         try:
-            while any(p.is_alive() for p in pool):
+            while any(p.is_alive() or p.exitcode == EXIT_RECYCLE for p in pool):
                 time.sleep(1.0)
+                pool[:] = [start_worker() if p.exitcode == EXIT_RECYCLE else p for p in pool]
                 for trial in study.get_trials(deepcopy=False):
                     if trial.state.is_finished() and trial.number not in seen:
                         seen.add(trial.number)
@@ -216,8 +264,10 @@ def _worker(config: SweepConfig, parent_id: str, threads: int) -> None:
     variants, dataset = _load_data(config)
     tracker = tracking.connect(config.tracking.tracking_uri, config.experiment_name)
     study = open_study(config)
-    if _loop(study, config, Objective(config, variants, tracker, parent_id, dataset), []):
-        raise SystemExit(130)
+    stop = _loop(study, config, Objective(config, variants, tracker, parent_id, dataset), [],
+                 config.study.trials_per_process)
+    if stop is not Stop.DONE:
+        raise SystemExit(130 if stop is Stop.INTERRUPTED else EXIT_RECYCLE)
 
 
 def _load_data(config: SweepConfig):
@@ -244,11 +294,11 @@ def _spent_message(study: optuna.Study, config: SweepConfig, n_left: int) -> str
 
 
 def _outcome(config: SweepConfig, study: optuna.Study, tracker: tracking.Tracker, parent_id: str | None,
-             new_trials: int, message: str = "", interrupted: bool = False) -> SweepOutcome:
-    complete = [t for t in study.trials if t.state == TrialState.COMPLETE]
+             trials_before: int, message: str = "", interrupted: bool = False) -> SweepOutcome:
+    """What the command did; `trials_before` is the study's size when the command (not this process) began."""
+    has_complete = any(t.state == TrialState.COMPLETE for t in study.get_trials(deepcopy=False))
     return SweepOutcome(
         study_name=config.study.name, storage=stores.resolve_uri(config.study.storage),
-        tracking_uri=tracker.tracking_uri, parent_run_id=parent_id, new_trials=new_trials,
-        finished_trials=finished_count(study),
-        best=max(complete, key=lambda t: t.value if study.direction.name == "MAXIMIZE" else -t.value)
-        if complete else None, message=message, interrupted=interrupted)
+        tracking_uri=tracker.tracking_uri, parent_run_id=parent_id, new_trials=len(study.trials) - trials_before,
+        finished_trials=finished_count(study), best=best_complete_trial(study) if has_complete else None,
+        message=message, interrupted=interrupted, trials_before=trials_before)

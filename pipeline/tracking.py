@@ -101,18 +101,20 @@ def _parent_runs(tracker: Tracker, study_name: str) -> list[str]:
 
 @contextlib.contextmanager
 def parent_run_closer(parent_id: str) -> Iterator[types.SimpleNamespace]:
-    """End the parent run FINISHED, or KILLED when the sweep was interrupted or stopped by an error.
+    """End the parent run FINISHED, or KILLED when the sweep was interrupted or stopped by an error;
+    leave it RUNNING when the sweep was handed over to a fresh process.
 
     Best effort on errors: when the store itself failed, closing fails too and must not hide why.
     """
-    state = types.SimpleNamespace(interrupted=False)
+    state = types.SimpleNamespace(interrupted=False, handed_over=False)
     try:
         yield state
     except BaseException:
         with contextlib.suppress(*_STORE_ERRORS):
             mlflow.MlflowClient().set_terminated(parent_id, status="KILLED")
         raise
-    mlflow.MlflowClient().set_terminated(parent_id, status="KILLED" if state.interrupted else "FINISHED")
+    if not state.handed_over:
+        mlflow.MlflowClient().set_terminated(parent_id, status="KILLED" if state.interrupted else "FINISHED")
 
 
 def log_study_figures(parent_id: str, figures: dict) -> None:

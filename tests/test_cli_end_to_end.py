@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import mlflow
+import optuna
 import pytest
 
 from conftest import ROOT, SWEEPS, write_sweep
@@ -22,13 +23,26 @@ def sweep(*args: str, env: dict | None = None, cwd=ROOT) -> subprocess.Completed
 
 
 def test_console_script_runs_a_tiny_sweep_with_default_stores_in_the_working_dir(tmp_path, data_dir):
-    path = write_sweep(tmp_path, study__n_trials=2, data__subset=400, data__test_subset=200)
+    path = write_sweep(tmp_path, study__n_trials=3, study__trials_per_process=2, data__subset=400,
+                       data__test_subset=200)
     result = sweep("run", str(path), "--data-dir", str(data_dir), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "mlruns" / "mlflow.db").is_file() and (tmp_path / "mlruns" / "optuna.db").is_file()
-    assert "2/2" in result.stderr, "progress bar over trials"
+    assert "3/3" in result.stderr, "progress bar over trials"
     assert f"mlflow ui --backend-store-uri sqlite:///{tmp_path}/mlruns/mlflow.db" in result.stdout
     assert any((tmp_path / "mlruns" / "artifacts").rglob("*.keras")), "model artifacts under mlruns/"
+    # After 2 trials the process replaced itself (same pid, fresh memory) and the study went on.
+    assert result.stdout.count("the study continues in a fresh one") == 1
+    assert "3 finished trials (3 run now)" in result.stdout
+    study = optuna.load_study(study_name="fashion-mnist-smoke", storage=f"sqlite:///{tmp_path}/mlruns/optuna.db")
+    assert [t.state.name for t in study.trials] == ["COMPLETE"] * 3
+    assert len({t.user_attrs["pid"] for t in study.trials}) == 1
+    client = mlflow.MlflowClient(f"sqlite:///{tmp_path}/mlruns/mlflow.db")
+    runs = client.search_runs([client.get_experiment_by_name("fashion-mnist-smoke").experiment_id])
+    (parent,) = [r for r in runs if r.data.tags["sweep.role"] == "parent"]
+    assert parent.info.status == "FINISHED"
+    trials = [r for r in runs if r.data.tags["sweep.role"] == "trial"]
+    assert len(trials) == 3 and {r.data.tags["mlflow.parentRunId"] for r in trials} == {parent.info.run_id}
 
 
 def test_keras_loader_reads_its_offline_cache(tmp_path, data_dir, stores):

@@ -35,6 +35,7 @@ def test_search_space_entries_parse_to_typed_objects():
     config = load_sweep(SWEEPS / "fashion_mnist.yaml")
     assert config.search_space["units"] == IntParam(128, 1024, 1, True)
     assert config.study.pruner == PrunerConfig("median", 3, 3)
+    assert config.study.trials_per_process == 10
     assert isinstance(config.search_space["activation"], CategoricalParam)
     assert set(config.preprocessing_methods()) == {"standardize", "normalize"}
     with pytest.raises(Exception):
@@ -56,6 +57,8 @@ BAD_INPUTS = {
     "unknown optimizer": ({"search_space.optimizer": "adamm"}, "search_space.optimizer",
                           "'adamm' is not allowed; allowed: adam"),
     "wrong direction": ({"study.direction": "minimize"}, "study.direction", "allowed: maximize"),
+    "negative trials per process": ({"study.trials_per_process": -1}, "study.trials_per_process",
+                                    "must be 0 (never) or more, got -1"),
     "log with zero low": ({"search_space.learning_rate": {"type": "float", "low": 0.0, "high": 0.1, "log": True}},
                           "search_space.learning_rate", "allowed"),
     "range on a categorical": ({"search_space.activation": {"type": "float", "low": 0, "high": 1}},
