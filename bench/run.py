@@ -231,7 +231,19 @@ def _render_b(r: dict) -> list[str]:
             "| --- | --- | --- | --- | --- | --- |", *rows, "",
             f"Epochs saved: {100 * r['epoch_saving']:.0f}%; best validation accuracy "
             f"{r['val_gap_points']:+.2f} points below the unpruned sweep's (goal: at least 40% fewer epochs "
-            f"within 0.3 points: {_verdict(ok)}).", ""]
+            f"within 0.3 points: {_verdict(ok)}).", "", *_trials_side_by_side(r)]
+
+
+def _trials_side_by_side(r: dict) -> list[str]:
+    """Trial by trial: TPE's first 10 trials are random draws from the seed, the same in both sweeps."""
+    def cell(t: dict) -> str:
+        last = t["val_accuracy"] if t["val_accuracy"] is not None else (t["curve"] or [None])[-1]
+        value = "-" if last is None else f"{last:.4f}" + (" (last epoch)" if t["state"] == "PRUNED" else "")
+        return f"{t['epochs_run']} of {t['epochs']} | {t['state'].lower()} | {value}"
+
+    rows = [f"| {a['number']} | {cell(a)} | {cell(b)} |" for a, b in zip(r["pruned"]["trials"], r["unpruned"]["trials"])]
+    return ["| trial | pruned: epochs | state | val_accuracy | unpruned: epochs | state | val_accuracy |",
+            "| --- | --- | --- | --- | --- | --- | --- |", *rows, ""]
 
 
 def _render_c(r: dict) -> list[str]:

@@ -15,6 +15,7 @@ import yaml
 
 from pipeline.errors import SweepConfigError
 from pipeline.hyperparameters import HYPERPARAMETERS
+from pipeline.validation import Checker
 
 SAMPLERS = ("tpe", "random")
 PRUNERS = ("median", "successive_halving", "hyperband", "none")
@@ -131,7 +132,7 @@ def with_overrides(config: SweepConfig, **overrides: Any) -> SweepConfig:
     for key, value in overrides.items():
         if value is not None:
             sections[where[key]][key] = value
-    checker = _Checker(config.path)
+    checker = Checker(config.path)
     if "n_trials" in sections["study"]:
         checker.positive_int(sections["study"]["n_trials"], "--n-trials")
     if "timeout" in sections["study"]:
@@ -162,7 +163,7 @@ def parse_sweep_text(text: str, path: Path) -> SweepConfig:
 
 
 def parse_sweep(raw: Any, path: Path) -> SweepConfig:
-    check = _Checker(path)
+    check = Checker(path)
     top = check.mapping(raw, "(top level)", allowed=("study", "data", "tracking", "search_space"))
     study = _parse_study(check, check.mapping(top.get("study"), "study", required=True))
     data = _parse_data(check, check.mapping(top.get("data", {}), "data"))
@@ -172,7 +173,7 @@ def parse_sweep(raw: Any, path: Path) -> SweepConfig:
     return SweepConfig(path, study, data, tracking, search_space)
 
 
-def _parse_study(check: _Checker, raw: dict) -> StudyConfig:
+def _parse_study(check: Checker, raw: dict) -> StudyConfig:
     check.keys(raw, "study", StudyConfig)
     metric = check.choice(raw.get("metric", "val_accuracy"), "study.metric", tuple(OBJECTIVES))
     direction = check.choice(raw.get("direction", OBJECTIVES[metric]), "study.direction",
@@ -194,7 +195,7 @@ def _parse_study(check: _Checker, raw: dict) -> StudyConfig:
     )
 
 
-def _parse_pruner(check: _Checker, raw: Any) -> PrunerConfig:
+def _parse_pruner(check: Checker, raw: Any) -> PrunerConfig:
     """`pruner: median` or `pruner: {type: median, startup_trials: 3, warmup_epochs: 2}`."""
     if not isinstance(raw, dict):
         return PrunerConfig(check.choice(raw, "study.pruner", PRUNERS))
@@ -209,7 +210,7 @@ def _parse_pruner(check: _Checker, raw: Any) -> PrunerConfig:
     return PrunerConfig(check.choice(raw.get("type", "median"), "study.pruner.type", PRUNERS), **counts)
 
 
-def _parse_data(check: _Checker, raw: dict) -> DataConfig:
+def _parse_data(check: Checker, raw: dict) -> DataConfig:
     check.keys(raw, "data", DataConfig)
     fraction = check.number(raw.get("validation_fraction", 0.1), "data.validation_fraction")
     if not 0 < fraction < 0.5:
@@ -224,7 +225,7 @@ def _parse_data(check: _Checker, raw: dict) -> DataConfig:
     )
 
 
-def _optional_min(check: _Checker, value: Any, key: str, minimum: int) -> int | None:
+def _optional_min(check: Checker, value: Any, key: str, minimum: int) -> int | None:
     if value is None:
         return None
     value = check.integer(value, key)
@@ -233,7 +234,7 @@ def _optional_min(check: _Checker, value: Any, key: str, minimum: int) -> int | 
     return value
 
 
-def _parse_tracking(check: _Checker, raw: dict) -> TrackingConfig:
+def _parse_tracking(check: Checker, raw: dict) -> TrackingConfig:
     check.keys(raw, "tracking", TrackingConfig)
     optional = {k: raw.get(k) for k in ("experiment", "registered_model")}
     return TrackingConfig(
@@ -242,7 +243,7 @@ def _parse_tracking(check: _Checker, raw: dict) -> TrackingConfig:
     )
 
 
-def _parse_param(check: _Checker, name: str, spec: Any) -> ParamSpec:
+def _parse_param(check: Checker, name: str, spec: Any) -> ParamSpec:
     key = f"search_space.{name}"
     hp = HYPERPARAMETERS[name]
     if not isinstance(spec, dict):
@@ -260,7 +261,7 @@ def _parse_param(check: _Checker, name: str, spec: Any) -> ParamSpec:
     return _parse_range(check, key, hp, kind, spec)
 
 
-def _parse_range(check: _Checker, key: str, hp, kind: str, spec: dict) -> ParamSpec:
+def _parse_range(check: Checker, key: str, hp, kind: str, spec: dict) -> ParamSpec:
     check.keys(spec, key, ("type", "low", "high", "step", "log"))
     if hp.kind != kind:
         allowed = "categorical, fixed" if hp.kind == "str" else f"{hp.kind}, categorical, fixed"
@@ -285,69 +286,3 @@ def _parse_range(check: _Checker, key: str, hp, kind: str, spec: dict) -> ParamS
     if kind == "int":
         return IntParam(low, high, step or 1, log)
     return FloatParam(float(low), float(high), None if step is None else float(step), log)
-
-
-class _Checker:
-    """Small typed readers that raise SweepConfigError with the file and key in the message."""
-
-    def __init__(self, path: Path):
-        self.path = path
-
-    def fail(self, key: str, problem: str):
-        raise SweepConfigError(f"{self.path}: {key}: {problem}")
-
-    def mapping(self, value: Any, key: str, required: bool = False, allowed: tuple = ()) -> dict:
-        if value is None and not required:
-            return {}
-        if not isinstance(value, dict):
-            self.fail(key, f"must be a mapping, got {_describe(value)}")
-        if allowed:
-            self.keys(value, key, allowed)
-        return value
-
-    def keys(self, raw: dict, key: str, allowed: tuple | type) -> None:
-        names = [f.name for f in dataclasses.fields(allowed)] if isinstance(allowed, type) else list(allowed)
-        for name in raw:
-            if name not in names:
-                where = name if key == "(top level)" else f"{key}.{name}"
-                self.fail(where, f"unknown key; allowed: {', '.join(names)}")
-
-    def text(self, value: Any, key: str) -> str:
-        if not isinstance(value, str) or not value.strip():
-            self.fail(key, f"must be a non-empty string, got {_describe(value)}")
-        return value
-
-    def integer(self, value: Any, key: str) -> int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            self.fail(key, f"must be an integer, got {_describe(value)}")
-        return value
-
-    def number(self, value: Any, key: str) -> float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            self.fail(key, f"must be a number, got {_describe(value)}")
-        return value
-
-    def positive_int(self, value: Any, key: str) -> int:
-        if self.integer(value, key) < 1:
-            self.fail(key, f"must be at least 1, got {value}")
-        return value
-
-    def non_negative_int(self, value: Any, key: str) -> int:
-        if self.integer(value, key) < 0:
-            self.fail(key, f"must be 0 (never) or more, got {value}")
-        return value
-
-    def positive_number(self, value: Any, key: str) -> float:
-        if self.number(value, key) <= 0:
-            self.fail(key, f"must be greater than 0, got {value}")
-        return float(value)
-
-    def choice(self, value: Any, key: str, allowed: tuple) -> str:
-        if value not in allowed:
-            self.fail(key, f"{value!r} is not allowed; allowed: {', '.join(map(str, allowed))}")
-        return value
-
-
-def _describe(value: Any) -> str:
-    return "nothing" if value is None else f"{value!r} ({type(value).__name__})"
-

@@ -1,0 +1,75 @@
+"""The tracking store: where it is, the names runs are tagged with, and writes that survive races."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import random
+import time
+import urllib.request
+from dataclasses import dataclass
+
+import mlflow
+
+from pipeline import stores
+from pipeline.errors import TrackingError
+
+ROLE, STUDY, TRIAL, STATE = "sweep.role", "sweep.study", "sweep.trial_number", "sweep.trial_state"
+ERROR, SOURCE_RUN = "sweep.error", "sweep.source_run_id"
+MODEL_NAME, PREPROCESSING_FILE, CHAMPION, PLOTS = "model", "preprocessing.json", "champion", "plots"
+# What MLflow raises when the store itself fails: its own errors, and the HTTP client's for a server.
+STORE_ERRORS = (mlflow.exceptions.MlflowException, OSError)
+
+
+@dataclass(frozen=True)
+class Tracker:
+    """A tracking URI and experiment, resolved once per sweep."""
+
+    tracking_uri: str
+    experiment_id: str
+
+
+def connect(tracking_uri: str, experiment_name: str) -> Tracker:
+    """Point MLflow at the store and make sure the experiment exists (artifacts beside a SQLite file).
+
+    A server is asked for its health first, with a short timeout, so an unreachable one is refused before
+    anything trains instead of after MLflow's minutes of retries.
+    """
+    uri = stores.resolve_uri(tracking_uri)
+    if uri.startswith(("http://", "https://")):
+        _check_server(uri)
+    mlflow.set_tracking_uri(uri)
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    try:
+        experiment = mlflow.get_experiment_by_name(experiment_name)
+        if experiment is None:
+            with contextlib.suppress(mlflow.exceptions.MlflowException):  # another worker created it first
+                mlflow.create_experiment(experiment_name, artifact_location=stores.artifact_root(uri))
+            experiment = mlflow.get_experiment_by_name(experiment_name)
+        if experiment.lifecycle_stage == "deleted":
+            raise TrackingError(f"{uri}: experiment '{experiment_name}' is deleted; restore it "
+                                f"(mlflow experiments restore) or choose another tracking.experiment")
+    except mlflow.exceptions.MlflowException as exc:
+        raise TrackingError(f"cannot use the tracking store {uri}: {exc}") from None
+    return Tracker(uri, experiment.experiment_id)
+
+
+def racing_write(write, *args, attempts: int = 4, **kwargs):
+    """Idempotent writes that concurrent workers may race on: MLflow upserts tags and registers datasets
+    with a read-then-insert, so the loser of a race gets a unique-constraint error; trying again finds the
+    row the winner wrote."""
+    for attempt in range(attempts):
+        try:
+            return write(*args, **kwargs)
+        except mlflow.exceptions.MlflowException:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.2 + random.random() * 0.5)
+
+
+def _check_server(uri: str) -> None:
+    try:
+        urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=5)
+    except OSError as exc:
+        raise TrackingError(f"the MLflow tracking server {uri} is unreachable ({exc}); start it or pass "
+                            "another --tracking-uri. Nothing was trained.") from None
