@@ -291,7 +291,7 @@ def _render_d(r: dict) -> list[str]:
 def _render_e(r: dict) -> list[str]:
     marks = (1, 10, 11, 20, 21, r["n_trials"])
     rows = [f"| {label} | " + " | ".join(f"{v['rss_mb'][t - 1]:.0f}" for t in marks) +
-            f" | {v['late_minus_early_mb']:+.0f} | {v['wall_s'] / 60:.1f} |"
+            f" | {v['late_minus_early_mb']:+.0f} | {v['wall_s']:.0f} |"
             for label, v in (("every 10 trials (default)", r["recycled"]), ("never", r["never"]))]
     late = r["recycled"]["late_minus_early_mb"]
     return ["## e. Memory", "",
@@ -300,12 +300,13 @@ def _render_e(r: dict) -> list[str]:
             "with `study.trials_per_process` at its default 10 (the process replaces itself by exec: same pid, "
             "fresh memory, the study resumes) and at 0 (never).", "",
             "| process replaced | " + " | ".join(f"after trial {t}" for t in marks) +
-            " | max of trials 21-30 minus max of 1-10 (MiB) | wall minutes |",
+            " | max of trials 21-30 minus max of 1-10 (MiB) | wall seconds |",
             "| --- |" + " --- |" * (len(marks) + 2), *rows, "",
             f"Without replacement the process grows {r['never']['growth_mb']:+.0f} MiB from trial 1 to "
             f"{r['n_trials']} (TensorFlow keeps each trained model's traced graphs; tensorflow/tensorflow#61791). "
             f"With it, memory is bounded by the first 10 trials' peak however long the sweep runs: trials 21-30 "
-            f"peak {late:+.0f} MiB against trials 1-10 (goal flat: {_verdict(late < 20)}).", ""]
+            f"peak {late:+.0f} MiB against trials 1-10 (goal flat: {_verdict(late < 20)}), for "
+            f"{r['recycled']['wall_s'] - r['never']['wall_s']:.0f} s more wall time ({(r['n_trials'] - 1) // r['recycled']['trials_per_process']} more start-ups).", ""]
 
 
 def _render_f(r: dict) -> list[str]:
