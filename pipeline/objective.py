@@ -11,7 +11,7 @@ from pathlib import Path
 
 import optuna
 
-from pipeline import plots, search_space, tracking
+from pipeline import plots, processes, search_space, tracking
 from pipeline.config import SweepConfig
 from pipeline.errors import SweepError
 from pipeline.model import build_model
@@ -57,7 +57,8 @@ class Objective:
             run.log_dataset(self.dataset)
             run.log_preprocessing(data.scaler.as_dict())
             model = build_model(params)
-            result = train_and_evaluate(model, data, params, hooks=[run.log_epoch, pruning_hook(trial, metric)])
+            hooks = [run.log_epoch, pruning_hook(trial, metric), _stop_on_ctrl_c]
+            result = train_and_evaluate(model, data, params, hooks=hooks)
             run.log_results({"test_accuracy": result.test_accuracy, "test_loss": result.test_loss,
                              "epochs_run": result.epochs_run, "peak_rss_mb": _peak_rss_mb()})
             _log_plots(run, result, data.y_test)
@@ -88,6 +89,12 @@ def pruning_hook(trial: optuna.Trial, metric: str):
         trial.report(logs[metric], step=epoch)
         return bool(trial.should_prune())
     return report
+
+
+def _stop_on_ctrl_c(epoch: int, logs: dict) -> bool:
+    """A Ctrl-C that Python swallowed mid-epoch still ends the trial, at the epoch's end."""
+    processes.raise_if_ctrl_c()
+    return False
 
 
 def _refuse_surplus(trial: optuna.Trial, n_trials: int) -> None:

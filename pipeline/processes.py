@@ -1,4 +1,5 @@
-"""Processes: helper servers (mlflow, optuna-dashboard) on loopback ports, and a command replacing itself.
+"""Processes: helper servers (mlflow, optuna-dashboard) on loopback ports, a command replacing itself,
+and a Ctrl-C that cannot be lost.
 
 Each server starts in its own process group, so stopping it stops all of its children too: MLflow 3's
 server runs uvicorn and job consumers that outlive a plain terminate().
@@ -12,6 +13,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from typing import Iterator, NoReturn
@@ -24,6 +26,31 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+_CTRL_C = threading.Event()
+
+
+@contextlib.contextmanager
+def ctrl_c_remembered() -> Iterator[None]:
+    """SIGINT raises KeyboardInterrupt as usual and is also remembered: Python drops a KeyboardInterrupt
+    that lands in a finalizer or weakref callback ("Exception ignored in ..."), and the sweep would then
+    run on. `raise_if_ctrl_c` re-raises it at the next safe point (the end of an epoch, the next trial)."""
+    def on_sigint(signum, frame):
+        _CTRL_C.set()
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        _CTRL_C.clear()
+
+
+def raise_if_ctrl_c() -> None:
+    if _CTRL_C.is_set():
+        raise KeyboardInterrupt
 
 
 def replace_process() -> NoReturn:

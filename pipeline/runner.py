@@ -83,7 +83,8 @@ def run_sweep(config: SweepConfig, show_progress: bool = True, workers: int = 1,
         return _outcome(config, study, tracker, None, before, message)
     objective = Objective(config, variants, tracker, parent_id, dataset)
     limit = config.study.trials_per_process if may_recycle else 0
-    with _Progress(study, config, show_progress) as progress, tracking.parent_run_closer(parent_id) as closer:
+    with (_Progress(study, config, show_progress) as progress, tracking.parent_run_closer(parent_id) as closer,
+          processes.ctrl_c_remembered()):
         stop = _loop(study, config, objective, [progress], limit)
         closer.interrupted, closer.handed_over = stop is Stop.INTERRUPTED, stop is Stop.RECYCLE
         if stop is not Stop.RECYCLE:
@@ -124,6 +125,7 @@ def _loop(study: optuna.Study, config: SweepConfig, objective: Objective, callba
     callbacks = [*callbacks, _BestRecorder(objective.parent_id, config.study.metric), guard]
     try:
         for ran in itertools.count():
+            processes.raise_if_ctrl_c()
             n_left, time_left = budget_left(study, config)
             if n_left == 0 or (time_left is not None and time_left <= 0):
                 return Stop.DONE
@@ -264,8 +266,9 @@ def _worker(config: SweepConfig, parent_id: str, threads: int) -> None:
     variants, dataset = _load_data(config)
     tracker = tracking.connect(config.tracking.tracking_uri, config.experiment_name)
     study = open_study(config)
-    stop = _loop(study, config, Objective(config, variants, tracker, parent_id, dataset), [],
-                 config.study.trials_per_process)
+    with processes.ctrl_c_remembered():
+        stop = _loop(study, config, Objective(config, variants, tracker, parent_id, dataset), [],
+                     config.study.trials_per_process)
     if stop is not Stop.DONE:
         raise SystemExit(130 if stop is Stop.INTERRUPTED else EXIT_RECYCLE)
 

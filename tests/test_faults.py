@@ -13,7 +13,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from pipeline import cli
+from pipeline import cli, processes
 from pipeline import stores as store_uris
 from pipeline.processes import free_port, start_group, stop_group, wait_for_http
 
@@ -132,6 +132,23 @@ def test_ctrl_c_marks_the_trial_prints_the_summary_and_exits_non_zero(tmp_path, 
     (parent,) = client.search_runs([client.get_experiment_by_name("fashion-mnist-smoke").experiment_id],
                                    "tags.`sweep.role` = 'parent'")
     assert parent.info.status == "KILLED"
+
+
+class _SwallowsCtrlC:
+    """Ctrl-C landing in a finalizer: Python prints "Exception ignored in ..." and drops the KeyboardInterrupt."""
+
+    def __del__(self):
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.1)  # the handler runs here, inside __del__
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # the point of the test
+def test_a_ctrl_c_python_drops_is_raised_again_at_the_next_safe_point():
+    with processes.ctrl_c_remembered():
+        _SwallowsCtrlC()  # created and finalized at once; its KeyboardInterrupt goes nowhere
+        with pytest.raises(KeyboardInterrupt):
+            processes.raise_if_ctrl_c()
+    processes.raise_if_ctrl_c()  # forgotten once the sweep is over
 
 
 def _start_server(backend: str, artifacts, port: int, log) -> subprocess.Popen:
