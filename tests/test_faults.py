@@ -80,14 +80,16 @@ def _sweep_process(path) -> subprocess.Popen:
 
 
 def _wait_for_running_trial(stores, process: subprocess.Popen, after: int = 0, seconds: float = 180) -> None:
-    """Until a trial numbered `after` or later is RUNNING in the study (read from its storage)."""
+    """Until a trial numbered `after` or later is RUNNING in the study with its MLflow run started (read from
+    the storage): the moment a crash must leave both to be cleaned up."""
     deadline = time.time() + seconds
     while time.time() < deadline:
         assert process.poll() is None, process.communicate()
         if store_uris.sqlite_path(store_uris.resolve_uri(stores["storage"])).exists():
             try:
-                if any(t.number >= after for t in _study(stores).get_trials(states=(TrialState.RUNNING,))):
-                    time.sleep(2)  # well inside the trial's training
+                running = _study(stores).get_trials(states=(TrialState.RUNNING,))
+                if any(t.number >= after and "mlflow_run_id" in t.user_attrs for t in running):
+                    time.sleep(1)  # usually inside the trial's training by now; either way mid-trial
                     return
             except (KeyError, optuna.exceptions.StorageInternalError):
                 pass
