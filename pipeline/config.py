@@ -9,12 +9,13 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Union
+from typing import Any, Mapping
 
 import yaml
 
 from pipeline.errors import SweepConfigError
 from pipeline.hyperparameters import HYPERPARAMETERS
+from pipeline.param_specs import CategoricalParam, FixedParam, ParamSpec, parse_param
 from pipeline.validation import Checker
 
 SAMPLERS = ("tpe", "random")
@@ -23,35 +24,6 @@ OBJECTIVES = {"val_accuracy": "maximize", "val_loss": "minimize"}
 DATASETS = ("fashion_mnist",)
 DEFAULT_STORAGE = "sqlite:///mlruns/optuna.db"
 DEFAULT_TRACKING_URI = "sqlite:///mlruns/mlflow.db"
-
-
-@dataclass(frozen=True)
-class IntParam:
-    low: int
-    high: int
-    step: int = 1
-    log: bool = False
-
-
-@dataclass(frozen=True)
-class FloatParam:
-    low: float
-    high: float
-    step: float | None = None
-    log: bool = False
-
-
-@dataclass(frozen=True)
-class CategoricalParam:
-    choices: tuple
-
-
-@dataclass(frozen=True)
-class FixedParam:
-    value: Any
-
-
-ParamSpec = Union[IntParam, FloatParam, CategoricalParam, FixedParam]
 
 
 @dataclass(frozen=True)
@@ -169,7 +141,7 @@ def parse_sweep(raw: Any, path: Path) -> SweepConfig:
     data = _parse_data(check, check.mapping(top.get("data", {}), "data"))
     tracking = _parse_tracking(check, check.mapping(top.get("tracking", {}), "tracking"))
     space = check.mapping(top.get("search_space", {}), "search_space", allowed=tuple(HYPERPARAMETERS))
-    search_space = {name: _parse_param(check, name, spec) for name, spec in space.items()}
+    search_space = {name: parse_param(check, name, spec) for name, spec in space.items()}
     return SweepConfig(path, study, data, tracking, search_space)
 
 
@@ -243,46 +215,3 @@ def _parse_tracking(check: Checker, raw: dict) -> TrackingConfig:
     )
 
 
-def _parse_param(check: Checker, name: str, spec: Any) -> ParamSpec:
-    key = f"search_space.{name}"
-    hp = HYPERPARAMETERS[name]
-    if not isinstance(spec, dict):
-        return FixedParam(hp.validate(spec, key, check.fail))
-    kind = check.choice(spec.get("type"), f"{key}.type", ("int", "float", "categorical", "fixed"))
-    if kind == "fixed":
-        check.keys(spec, key, ("type", "value"))
-        return FixedParam(hp.validate(spec.get("value"), f"{key}.value", check.fail))
-    if kind == "categorical":
-        check.keys(spec, key, ("type", "choices"))
-        choices = spec.get("choices")
-        if not isinstance(choices, list) or not choices:
-            check.fail(f"{key}.choices", f"must be a non-empty list, got {choices!r}")
-        return CategoricalParam(tuple(hp.validate(c, f"{key}.choices", check.fail) for c in choices))
-    return _parse_range(check, key, hp, kind, spec)
-
-
-def _parse_range(check: Checker, key: str, hp, kind: str, spec: dict) -> ParamSpec:
-    check.keys(spec, key, ("type", "low", "high", "step", "log"))
-    if hp.kind != kind:
-        allowed = "categorical, fixed" if hp.kind == "str" else f"{hp.kind}, categorical, fixed"
-        check.fail(f"{key}.type", f"'{kind}' does not fit this parameter; allowed: {allowed}")
-    convert = check.integer if kind == "int" else check.number
-    low = hp.validate(convert(spec.get("low"), f"{key}.low"), f"{key}.low", check.fail)
-    high = hp.validate(convert(spec.get("high"), f"{key}.high"), f"{key}.high", check.fail)
-    if low > high:
-        check.fail(key, f"low ({low}) must not be greater than high ({high})")
-    log = spec.get("log", False)
-    if not isinstance(log, bool):
-        check.fail(f"{key}.log", f"must be true or false, got {log!r}")
-    if log and low <= 0:
-        check.fail(f"{key}.low", f"must be > 0 when log: true, got {low}")
-    step = spec.get("step")
-    if step is not None:
-        step = convert(step, f"{key}.step")
-        if step <= 0:
-            check.fail(f"{key}.step", f"must be > 0, got {step}")
-        if log:
-            check.fail(f"{key}.step", "cannot be combined with log: true (Optuna allows one or the other)")
-    if kind == "int":
-        return IntParam(low, high, step or 1, log)
-    return FloatParam(float(low), float(high), None if step is None else float(step), log)

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import optuna
 
-from pipeline.config import CategoricalParam, FixedParam, FloatParam, IntParam, ParamSpec, SweepConfig
+from pipeline.config import SweepConfig
+from pipeline.param_specs import CategoricalParam, FixedParam, FloatParam, IntParam, ParamSpec
 from pipeline.hyperparameters import Hyperparameters
 
 PARAMS_ATTR = "hyperparameters"

@@ -8,7 +8,8 @@ import pytest
 import yaml
 
 from pipeline import cli
-from pipeline.config import CategoricalParam, FixedParam, IntParam, PrunerConfig, SweepConfigError, load_sweep
+from pipeline.config import PrunerConfig, SweepConfigError, load_sweep
+from pipeline.param_specs import CategoricalParam, FixedParam, IntParam
 from pipeline.hyperparameters import HYPERPARAMETERS, Hyperparameters
 
 from conftest import SWEEPS, write_sweep
