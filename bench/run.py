@@ -1,6 +1,6 @@
 """Benchmarks of the sweep pipeline on this machine; writes docs/benchmarks.md. Not a test.
 
-    python bench/run.py --data-dir ../shared/data/fashion-mnist            # every row (about an hour)
+    python bench/run.py --data-dir ../shared/data/fashion-mnist            # every row (about 1.5 hours)
     python bench/run.py --data-dir ../shared/data/fashion-mnist --rows a,d # some rows
 
 Every figure comes from running the real `sweep` command in a subprocess, with fresh stores in a
@@ -353,7 +353,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data" / "fashion-mnist"))
     parser.add_argument("--rows", default="a,b,c,d,e,f", help="comma-separated rows to run (a-f)")
-    parser.add_argument("--trials-b", type=int, default=10, help="trials per sweep in row b")
+    parser.add_argument("--trials-b", type=int, default=30, help="trials per sweep in row b")
     args = parser.parse_args()
     RESULTS.mkdir(parents=True, exist_ok=True)
     for row in args.rows.split(","):
