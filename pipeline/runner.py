@@ -32,7 +32,7 @@ from pipeline.data import array_digest
 from pipeline.errors import StudyError, SweepConfigError, TrackingError
 from pipeline.objective import Objective, SurplusTrialError
 from pipeline.preprocessing import prepare_variants
-from pipeline.study import (COUNTED, EPOCHS_ATTR, ERROR_ATTR, SWEEP_FILE_ATTR, TEST_ACCURACY_ATTR,
+from pipeline.study import (COUNTED, EPOCHS_ATTR, ERROR_ATTR, RUN_ID_ATTR, SWEEP_FILE_ATTR, TEST_ACCURACY_ATTR,
                             best_complete_trial, budget_left, fail_dead_trials, finished_count, load_splits,
                             open_study)
 from pipeline.training import set_threads
@@ -111,9 +111,9 @@ def _open(config: SweepConfig) -> tuple[tracking.Tracker, optuna.Study, int]:
 
 def _start(config: SweepConfig, study: optuna.Study, tracker: tracking.Tracker) -> tuple[str | None, str]:
     """The parent run, or None and why when the study's budget is already spent."""
-    n_left, time_left = budget_left(study, config)
-    if n_left == 0 or (time_left is not None and time_left <= 0):
-        return None, _spent_message(study, config, n_left)
+    budget = budget_left(study, config)
+    if _spent(*budget):
+        return None, _spent_message(study, config, budget[0])
     study.set_user_attr(SWEEP_FILE_ATTR, config.path.read_text())
     return tracking.open_parent_run(tracker, config.study.name, config.path, _settings(config)), ""
 
@@ -126,8 +126,7 @@ def _loop(study: optuna.Study, config: SweepConfig, objective: Objective, callba
     try:
         for ran in itertools.count():
             processes.raise_if_ctrl_c()
-            n_left, time_left = budget_left(study, config)
-            if n_left == 0 or (time_left is not None and time_left <= 0):
+            if _spent(*budget_left(study, config)):
                 return Stop.DONE
             if trials_per_process and ran >= trials_per_process:
                 return Stop.RECYCLE
@@ -140,6 +139,10 @@ def _loop(study: optuna.Study, config: SweepConfig, objective: Objective, callba
             guard.check()
     except KeyboardInterrupt:
         return Stop.INTERRUPTED
+
+
+def _spent(n_left: int, time_left: float | None) -> bool:
+    return n_left == 0 or (time_left is not None and time_left <= 0)
 
 
 class _FailureGuard:
@@ -168,7 +171,7 @@ class _BestRecorder:
     def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         if trial.state == TrialState.COMPLETE and study.best_trial.number == trial.number:
             tracking.record_best(self.parent_id, self.metric, trial.number, trial.value,
-                                 trial.user_attrs.get("mlflow_run_id"))
+                                 trial.user_attrs.get(RUN_ID_ATTR))
 
 
 class _Progress:

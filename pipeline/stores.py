@@ -29,15 +29,21 @@ def journal_path(uri: str) -> Path:
     return Path(uri[len(JOURNAL_PREFIX):]).expanduser().resolve()
 
 
+def local_path(uri: str) -> Path | None:
+    """The file behind a SQLite or journal URI; None for a server."""
+    if is_sqlite(uri):
+        return sqlite_path(uri)
+    return journal_path(uri) if is_journal(uri) else None
+
+
 def resolve_uri(uri: str, create: bool = True) -> str:
     """Make a SQLite or journal URI absolute (creating its folder when asked); others pass through."""
-    for prefix, to_path in ((SQLITE_PREFIX, sqlite_path), (JOURNAL_PREFIX, journal_path)):
-        if uri.startswith(prefix):
-            path = to_path(uri)
-            if create:
-                path.parent.mkdir(parents=True, exist_ok=True)
-            return f"{prefix}{path}"
-    return uri
+    path = local_path(uri)
+    if path is None:
+        return uri
+    if create:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    return f"{SQLITE_PREFIX if is_sqlite(uri) else JOURNAL_PREFIX}{path}"
 
 
 def artifact_root(tracking_uri: str) -> str | None:

@@ -78,7 +78,7 @@ def load_existing_study(storage: str, name: str) -> optuna.Study:
     """A study that must already exist; otherwise StudyError listing the studies that do."""
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     url = stores.resolve_uri(storage, create=False)
-    local = stores.sqlite_path(url) if stores.is_sqlite(url) else stores.journal_path(url) if stores.is_journal(url) else None
+    local = stores.local_path(url)
     if local is not None and not local.is_file():
         raise StudyError(f"no study storage at {url}; run `sweep run` first")
     backend = optuna_storage(url)
