@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from pathlib import Path
 
 from pipeline.config import DEFAULT_STORAGE, DEFAULT_TRACKING_URI, load_sweep, with_overrides
 from pipeline.errors import SweepConfigError, SweepError
 
-EXIT_INTERRUPTED = 130  # the shell's convention for a command ended by Ctrl-C
+EXIT_SIGNAL_BASE = 128  # the shell's convention: a command ended by signal N exits 128 + N (Ctrl-C: 130)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -22,10 +23,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("sweep_file", help="path to the sweep file, e.g. sweeps/fashion_mnist.yaml")
     run.add_argument("--n-trials", type=int, help="total trials for the study (overrides study.n_trials)")
     run.add_argument("--timeout", type=float, help="total seconds for the study (overrides study.timeout)")
-    run.add_argument("--workers", type=int, default=1,
-                     help="worker processes sharing the study (needs a journal:/// or database --storage)")
+    run.add_argument("--workers", type=int, default=1, help="worker processes running trials side by side")
     _add_store_options(run)
     run.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
+    run.add_argument("--verbose", action="store_true", help="show TensorFlow's own start-up messages")
     run.set_defaults(handler=_run)
 
     export = commands.add_parser("export", help="export the best trial as a self-contained, registered model")
@@ -36,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--name", help="registered model name (default: tracking.registered_model or study)")
     export.add_argument("--force", action="store_true", help="replace an existing export in --out")
     _add_store_options(export)
+    export.add_argument("--verbose", action="store_true", help="show TensorFlow's own start-up messages")
     export.set_defaults(handler=_export)
 
     report = commands.add_parser("report", help="one table of a study's trials joined with their MLflow runs")
@@ -58,19 +60,21 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("inputs", nargs="+", type=Path, help="image, IDX or CSV files")
     predict.add_argument("--json", action="store_true", help="print JSON with every class probability")
     predict.add_argument("--tracking-uri", default=DEFAULT_TRACKING_URI, help="registry for models:/ URIs")
+    predict.add_argument("--verbose", action="store_true", help="show TensorFlow's own start-up messages")
     predict.set_defaults(handler=_predict)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    args.owns_process = argv is None  # only the `sweep` program itself may replace its process (run's recycling)
     _quiet_libraries()
     try:
         return args.handler(args)
     except SweepError as exc:
         print(f"sweep: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except KeyboardInterrupt:  # Ctrl-C before a sweep's own handling is in place (start-up, export, report)
+        return EXIT_SIGNAL_BASE + signal.SIGINT
 
 
 def _add_store_options(parser: argparse.ArgumentParser) -> None:
@@ -96,23 +100,19 @@ def _config(args: argparse.Namespace, **extra):
 
 def _run(args: argparse.Namespace) -> int:
     config = _config(args, n_trials=args.n_trials, timeout=args.timeout)
-    if args.workers < 1:
-        raise SweepConfigError(f"--workers: must be at least 1, got {args.workers}")
     from pipeline.report import format_summary
-    from pipeline.runner import continue_in_fresh_process, run_sweep
+    from pipeline.supervisor import run_sweep
 
-    outcome = run_sweep(config, show_progress=not args.no_progress, workers=args.workers,
-                        may_recycle=args.owns_process)
-    if outcome.recycle:
-        print(f"sweep: this process ran its {config.study.trials_per_process} trials (study.trials_per_process); "
-              "the study continues in a fresh one, releasing TensorFlow's per-model memory", flush=True)
-        continue_in_fresh_process(outcome)
+    outcome = run_sweep(config, workers=args.workers, show_progress=not args.no_progress, verbose=args.verbose)
     print(format_summary(outcome, config.study.metric))
-    return EXIT_INTERRUPTED if outcome.interrupted else 0
+    return EXIT_SIGNAL_BASE + outcome.stopped_by if outcome.stopped_by else 0
 
 
 def _export(args: argparse.Namespace) -> int:
     config = _config(args)
+    from pipeline.tensorflow_setup import load_tensorflow
+
+    load_tensorflow(args.verbose)
     from pipeline.export import export_best
     from pipeline.report import format_export
 
@@ -142,6 +142,9 @@ def _ui(args: argparse.Namespace) -> int:
 
 
 def _predict(args: argparse.Namespace) -> int:
+    from pipeline.tensorflow_setup import load_tensorflow
+
+    load_tensorflow(args.verbose)
     from pipeline.predict import format_predictions, load_model, predict_files
 
     model = load_model(args.model, args.tracking_uri)
@@ -150,7 +153,8 @@ def _predict(args: argparse.Namespace) -> int:
 
 
 def _quiet_libraries() -> None:
-    """TensorFlow's C++ start-up chatter and MLflow's per-download bars bury our own progress output."""
+    """TensorFlow's C++ log lines and MLflow's per-download bars bury our own output (libraries' own
+    settings, read when they load; TensorFlow's start-up lines are silenced in the workers)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 

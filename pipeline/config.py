@@ -14,15 +14,16 @@ from typing import Any, Mapping
 import yaml
 
 from pipeline.errors import SweepConfigError
-from pipeline.hyperparameters import HYPERPARAMETERS
-from pipeline.param_specs import CategoricalParam, FixedParam, ParamSpec, parse_param
+from pipeline.hyperparameters import NAMES, FixedParam, ParamSpec, parse_param
 from pipeline.validation import Checker
 
 SAMPLERS = ("tpe", "random")
 PRUNERS = ("median", "successive_halving", "hyperband", "none")
 OBJECTIVES = {"val_accuracy": "maximize", "val_loss": "minimize"}
 DATASETS = ("fashion_mnist",)
-DEFAULT_STORAGE = "sqlite:///mlruns/optuna.db"
+# A journal file, not SQLite: several local worker processes can share it safely, so `--workers N` needs
+# no other storage; optuna-dashboard reads it as it is (`optuna-dashboard mlruns/optuna.journal`).
+DEFAULT_STORAGE = "journal:///mlruns/optuna.journal"
 DEFAULT_TRACKING_URI = "sqlite:///mlruns/mlflow.db"
 
 
@@ -79,21 +80,8 @@ class SweepConfig:
     def experiment_name(self) -> str:
         return self.tracking.experiment or self.study.name
 
-    def fixed_params(self) -> dict[str, Any]:
-        """The values that every trial shares: defaults overridden by fixed entries of the space."""
-        values = {name: hp.default for name, hp in HYPERPARAMETERS.items()}
-        values.update({k: s.value for k, s in self.search_space.items() if isinstance(s, FixedParam)})
-        return values
-
     def searched_names(self) -> list[str]:
         return [k for k, s in self.search_space.items() if not isinstance(s, FixedParam)]
-
-    def preprocessing_methods(self) -> tuple[str, ...]:
-        """Which preprocessing variants a trial may ask for, so only those are computed."""
-        spec = self.search_space.get("preprocessing")
-        if isinstance(spec, CategoricalParam):
-            return tuple(dict.fromkeys(spec.choices))
-        return (self.fixed_params()["preprocessing"],)
 
 
 def with_overrides(config: SweepConfig, **overrides: Any) -> SweepConfig:
@@ -140,7 +128,7 @@ def parse_sweep(raw: Any, path: Path) -> SweepConfig:
     study = _parse_study(check, check.mapping(top.get("study"), "study", required=True))
     data = _parse_data(check, check.mapping(top.get("data", {}), "data"))
     tracking = _parse_tracking(check, check.mapping(top.get("tracking", {}), "tracking"))
-    space = check.mapping(top.get("search_space", {}), "search_space", allowed=tuple(HYPERPARAMETERS))
+    space = check.mapping(top.get("search_space", {}), "search_space", allowed=NAMES)
     search_space = {name: parse_param(check, name, spec) for name, spec in space.items()}
     return SweepConfig(path, study, data, tracking, search_space)
 

@@ -7,15 +7,20 @@ it is only ever reported, never used to choose.
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from sklearn.model_selection import train_test_split
 
 from pipeline.errors import DataError
+
+if TYPE_CHECKING:
+    from pipeline.config import DataConfig
 
 CLASS_NAMES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
                "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
@@ -36,6 +41,7 @@ class RawData:
     x_test: np.ndarray
     y_test: np.ndarray
     source: str
+    class_names: tuple[str, ...] = CLASS_NAMES
 
     def digest(self) -> str:
         return array_digest(self.x_train, self.y_train, self.x_test, self.y_test)
@@ -43,7 +49,10 @@ class RawData:
 
 @dataclass(frozen=True)
 class Splits:
-    """Raw uint8 images split three ways; train fits, validation chooses, test is only reported."""
+    """Raw uint8 images split three ways; train fits, validation chooses, test is only reported.
+
+    The model takes these arrays as they are: its preprocessing is part of the network.
+    """
 
     x_train: np.ndarray
     y_train: np.ndarray
@@ -51,6 +60,21 @@ class Splits:
     y_val: np.ndarray
     x_test: np.ndarray
     y_test: np.ndarray
+    class_names: tuple[str, ...]
+    source: str
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(self.x_train.shape[1:])
+
+    def train_digest(self) -> str:
+        return array_digest(self.x_train, self.y_train)
+
+    def with_validation_in_train(self) -> "Splits":
+        """Train and validation together (a refit); the test set stays apart."""
+        return dataclasses.replace(
+            self, x_train=np.concatenate([self.x_train, self.x_val]),
+            y_train=np.concatenate([self.y_train, self.y_val]), x_val=self.x_val[:0], y_val=self.y_val[:0])
 
 
 def array_digest(*arrays: np.ndarray) -> str:
@@ -87,7 +111,7 @@ def split_data(raw: RawData, validation_fraction: float, seed: int,
     x_test, y_test = _stratified_subset(raw.x_test, raw.y_test, test_subset, seed)
     x_train, x_val, y_train, y_val = train_test_split(
         x, y, test_size=validation_fraction, stratify=y, random_state=seed)
-    return Splits(x_train, y_train, x_val, y_val, x_test, y_test)
+    return Splits(x_train, y_train, x_val, y_val, x_test, y_test, raw.class_names, raw.source)
 
 
 def read_kaggle_csv(path: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -170,3 +194,9 @@ def _stratified_subset(x: np.ndarray, y: np.ndarray, size: int | None, seed: int
         return x, y
     x_small, _, y_small, _ = train_test_split(x, y, train_size=size, stratify=y, random_state=seed)
     return x_small, y_small
+
+
+def load_splits(data: "DataConfig", seed: int) -> Splits:
+    """The sweep's data and its train/validation/test split: the same for every process and command."""
+    raw = load_fashion_mnist(data.data_dir)
+    return split_data(raw, data.validation_fraction, seed, data.subset, data.test_subset)

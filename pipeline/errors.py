@@ -8,6 +8,12 @@ of a store or study that the command cannot work with.
 class SweepError(Exception):
     exit_code = 1
 
+    def __init__(self, message: str = "", exit_code: int | None = None):
+        """`exit_code` carries a status across processes (a worker's error, raised by the supervisor)."""
+        super().__init__(message)
+        if exit_code is not None:
+            self.exit_code = exit_code
+
 
 class BadInputError(SweepError):
     exit_code = 2

@@ -1,29 +1,32 @@
-"""Export the best trial as a model to ship: raw 28x28 uint8 images in, 10 class probabilities out.
+"""Export the best trial as a model to ship: the trial's own model, raw input in, class probabilities out.
 
-The export is checked before it is written: evaluated on the raw test images it must reproduce the
-test accuracy the trial logged. Files are built in a temporary folder and renamed into place at the end,
-so a failed export leaves nothing half-written.
+No rebuild: the model a trial logged already holds its preprocessing, so export takes it as it is (or,
+with --refit, trains the same model on train + validation). The export is checked before it is written:
+evaluated on the raw test set it must reproduce the test accuracy the trial logged. Files are built in
+a temporary folder and renamed into place at the end, so a failed export leaves nothing half-written.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import tempfile
 from importlib import metadata as package_metadata
 from pathlib import Path
 
 import numpy as np
+import optuna
 
-from pipeline import tracking
+from pipeline import keys, tracking
 from pipeline.config import SweepConfig
-from pipeline.data import CLASS_NAMES, Splits, array_digest
+from pipeline.data import Splits, load_splits
 from pipeline.errors import ExportError
 from pipeline.hyperparameters import Hyperparameters
-from pipeline.model import build_model, build_serving_model
-from pipeline.preprocessing import Scaler, prepare
-from pipeline.search_space import params_of
-from pipeline.study import EPOCHS_ATTR, RUN_ID_ATTR, best_complete_trial, load_existing_study, load_splits
+from pipeline.model import build_model
+from pipeline.preprocessing import fit_stats
+from pipeline.study import best_complete_trial, load_existing_study
+from pipeline.tracking import models
 from pipeline.training import TEST_BATCH, score, start_fresh, train_and_evaluate
 
 KERAS_FILE, SAVED_MODEL_DIR, METADATA_FILE = "model.keras", "saved_model", "metadata.json"
@@ -37,34 +40,35 @@ def export_best(config: SweepConfig, out: Path, refit: bool = False, name: str |
     _check_destination(out, force)
     study = load_existing_study(config.study.storage, config.study.name)
     best = best_complete_trial(study)
-    params, source_run = params_of(best), best.user_attrs[RUN_ID_ATTR]
-    splits = load_splits(config)[1]
+    params, source_run = Hyperparameters.from_dict(best.user_attrs[keys.PARAMS]), best.user_attrs[keys.RUN_ID]
+    data = load_splits(config.data, config.study.seed)
     tracker = tracking.connect(config.tracking.tracking_uri, config.experiment_name)
+    logged = tracking.run_metrics(tracker.tracking_uri, source_run)
     registered_name = name or config.tracking.registered_model or config.study.name
     with tracking.export_run(tracker, config.study.name, best.number, source_run, params.as_dict(), refit) as run:
         if refit:
-            model, scaler = _refit(params, splits, best.user_attrs[EPOCHS_ATTR], run)
-            expected = None
+            model = _refit(params, data, int(logged[keys.EPOCHS_RUN]), run)
+            test_accuracy = evaluate(model, data.x_test, data.y_test)
+            model_uri = models.log_model(model, data.x_test[:2])
         else:
-            model = tracking.load_trial_model(source_run)
-            scaler = Scaler.from_dict(tracking.load_trial_preprocessing(source_run))
-            expected = tracking.logged_metric(source_run, "test_accuracy")
-        serving = build_serving_model(model, scaler)
-        test_accuracy = evaluate_raw(serving, splits.x_test, splits.y_test)
-        if expected is not None and abs(test_accuracy - expected) > EXACTNESS:
-            raise ExportError(f"the exported model scores {test_accuracy:.6f} on the raw test images but trial "
-                              f"{best.number} logged {expected:.6f}; refusing to write an inexact export")
-        run.log_results({"test_accuracy": test_accuracy})
-        version = run.register_champion(serving, splits.x_test[:2], registered_name)
-        info = _metadata(config, best, params, source_run, splits, test_accuracy, refit, run.run_id,
-                         registered_name, version)
-        _write_atomically(out, serving, info, force)
+            model_uri = models.trial_model_uri(source_run)
+            model = models.load_model(model_uri)
+            test_accuracy = evaluate(model, data.x_test, data.y_test)
+            _check_exact(test_accuracy, logged[keys.TEST_ACCURACY], best.number)
+        run.log_results({keys.TEST_ACCURACY: test_accuracy})
+        info = _metadata(config, best, params, logged, data, test_accuracy, refit, run.run_id, registered_name)
+        staging = _write_staging(out, model)
+        try:
+            info["mlflow"]["version"] = models.register_champion(model_uri, registered_name, _description(info))
+            _swap_in(staging, out, info)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)  # gone already once renamed into place
     return info
 
 
-def evaluate_raw(model, images: np.ndarray, labels: np.ndarray) -> float:
-    """Accuracy of a serving model on raw uint8 images, scored exactly as the trials are."""
-    return score(model.predict(images, batch_size=TEST_BATCH, verbose=0), labels)[0]
+def evaluate(model, inputs: np.ndarray, labels: np.ndarray) -> float:
+    """Accuracy of a model on raw inputs, scored exactly as the trials are."""
+    return score(model.predict(inputs, batch_size=TEST_BATCH, verbose=0), labels)[0]
 
 
 def _check_destination(out: Path, force: bool) -> None:
@@ -75,32 +79,43 @@ def _check_destination(out: Path, force: bool) -> None:
                           "or choose another --out")
 
 
-def _refit(params: Hyperparameters, splits: Splits, epochs: int, run) -> tuple:
-    """Retrain the best params on train + validation for the epochs the trial ran; test is still only reported."""
-    empty = splits.x_val[:0], splits.y_val[:0]
-    combined = Splits(np.concatenate([splits.x_train, splits.x_val]), np.concatenate([splits.y_train, splits.y_val]),
-                      *empty, splits.x_test, splits.y_test)
-    data = prepare(params.preprocessing, combined)
-    params = Hyperparameters.from_dict({**params.as_dict(), "epochs": epochs})
+def _check_exact(test_accuracy: float, logged: float, trial_number: int) -> None:
+    if abs(test_accuracy - logged) > EXACTNESS:
+        raise ExportError(f"the exported model scores {test_accuracy:.6f} on the raw test set but trial "
+                          f"{trial_number} logged {logged:.6f}; refusing to write an inexact export")
+
+
+def _refit(params: Hyperparameters, data: Splits, epochs: int, run):
+    """The best params on train + validation for the epochs the trial ran; test is still only reported."""
+    combined = data.with_validation_in_train()
+    params = params.replace(epochs=epochs)
     start_fresh(0)
-    model = build_model(params)
-    train_and_evaluate(model, data, params, hooks=[run.log_epoch])
-    return model, data.scaler
+    model = build_model(params, combined.input_shape, len(combined.class_names), fit_stats(combined.x_train))
+    train_and_evaluate(model, combined, params, hooks=[run.log_epoch])
+    return model
 
 
-def _metadata(config, best, params, source_run, splits, test_accuracy, refit, export_run, name, version) -> dict:
+def _metadata(config: SweepConfig, best: optuna.trial.FrozenTrial, params: Hyperparameters, logged: dict,
+              data: Splits, test_accuracy: float, refit: bool, export_run: str, name: str) -> dict:
     return {
         "study": config.study.name, "trial_number": best.number, "params": params.as_dict(),
         "objective": {"metric": config.study.metric, "value": best.value},
-        "test_accuracy": test_accuracy, "trial_test_accuracy": best.user_attrs.get("test_accuracy"),
-        "test_images": int(len(splits.y_test)), "class_names": list(CLASS_NAMES),
-        "input": {"shape": [28, 28], "dtype": "uint8", "range": [0, 255]},
-        "mlflow": {"trial_run_id": source_run, "export_run_id": export_run,
-                   "registered_model": name, "version": version, "alias": tracking.CHAMPION,
-                   "model_uri": f"models:/{name}@{tracking.CHAMPION}"},
-        "dataset_digest": array_digest(splits.x_train, splits.y_train),
+        "test_accuracy": test_accuracy, "trial_test_accuracy": logged.get(keys.TEST_ACCURACY),
+        "test_images": int(len(data.y_test)), "class_names": list(data.class_names),
+        "input": {"shape": list(data.input_shape), "dtype": str(data.x_test.dtype)},
+        "mlflow": {"trial_run_id": best.user_attrs[keys.RUN_ID], "export_run_id": export_run,
+                   "registered_model": name, "version": None, "alias": keys.CHAMPION,
+                   "model_uri": f"models:/{name}@{keys.CHAMPION}"},
+        "dataset": {"source": data.source, "digest": data.train_digest()},
         "refit": refit, "versions": _versions(),
     }
+
+
+def _description(info: dict) -> str:
+    how = "refit on train + validation" if info["refit"] else "the trial's own model"
+    return (f"Study '{info['study']}', trial #{info['trial_number']} ({how}): "
+            f"{info['objective']['metric']} {info['objective']['value']:.4f}, "
+            f"test accuracy {info['test_accuracy']:.4f} on {info['test_images']} test inputs.")
 
 
 def _versions() -> dict:
@@ -108,19 +123,28 @@ def _versions() -> dict:
     return {n: package_metadata.version(n) for n in names}
 
 
-def _write_atomically(out: Path, serving, info: dict, force: bool) -> None:
+def _write_staging(out: Path, model) -> Path:
+    """model.keras and saved_model/ in a hidden folder beside `out`; metadata.json comes once registered."""
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
         staging.chmod(0o755)  # mkdtemp's 0700 would make the export private to its writer
-        serving.save(staging / KERAS_FILE)
-        serving.export(str(staging / SAVED_MODEL_DIR), format="tf_saved_model", verbose=False)
-        (staging / METADATA_FILE).write_text(json.dumps(info, indent=2) + "\n")
-        if out.exists() and force:
-            shutil.rmtree(out)
-        elif out.exists():
-            out.rmdir()  # empty, checked above
-        staging.rename(out)
+        model.save(staging / KERAS_FILE)
+        model.export(str(staging / SAVED_MODEL_DIR), format="tf_saved_model", verbose=False)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+    return staging
+
+
+def _swap_in(staging: Path, out: Path, info: dict) -> None:
+    """metadata.json, then the staging folder renamed into place. An earlier export is renamed aside
+    first and deleted after: `out` is missing only between two renames, never while files are deleted."""
+    (staging / METADATA_FILE).write_text(json.dumps(info, indent=2) + "\n")
+    if not out.exists():
+        staging.rename(out)
+        return
+    aside = out.with_name(f".{out.name}.replaced-{os.getpid()}")
+    out.rename(aside)
+    staging.rename(out)
+    shutil.rmtree(aside)

@@ -1,13 +1,17 @@
-"""The hyperparameters a trial is made of: names, domains, defaults (the reference tutorial's model).
+"""The hyperparameters, in one place: each one's name, domain, default, validation and Optuna suggestion.
 
-Kept apart from Optuna and Keras so that the config loader, the search space and the model builder
-all agree on one list, and a trial can always be rebuilt from a plain dict.
+The defaults are the reference tutorial's model. The sweep file's `search_space` entries are parsed here
+into typed ranges, choices and fixed values, and this is the only module that calls `trial.suggest_*`;
+the model builder only ever sees the plain `Hyperparameters` a trial ends up with, so the best model can
+always be rebuilt from its stored values. Optuna is never imported: a trial is whatever has `suggest_*`.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Any, Callable
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping, Union
 
 # Names Keras 3 resolves with keras.activations.get / keras.optimizers.get (a test checks this).
 ACTIVATIONS = ("relu", "tanh", "sigmoid", "elu", "selu", "gelu", "silu", "swish", "leaky_relu",
@@ -31,16 +35,19 @@ class Hyperparameters:
     preprocessing: str = "normalize"
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return dataclasses.asdict(self)
+
+    def replace(self, **changes: Any) -> "Hyperparameters":
+        return dataclasses.replace(self, **changes)
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> "Hyperparameters":
+    def from_dict(cls, values: Mapping[str, Any]) -> "Hyperparameters":
         """Rebuild from logged or stored values, coercing the types MLflow's string params lose."""
-        known = {name: HYPERPARAMETERS[name].coerce(v) for name, v in values.items() if name in HYPERPARAMETERS}
-        return cls(**known)
+        return cls(**{name: DOMAINS[name].coerce(v) for name, v in values.items() if name in DOMAINS})
 
 
 Fail = Callable[[str, str], Any]
+_DEFAULTS = Hyperparameters()
 
 
 @dataclass(frozen=True)
@@ -48,7 +55,6 @@ class Domain:
     """What one hyperparameter accepts: kind ('int', 'float', 'str') and its bounds or choices."""
 
     kind: str
-    default: Any
     low: float | None = None
     high: float | None = None
     high_open: bool = False
@@ -66,7 +72,7 @@ class Domain:
         if not numeric or (self.kind == "int" and not isinstance(value, int)):
             fail(key, f"must be {'an integer' if self.kind == 'int' else 'a number'}, got {value!r}")
         too_high = value >= self.high if self.high_open else value > self.high
-        if value < self.low or too_high:
+        if math.isnan(value) or value < self.low or too_high:
             fail(key, f"{value} is out of range; allowed: {self.describe_range()}")
         return value
 
@@ -74,14 +80,119 @@ class Domain:
         return f"[{self.low}, {self.high}{')' if self.high_open else ']'}"
 
 
-HYPERPARAMETERS: dict[str, Domain] = {
-    "units": Domain("int", 128, low=1, high=8192),
-    "hidden_layers": Domain("int", 1, low=1, high=8),
-    "dropout": Domain("float", 0.2, low=0.0, high=1.0, high_open=True),
-    "activation": Domain("str", "relu", choices=ACTIVATIONS),
-    "optimizer": Domain("str", "adam", choices=OPTIMIZERS),
-    "learning_rate": Domain("float", 0.001, low=1e-7, high=10.0),
-    "epochs": Domain("int", 5, low=1, high=1000),
-    "batch_size": Domain("int", 32, low=1, high=65536),
-    "preprocessing": Domain("str", "normalize", choices=PREPROCESSING),
+DOMAINS: dict[str, Domain] = {
+    "units": Domain("int", low=1, high=8192),
+    "hidden_layers": Domain("int", low=1, high=8),
+    "dropout": Domain("float", low=0.0, high=1.0, high_open=True),
+    "activation": Domain("str", choices=ACTIVATIONS),
+    "optimizer": Domain("str", choices=OPTIMIZERS),
+    "learning_rate": Domain("float", low=1e-7, high=10.0),
+    "epochs": Domain("int", low=1, high=1000),
+    "batch_size": Domain("int", low=1, high=65536),
+    "preprocessing": Domain("str", choices=PREPROCESSING),
 }
+NAMES = tuple(DOMAINS)
+
+
+@dataclass(frozen=True)
+class IntParam:
+    low: int
+    high: int
+    step: int = 1
+    log: bool = False
+
+    def suggest(self, trial, name: str) -> int:
+        return trial.suggest_int(name, self.low, self.high, step=self.step, log=self.log)
+
+
+@dataclass(frozen=True)
+class FloatParam:
+    low: float
+    high: float
+    step: float | None = None
+    log: bool = False
+
+    def suggest(self, trial, name: str) -> float:
+        return trial.suggest_float(name, self.low, self.high, step=self.step, log=self.log)
+
+
+@dataclass(frozen=True)
+class CategoricalParam:
+    choices: tuple
+
+    def suggest(self, trial, name: str):
+        return trial.suggest_categorical(name, list(self.choices))
+
+
+@dataclass(frozen=True)
+class FixedParam:
+    value: Any
+
+
+ParamSpec = Union[IntParam, FloatParam, CategoricalParam, FixedParam]
+
+
+def base_values(space: Mapping[str, ParamSpec]) -> dict[str, Any]:
+    """The values every trial shares: the defaults, overridden by the space's fixed entries."""
+    values = _DEFAULTS.as_dict()
+    values.update({name: spec.value for name, spec in space.items() if isinstance(spec, FixedParam)})
+    return values
+
+
+def suggest_params(trial, space: Mapping[str, ParamSpec]) -> Hyperparameters:
+    """Ask the sampler for each searched value, on top of the fixed ones: a complete set for the trial."""
+    values = base_values(space)
+    for name, spec in space.items():
+        if not isinstance(spec, FixedParam):
+            values[name] = spec.suggest(trial, name)
+    return Hyperparameters.from_dict(values)
+
+
+def parse_param(check, name: str, spec: Any) -> ParamSpec:
+    """One `search_space` entry: a bare value is fixed; a mapping names its `type` and that type's keys.
+
+    Checked against the hyperparameter's domain, so `search_space.dropout.high: 1.0` fails before a
+    trial can draw it. `check` is a validation.Checker (errors name the file and the key).
+    """
+    key = f"search_space.{name}"
+    domain = DOMAINS[name]
+    if not isinstance(spec, dict):
+        return FixedParam(domain.validate(spec, key, check.fail))
+    kind = check.choice(spec.get("type"), f"{key}.type", ("int", "float", "categorical", "fixed"))
+    if kind == "fixed":
+        check.keys(spec, key, ("type", "value"))
+        return FixedParam(domain.validate(spec.get("value"), f"{key}.value", check.fail))
+    if kind == "categorical":
+        check.keys(spec, key, ("type", "choices"))
+        choices = spec.get("choices")
+        if not isinstance(choices, list) or not choices:
+            check.fail(f"{key}.choices", f"must be a non-empty list, got {check.quote(choices)}")
+        return CategoricalParam(tuple(domain.validate(c, f"{key}.choices", check.fail) for c in choices))
+    return _parse_range(check, key, domain, kind, spec)
+
+
+def _parse_range(check, key: str, domain: Domain, kind: str, spec: dict) -> ParamSpec:
+    check.keys(spec, key, ("type", "low", "high", "step", "log"))
+    if domain.kind != kind:
+        allowed = "categorical, fixed" if domain.kind == "str" else f"{domain.kind}, categorical, fixed"
+        check.fail(f"{key}.type", f"'{kind}' does not fit this parameter; allowed: {allowed}")
+    convert = check.integer if kind == "int" else check.number
+    low = domain.validate(convert(spec.get("low"), f"{key}.low"), f"{key}.low", check.fail)
+    high = domain.validate(convert(spec.get("high"), f"{key}.high"), f"{key}.high", check.fail)
+    if low > high:
+        check.fail(key, f"low ({low}) must not be greater than high ({high})")
+    log = spec.get("log", False)
+    if not isinstance(log, bool):
+        check.fail(f"{key}.log", f"must be true or false, got {check.quote(log)}")
+    if log and low <= 0:
+        check.fail(f"{key}.low", f"must be > 0 when log: true, got {low}")
+    step = spec.get("step")
+    if step is not None:
+        step = convert(step, f"{key}.step")
+        if not step > 0:
+            check.fail(f"{key}.step", f"must be > 0, got {step}")
+        if log:
+            check.fail(f"{key}.step", "cannot be combined with log: true (Optuna allows one or the other)")
+    if kind == "int":
+        return IntParam(low, high, step or 1, log)
+    return FloatParam(float(low), float(high), None if step is None else float(step), log)

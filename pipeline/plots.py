@@ -15,7 +15,6 @@ import numpy as np  # noqa: E402
 import optuna  # noqa: E402
 from sklearn.metrics import classification_report, confusion_matrix  # noqa: E402
 
-from pipeline.data import CLASS_NAMES  # noqa: E402
 
 
 def learning_curves(history: dict[str, list[float]]):
@@ -33,13 +32,13 @@ def learning_curves(history: dict[str, list[float]]):
     return figure
 
 
-def confusion_figure(labels: np.ndarray, predictions: np.ndarray):
+def confusion_figure(labels: np.ndarray, predictions: np.ndarray, class_names: tuple[str, ...]):
     """The test-set confusion matrix with class names, counts in each cell."""
-    matrix = confusion_matrix(labels, predictions, labels=range(len(CLASS_NAMES)))
+    matrix = confusion_matrix(labels, predictions, labels=range(len(class_names)))
     figure, axis = plt.subplots(figsize=(8, 7))
     image = axis.imshow(matrix, cmap="Blues")
-    axis.set_xticks(range(len(CLASS_NAMES)), CLASS_NAMES, rotation=45, ha="right")
-    axis.set_yticks(range(len(CLASS_NAMES)), CLASS_NAMES)
+    axis.set_xticks(range(len(class_names)), class_names, rotation=45, ha="right")
+    axis.set_yticks(range(len(class_names)), class_names)
     axis.set(xlabel="predicted", ylabel="true", title="test set confusion matrix")
     for (row, column), count in np.ndenumerate(matrix):
         axis.text(column, row, count, ha="center", va="center", fontsize=8,
@@ -49,9 +48,9 @@ def confusion_figure(labels: np.ndarray, predictions: np.ndarray):
     return figure
 
 
-def class_report(labels: np.ndarray, predictions: np.ndarray) -> dict:
+def class_report(labels: np.ndarray, predictions: np.ndarray, class_names: tuple[str, ...]) -> dict:
     """Precision, recall and F1 per class (scikit-learn's report, keyed by class name)."""
-    return classification_report(labels, predictions, labels=range(len(CLASS_NAMES)), target_names=CLASS_NAMES,
+    return classification_report(labels, predictions, labels=range(len(class_names)), target_names=list(class_names),
                                  output_dict=True, zero_division=0)
 
 

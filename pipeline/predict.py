@@ -37,10 +37,10 @@ class Prediction:
 def load_model(spec: str, tracking_uri: str | None = None):
     """An export folder, a .keras file (loaded with safe_mode), or a models:/ URI from the registry."""
     if spec.startswith(("models:/", "runs:/")):
-        from pipeline import tracking
+        from pipeline.tracking import models
 
         try:
-            return tracking.load_model_uri(spec, tracking_uri)
+            return models.load_model(spec, tracking_uri)
         except TrackingError as exc:
             raise PredictError(str(exc)) from None
     path = Path(spec)

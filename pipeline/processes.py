@@ -1,5 +1,5 @@
-"""Processes: helper servers (mlflow, optuna-dashboard) on loopback ports, a command replacing itself,
-and a Ctrl-C that cannot be lost.
+"""Processes: helper servers (mlflow, optuna-dashboard) on loopback ports, stop signals that cannot be
+lost, and workers that do not outlive their supervisor.
 
 Each server starts in its own process group, so stopping it stops all of its children too: MLflow 3's
 server runs uvicorn and job consumers that outlive a plain terminate().
@@ -13,10 +13,9 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
-from typing import Iterator, NoReturn
+from typing import Iterator
 
 from pipeline import stores
 from pipeline.errors import TrackingError
@@ -28,40 +27,65 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-_CTRL_C = threading.Event()
+class StopRequest:
+    """SIGINT (Ctrl-C) and SIGTERM (`docker stop`, Kubernetes, systemd, batch schedulers) ask a worker to stop.
+
+    The first signal raises KeyboardInterrupt where the program is, which ends the running trial as FAIL
+    and its run as KILLED; later ones only add to the record, so clean-up is not cut short. Python drops
+    a KeyboardInterrupt that lands in a finalizer or weakref callback ("Exception ignored in ..."), so
+    `check` raises it again at the next safe point (the end of an epoch, before the next trial).
+    """
+
+    def __init__(self) -> None:
+        self.signal: int | None = None
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator["StopRequest"]:
+        previous = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield self
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    def _on_signal(self, signum: int, frame) -> None:
+        first = self.signal is None
+        self.signal = signum
+        if first:
+            raise KeyboardInterrupt
+
+    def check(self, *_: object) -> bool:
+        """Raise KeyboardInterrupt if a stop was asked for; usable as an epoch hook (never stops by itself)."""
+        if self.signal is not None:
+            raise KeyboardInterrupt
+        return False
 
 
-@contextlib.contextmanager
-def ctrl_c_remembered() -> Iterator[None]:
-    """SIGINT raises KeyboardInterrupt as usual and is also remembered: Python drops a KeyboardInterrupt
-    that lands in a finalizer or weakref callback ("Exception ignored in ..."), and the sweep would then
-    run on. `raise_if_ctrl_c` re-raises it at the next safe point (the end of an epoch, the next trial)."""
-    def on_sigint(signum, frame):
-        _CTRL_C.set()
-        raise KeyboardInterrupt
+def die_with_parent() -> None:
+    """Linux: have the kernel SIGKILL this process when the process that started it dies (a SIGKILLed
+    supervisor must not leave workers training on). Other systems lack the call; there a worker ends
+    when its budget or its trial share is spent."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
 
-    previous = signal.signal(signal.SIGINT, on_sigint)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-        _CTRL_C.clear()
+    parent = os.getppid()
+    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # the parent died before the request took effect
+        os._exit(1)
 
 
-def raise_if_ctrl_c() -> None:
-    if _CTRL_C.is_set():
-        raise KeyboardInterrupt
+_PR_SET_PDEATHSIG = 1
 
 
-def replace_process() -> NoReturn:
-    """Run this process's own command line again in place of it (exec: same pid, fresh memory)."""
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os.execv(sys.executable, [sys.executable, *sys.orig_argv[1:]])
+# MLflow 3's server starts job-consumer processes (about 245 MiB each) for features this project never uses.
+SERVER_ENVIRONMENT = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
 
 
-def start_group(command: list[str], **kwargs) -> subprocess.Popen:
-    return subprocess.Popen(command, start_new_session=True, **kwargs)
+def start_group(command: list[str], env: dict | None = None, **kwargs) -> subprocess.Popen:
+    """A process in a new session (its own group), with SERVER_ENVIRONMENT on top of `env` (or ours)."""
+    return subprocess.Popen(command, start_new_session=True, env={**(env or os.environ), **SERVER_ENVIRONMENT},
+                            **kwargs)
 
 
 def stop_group(process: subprocess.Popen, timeout: float = 30) -> None:
@@ -103,12 +127,13 @@ def mlflow_server(backend_store_uri: str, *options: str) -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def shared_tracking_server(tracking_uri: str) -> Iterator[str]:
+def shared_tracking_server(tracking_uri: str, workers: int) -> Iterator[str]:
     """Several workers must not write one SQLite file at once: serve it through one local mlflow server.
 
-    The server (one process, on loopback) serializes the writes; a server URI passes through unchanged.
+    The server (one process, on loopback) serializes the writes; one worker writes the file itself, and
+    a server URI passes through unchanged.
     """
-    if not stores.is_sqlite(tracking_uri):
+    if workers == 1 or not stores.is_sqlite(tracking_uri):
         yield tracking_uri
         return
     with mlflow_server(tracking_uri, "--workers", "1", "--default-artifact-root",

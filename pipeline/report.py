@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from pipeline import tracking
-from pipeline.search_space import params_of
-from pipeline.runner import SweepOutcome
-from pipeline.study import RUN_ID_ATTR, TEST_ACCURACY_ATTR, TEST_LOSS_ATTR
+from pipeline import keys, tracking
+from pipeline.supervisor import SweepOutcome
 
 
 def format_summary(outcome: SweepOutcome, metric: str) -> str:
@@ -20,10 +18,12 @@ def format_summary(outcome: SweepOutcome, metric: str) -> str:
     if best is None:
         lines.append("No trial has completed yet.")
     else:
+        run_id = best.user_attrs.get(keys.RUN_ID)
+        results = tracking.run_metrics(outcome.tracking_uri, run_id) if run_id else {}
         rows = [("best trial", f"#{best.number}"), (metric, f"{best.value:.4f}")]
-        rows += [(name, _fmt(best.user_attrs.get(key))) for name, key in
-                 (("test_accuracy", TEST_ACCURACY_ATTR), ("test_loss", TEST_LOSS_ATTR), ("run id", RUN_ID_ATTR))]
-        rows += [(f"  {name}", _fmt(value)) for name, value in params_of(best).as_dict().items()]
+        rows += [(name, _fmt(results.get(name))) for name in (keys.TEST_ACCURACY, keys.TEST_LOSS)]
+        rows += [("run id", _fmt(run_id))]
+        rows += [(f"  {name}", _fmt(value)) for name, value in best.user_attrs[keys.PARAMS].items()]
         width = max(len(name) for name, _ in rows)
         lines += [f"  {name.ljust(width)}  {value}" for name, value in rows]
     if outcome.parent_run_id:
@@ -44,7 +44,8 @@ def format_export(info: dict, out) -> str:
     return "\n".join([
         f"Exported trial #{info['trial_number']} of study '{info['study']}'"
         f"{' (refit on train + validation)' if info['refit'] else ''} to {out}/",
-        "  model.keras, saved_model/, metadata.json; raw 28x28 uint8 images in, 10 probabilities out",
+        f"  model.keras, saved_model/, metadata.json; raw {_shape(info['input'])} in, "
+        f"{len(info['class_names'])} class probabilities out",
         f"  test_accuracy {info['test_accuracy']:.4f} on {info['test_images']} raw test images",
         f"  registered as {registry['registered_model']} version {registry['version']} "
         f"(alias @{registry['alias']})",
@@ -53,11 +54,15 @@ def format_export(info: dict, out) -> str:
     ])
 
 
+def _shape(spec: dict) -> str:
+    return f"{'x'.join(map(str, spec['shape']))} {spec['dtype']}"
+
+
 def trials_table(study, config) -> pd.DataFrame:
     """Optuna's trials joined with their MLflow runs: best first, the best one marked."""
     from optuna.trial import TrialState
 
-    rows = [{"trial": t.number, "state": t.state.name, **t.user_attrs.get("hyperparameters", t.params),
+    rows = [{"trial": t.number, "state": t.state.name, **t.user_attrs.get(keys.PARAMS, t.params),
              "value": t.value} for t in study.trials]
     trials = pd.DataFrame(rows)
     runs = tracking.trial_runs_frame(config.tracking.tracking_uri, config.experiment_name, config.study.name)

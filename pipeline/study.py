@@ -16,21 +16,19 @@ from pathlib import Path
 import optuna
 from optuna.trial import TrialState
 
-from pipeline import stores, tracking
+from pipeline import keys, stores, tracking
 from pipeline.config import PrunerConfig, SweepConfig, parse_sweep_text
-from pipeline.data import load_fashion_mnist, split_data
-from pipeline.errors import StudyError
+from pipeline.errors import StudyError, SweepError
 
 COUNTED = (TrialState.COMPLETE, TrialState.PRUNED)
-SWEEP_FILE_ATTR = "sweep_file"
-RUN_ID_ATTR, TEST_ACCURACY_ATTR, TEST_LOSS_ATTR, EPOCHS_ATTR = (
-    "mlflow_run_id", "test_accuracy", "test_loss", "epochs_run")
-HOST_ATTR, PID_ATTR, ERROR_ATTR = "host", "pid", "error"
 HEARTBEAT_S, GRACE_S = 20, 60
 
 
-def open_study(config: SweepConfig) -> optuna.Study:
-    """Create or resume the named study; refuse one whose direction differs from the sweep file."""
+def open_study(config: SweepConfig, worker: int = 0) -> optuna.Study:
+    """Create or resume the named study; refuse one whose direction differs from the sweep file.
+
+    `worker` numbers the processes of one `sweep run`, so that each seeds its sampler differently.
+    """
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     storage = optuna_storage(config.study.storage)
     study = optuna.create_study(storage=storage, study_name=config.study.name, load_if_exists=True,
@@ -38,10 +36,12 @@ def open_study(config: SweepConfig) -> optuna.Study:
     if study.direction.name.lower() != config.study.direction:
         raise StudyError(f"study '{config.study.name}' in {config.study.storage} was created to "
                          f"{study.direction.name.lower()}, but {config.path} asks to {config.study.direction}")
-    # Offsetting the seed by the trials already run keeps a resumed study from replaying its first picks;
-    # processes sharing a study also offset by their pid, or they would all suggest the same values.
-    shared = 0 if stores.is_sqlite(stores.resolve_uri(config.study.storage)) else os.getpid()
-    study.sampler = make_sampler(config.study.sampler, config.study.seed + len(study.trials) + shared)
+    # Offsetting the seed by the trials already run keeps a resumed study from replaying its first picks.
+    # Workers of one command offset by their number, or they would all suggest the same values; on a
+    # database server other machines may join the study, so their processes also offset by pid.
+    local = stores.local_path(stores.resolve_uri(config.study.storage)) is not None
+    offset = len(study.trials) + 1000 * worker + (0 if local else os.getpid())
+    study.sampler = make_sampler(config.study.sampler, config.study.seed + offset)
     return study
 
 
@@ -88,10 +88,29 @@ def load_existing_study(storage: str, name: str) -> optuna.Study:
     return optuna.load_study(study_name=name, storage=backend)
 
 
+def find_study(config: SweepConfig) -> optuna.Study | None:
+    """The sweep's study if it exists already, without creating a storage for it."""
+    try:
+        return load_existing_study(config.study.storage, config.study.name)
+    except StudyError:
+        return None
+
+
+class SurplusTrialError(SweepError):
+    """Another worker took the study's last trial at the same moment; this one must not run."""
+
+
+def refuse_surplus(trial: optuna.Trial, n_trials: int) -> None:
+    """Workers check the budget before asking for a trial; two asking at once can overshoot it by one."""
+    earlier = trial.study.get_trials(deepcopy=False, states=(*COUNTED, TrialState.RUNNING))
+    if sum(t.number < trial.number for t in earlier) >= n_trials:
+        raise SurplusTrialError(f"trial {trial.number} is beyond the study's {n_trials} trials")
+
+
 def claim_trial(trial: optuna.Trial) -> None:
     """Record which process runs a trial, so a later run can tell a dead one from a live one."""
-    trial.set_user_attr(HOST_ATTR, socket.gethostname())
-    trial.set_user_attr(PID_ATTR, os.getpid())
+    trial.set_user_attr(keys.HOST, socket.gethostname())
+    trial.set_user_attr(keys.PID, os.getpid())
 
 
 def fail_dead_trials(study: optuna.Study) -> list[int]:
@@ -102,9 +121,9 @@ def fail_dead_trials(study: optuna.Study) -> list[int]:
     """
     failed = []
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        if trial.user_attrs.get(HOST_ATTR) == socket.gethostname() and not _alive(trial.user_attrs.get(PID_ATTR)):
+        if trial.user_attrs.get(keys.HOST) == socket.gethostname() and not _alive(trial.user_attrs.get(keys.PID)):
             # Optuna has no public call to fail someone else's trial; this is what its heartbeat check does.
-            study._storage.set_trial_user_attr(trial._trial_id, ERROR_ATTR, "its process died")
+            study._storage.set_trial_user_attr(trial._trial_id, keys.ERROR, "its process died")
             study._storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL)
             failed.append(trial.number)
     # A trial that failed while the tracking server was down could not end its run then; end it now.
@@ -114,9 +133,9 @@ def fail_dead_trials(study: optuna.Study) -> list[int]:
 
 
 def _fail_trial_run(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-    run_id = trial.user_attrs.get(RUN_ID_ATTR)
+    run_id = trial.user_attrs.get(keys.RUN_ID)
     if run_id:
-        tracking.fail_stale_run(run_id, trial.user_attrs.get(ERROR_ATTR, "its process died"))
+        tracking.fail_stale_run(run_id, trial.user_attrs.get(keys.ERROR, "its process died"))
 
 
 def _alive(pid) -> bool:
@@ -134,7 +153,7 @@ def _alive(pid) -> bool:
 def load_study_config(storage: str, name: str) -> SweepConfig:
     """The sweep file a study was last run with (stored on the study), for commands given --study NAME."""
     study = load_existing_study(storage, name)
-    text = study.user_attrs.get(SWEEP_FILE_ATTR)
+    text = study.user_attrs.get(keys.SWEEP_FILE)
     if text is None:
         raise StudyError(f"study '{name}' in {storage} was not created by `sweep run`; pass its sweep file")
     config = parse_sweep_text(text, Path(f"<sweep file of study '{name}'>"))
@@ -152,7 +171,8 @@ def best_complete_trial(study: optuna.Study) -> optuna.trial.FrozenTrial:
 def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
-    return optuna.samplers.TPESampler(seed=seed)
+    # constant_liar: parallel workers see each other's running trials and spread out; alone it changes nothing.
+    return optuna.samplers.TPESampler(seed=seed, constant_liar=True)
 
 
 def make_pruner(pruner: PrunerConfig) -> optuna.pruners.BasePruner:
@@ -173,13 +193,6 @@ def finished_count(study: optuna.Study) -> int:
     return sum(t.state in COUNTED for t in study.get_trials(deepcopy=False))
 
 
-def load_splits(config: SweepConfig):
-    """The sweep's raw data and its train/validation/test split, the same for every command."""
-    raw = load_fashion_mnist(config.data.data_dir)
-    return raw, split_data(raw, config.data.validation_fraction, config.study.seed,
-                           config.data.subset, config.data.test_subset)
-
-
 def budget_left(study: optuna.Study, config: SweepConfig) -> tuple[int, float | None]:
     """Trials and seconds still owed to the study's totals, counting what earlier runs spent and the
     trials other workers are running now."""
@@ -190,3 +203,8 @@ def budget_left(study: optuna.Study, config: SweepConfig) -> tuple[int, float | 
     spent = sum((t.datetime_complete - t.datetime_start).total_seconds()
                 for t in study.get_trials(deepcopy=False) if t.datetime_complete and t.datetime_start)
     return n_left, config.study.timeout - spent
+
+
+def budget_spent(study: optuna.Study, config: SweepConfig) -> bool:
+    n_left, time_left = budget_left(study, config)
+    return n_left == 0 or (time_left is not None and time_left <= 0)

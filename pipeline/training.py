@@ -1,20 +1,20 @@
-"""Training and evaluation of one compiled model on one prepared dataset variant.
+"""Training and evaluation of one compiled model on the raw splits (its preprocessing is inside it).
 
-Per-epoch hooks (tracking, pruning) are plain functions, so this module needs neither MLflow nor Optuna.
+Per-epoch hooks (tracking, pruning, stop requests) are plain functions, so this module needs neither
+MLflow nor Optuna.
 """
 
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 import keras
 import numpy as np
 
+from pipeline.data import Splits
 from pipeline.hyperparameters import Hyperparameters
-from pipeline.preprocessing import PreparedData
 
 # Called after each epoch with (epoch starting at 1, {"loss": .., "accuracy": .., "val_loss": ..,
 # "val_accuracy": ..}); returning True stops training after that epoch.
@@ -42,29 +42,13 @@ class NonFiniteLossError(RuntimeError):
     """Training diverged: the loss became NaN or infinite."""
 
 
-def set_threads(count: int | None) -> None:
-    """Cap TensorFlow's CPU threads, so workers sharing a machine do not oversubscribe its cores.
-
-    Only possible before TensorFlow runs its first op; later (a second sweep in one process) it warns.
-    """
-    if not count:
-        return
-    import tensorflow as tf
-
-    try:
-        tf.config.threading.set_intra_op_parallelism_threads(count)
-        tf.config.threading.set_inter_op_parallelism_threads(min(count, 2))
-    except RuntimeError:
-        warnings.warn(f"TensorFlow has already started; it keeps its thread counts instead of {count}")
-
-
 def start_fresh(seed: int) -> None:
     """Drop graphs and layers of earlier trials, and seed Python, NumPy and the backend."""
     keras.backend.clear_session()
     keras.utils.set_random_seed(seed)
 
 
-def train_and_evaluate(model: keras.Model, data: PreparedData, params: Hyperparameters,
+def train_and_evaluate(model: keras.Model, data: Splits, params: Hyperparameters,
                        hooks: Sequence[EpochHook] = ()) -> TrainResult:
     """Fit for params.epochs (or until a hook stops it), then score the test set once."""
     result = TrainResult()

@@ -13,7 +13,10 @@ from pipeline.study import load_existing_study
 
 
 def serve_ui(config: SweepConfig, host: str, port: int) -> int:
-    """Check the sweep has run and the port is free, print the experiment's URL, then run `mlflow ui`."""
+    """Check the sweep has run and the port is free, print the runs view's URL, then run `mlflow ui`.
+
+    Ctrl-C and SIGTERM both stop the server (and its children) and end the command.
+    """
     load_existing_study(config.study.storage, config.study.name)  # says so, listing studies, if never run
     uri = stores.resolve_uri(config.tracking.tracking_uri, create=False)
     if not stores.is_sqlite(uri):
@@ -21,19 +24,24 @@ def serve_ui(config: SweepConfig, host: str, port: int) -> int:
     if not stores.sqlite_path(uri).is_file():
         raise StudyError(f"no MLflow store at {uri}; run `sweep run {config.path}` first")
     _check_port(host, port)
-    url = tracking.experiment_url(uri, config.experiment_name, f"http://{host}:{port}")
-    if url is None:
-        raise StudyError(f"the store {uri} has no experiment '{config.experiment_name}'; run the sweep first")
+    tracking.connect(uri, config.experiment_name)  # tags older experiments, so the UI opens on their runs
+    url = tracking.runs_url(uri, config.experiment_name, f"http://{host}:{port}")
     print(f"MLflow UI for study '{config.study.name}': {url}  (Ctrl-C to stop)", flush=True)
     command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", host, "--port", str(port)]
     server = processes.start_group(command)
-    signal.signal(signal.SIGTERM, lambda *_: processes.stop_group(server))
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
         return server.wait()
     except KeyboardInterrupt:
         return 0
     finally:
+        signal.signal(signal.SIGTERM, previous)
         processes.stop_group(server)
+
+
+def _raise_interrupt(signum, frame) -> None:
+    """SIGTERM ends the wait like Ctrl-C does; the `finally` above then stops the server."""
+    raise KeyboardInterrupt
 
 
 def _check_port(host: str, port: int) -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import math
+import reprlib
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +49,8 @@ class Checker:
     def number(self, value: Any, key: str) -> float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             self.fail(key, f"must be a number, got {describe(value)}")
+        if not math.isfinite(value):
+            self.fail(key, f"{value} is out of range; allowed: a finite number")
         return value
 
     def positive_int(self, value: Any, key: str) -> int:
@@ -66,10 +70,22 @@ class Checker:
 
     def choice(self, value: Any, key: str, allowed: tuple) -> str:
         if value not in allowed:
-            self.fail(key, f"{value!r} is not allowed; allowed: {', '.join(map(str, allowed))}")
+            self.fail(key, f"{quote(value)} is not allowed; allowed: {', '.join(map(str, allowed))}")
         return value
+
+    @staticmethod
+    def quote(value: Any) -> str:
+        return quote(value)
+
+
+def quote(value: Any, limit: int = 80) -> str:
+    """repr() cut to `limit` characters: a value from a sweep file can be huge (a YAML alias bomb)."""
+    short = reprlib.Repr()
+    short.maxstring = short.maxother = limit
+    text = short.repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}..."
 
 
 def describe(value: Any) -> str:
-    return "nothing" if value is None else f"{value!r} ({type(value).__name__})"
+    return "nothing" if value is None else f"{quote(value)} ({type(value).__name__})"
 

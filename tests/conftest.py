@@ -56,12 +56,14 @@ def tiny_sweep(tmp_path: Path, data_dir: Path, stores: dict[str, str]) -> Path:
 
 @pytest.fixture(scope="module")
 def module_sweep(tmp_path_factory, data_dir) -> Path:
-    """One tiny sweep of three trials, already run, shared by a module's tests that only read or export it."""
+    """One tiny sweep of three trials, already run, shared by a module's tests that only read or export it.
+
+    Its study is in a journal file, the default storage."""
     from pipeline import cli
 
     folder = tmp_path_factory.mktemp("swept")
     path = write_sweep(folder, study__n_trials=3, data__subset=600, data__test_subset=300,
-                       data__data_dir=str(data_dir), study__storage=f"sqlite:///{folder}/optuna.db",
+                       data__data_dir=str(data_dir), study__storage=f"journal:///{folder}/optuna.journal",
                        tracking__tracking_uri=f"sqlite:///{folder}/mlflow.db",
                        tracking__registered_model="smoke-classifier")
     assert cli.main(["run", str(path), "--no-progress"]) == 0

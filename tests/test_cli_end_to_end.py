@@ -7,9 +7,13 @@ import shutil
 import subprocess
 import sys
 
+import collections
+
 import mlflow
 import optuna
 import pytest
+
+from pipeline.study import optuna_storage
 
 from conftest import ROOT, SWEEPS, write_sweep
 
@@ -27,16 +31,23 @@ def test_console_script_runs_a_tiny_sweep_with_default_stores_in_the_working_dir
                        data__test_subset=200)
     result = sweep("run", str(path), "--data-dir", str(data_dir), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    assert (tmp_path / "mlruns" / "mlflow.db").is_file() and (tmp_path / "mlruns" / "optuna.db").is_file()
+    journal = tmp_path / "mlruns" / "optuna.journal"
+    assert (tmp_path / "mlruns" / "mlflow.db").is_file() and journal.is_file()
     assert "3/3" in result.stderr, "progress bar over trials"
     assert f"mlflow ui --backend-store-uri sqlite:///{tmp_path}/mlruns/mlflow.db" in result.stdout
     assert any((tmp_path / "mlruns" / "artifacts").rglob("*.keras")), "model artifacts under mlruns/"
-    # After 2 trials the process replaced itself (same pid, fresh memory) and the study went on.
-    assert result.stdout.count("the study continues in a fresh one") == 1
+    # After 2 trials the worker was replaced by a fresh one (fresh memory) and the study went on.
+    assert result.stdout.count("a fresh worker continues") == 1
     assert "3 finished trials (3 run now)" in result.stdout
-    study = optuna.load_study(study_name="fashion-mnist-smoke", storage=f"sqlite:///{tmp_path}/mlruns/optuna.db")
+    # TensorFlow's own start-up lines stay off the terminal; each trial's line names its epochs once.
+    for noise in ("cudart_stub", "cuda_platform", "absl::InitializeLog", "oneDNN"):
+        assert noise not in result.stderr and noise not in result.stdout
+    trial_lines = [line for line in result.stdout.splitlines() if line.startswith("trial ")]
+    assert len(trial_lines) == 3 and all(line.count("epochs=") == 1 for line in trial_lines), trial_lines
+    study = optuna.load_study(study_name="fashion-mnist-smoke", storage=optuna_storage(f"journal:///{journal}"))
     assert [t.state.name for t in study.trials] == ["COMPLETE"] * 3
-    assert len({t.user_attrs["pid"] for t in study.trials}) == 1
+    per_worker = collections.Counter(t.user_attrs["pid"] for t in study.trials)
+    assert sorted(per_worker.values()) == [1, 2] and os.getpid() not in per_worker
     client = mlflow.MlflowClient(f"sqlite:///{tmp_path}/mlruns/mlflow.db")
     runs = client.search_runs([client.get_experiment_by_name("fashion-mnist-smoke").experiment_id])
     (parent,) = [r for r in runs if r.data.tags["sweep.role"] == "parent"]

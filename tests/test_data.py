@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from pipeline.data import CLASS_NAMES, DataError, load_fashion_mnist, read_kaggle_csv, split_data
-from pipeline.preprocessing import fit_scaler, prepare_variants
+from pipeline.preprocessing import fit_stats, preprocessing_layers
 
 
 @pytest.fixture(scope="module")
@@ -88,16 +88,20 @@ def test_split_is_stratified_disjoint_and_leaves_test_alone(raw):
     assert np.bincount(small.y_test).tolist() == [20] * 10
 
 
-def test_preprocessing_variants(raw):
+def test_preprocessing_layers_take_raw_uint8_images(raw):
     splits = split_data(raw, validation_fraction=0.2, seed=0, subset=2000, test_subset=500)
-    variants = prepare_variants(("normalize", "standardize"), splits)
-    normal = variants["normalize"]
-    assert normal.x_train.shape == (1600, 784) and normal.x_train.dtype == np.float32
-    assert normal.x_train.min() >= 0.0 and normal.x_train.max() <= 1.0
-    standard = variants["standardize"]
-    varying = splits.x_train.reshape(1600, -1).std(axis=0) > 0
-    np.testing.assert_allclose(standard.x_train.mean(axis=0), 0.0, atol=1e-4)
-    np.testing.assert_allclose(standard.x_train.std(axis=0)[varying], 1.0, atol=1e-3)
+    assert splits.x_train.dtype == np.uint8 and splits.class_names == CLASS_NAMES
+    stats = fit_stats(splits.x_train)
+    flat = splits.x_train.reshape(1600, -1)
+    (normalize,) = preprocessing_layers("normalize", stats)
+    scaled = np.asarray(normalize(flat))
+    assert scaled.dtype == np.float32 and scaled.min() >= 0.0 and scaled.max() <= 1.0
+    (standardize,) = preprocessing_layers("standardize", stats)
+    standard = np.asarray(standardize(flat))
+    varying = flat.std(axis=0) > 0
+    np.testing.assert_allclose(standard.mean(axis=0), 0.0, atol=1e-4)
+    np.testing.assert_allclose(standard.std(axis=0)[varying], 1.0, atol=1e-3)
+    assert np.all(standard[:, ~varying] == 0), "a pixel constant in training maps to 0, not to infinity"
     # Statistics come from the training split alone: the validation split is not re-centred.
-    assert abs(standard.x_val.mean()) > 1e-4
-    np.testing.assert_allclose(standard.scaler.mean, fit_scaler("standardize", splits.x_train).mean)
+    validation = np.asarray(standardize(splits.x_val.reshape(len(splits.x_val), -1)))
+    assert abs(validation.mean()) > 1e-4

@@ -18,7 +18,8 @@ from pipeline import cli
 from pipeline import stores as store_uris
 from pipeline.processes import free_port, start_group, stop_group, wait_for_http
 from pipeline.config import load_sweep
-from pipeline.data import load_fashion_mnist, split_data
+from pipeline.data import load_fashion_mnist, load_splits
+from pipeline.study import optuna_storage
 
 from conftest import write_sweep
 
@@ -38,14 +39,13 @@ def exported(swept, tmp_path_factory):
 @pytest.fixture(scope="module")
 def test_split(swept, data_dir):
     config = load_sweep(swept)
-    splits = split_data(load_fashion_mnist(data_dir), config.data.validation_fraction, config.study.seed,
-                        config.data.subset, config.data.test_subset)
+    splits = load_splits(config.data, config.study.seed)
     return splits.x_test, splits.y_test
 
 
 def best_trial(swept):
     config = load_sweep(swept)
-    study = optuna.load_study(study_name=config.study.name, storage=store_uris.resolve_uri(config.study.storage))
+    study = optuna.load_study(study_name=config.study.name, storage=optuna_storage(config.study.storage))
     return config, study.best_trial
 
 
@@ -58,9 +58,20 @@ def test_export_writes_keras_savedmodel_and_metadata(exported, swept):
     assert info["objective"] == {"metric": "val_accuracy", "value": best.value}
     assert info["mlflow"]["trial_run_id"] == best.user_attrs["mlflow_run_id"]
     assert info["class_names"][0] == "T-shirt/top" and len(info["class_names"]) == 10
-    assert info["refit"] is False and len(info["dataset_digest"]) == 16
+    assert info["input"] == {"shape": [28, 28], "dtype": "uint8"}
+    assert info["refit"] is False and len(info["dataset"]["digest"]) == 16
     assert {"tensorflow", "keras", "mlflow", "optuna"} <= set(info["versions"])
     assert not [p for p in exported.parent.iterdir() if p.name.startswith(".")], "no staging folder left"
+
+
+def test_export_leaves_no_model_copy_in_the_temp_folder(swept, tmp_path, monkeypatch):
+    import tempfile
+
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    assert cli.main(["export", str(swept), "--out", str(tmp_path / "again"), "--name", "smoke-again"]) == 0
+    assert list(scratch.iterdir()) == []
 
 
 EXACTNESS_SCRIPT = """
@@ -99,7 +110,10 @@ def test_registry_alias_points_at_the_export(exported, swept):
     info = json.loads((exported / "metadata.json").read_text())
     client = mlflow.MlflowClient(store_uris.resolve_uri(config.tracking.tracking_uri))
     version = client.get_model_version_by_alias("smoke-classifier", "champion")
-    assert version.version == info["mlflow"]["version"]
+    assert int(version.version) == info["mlflow"]["version"]
+    # The trial's own logged model is what was registered: no rebuild, no second copy.
+    assert version.run_id == info["mlflow"]["trial_run_id"]
+    assert f"{info['test_accuracy']:.4f}" in version.description
     export_run = client.get_run(info["mlflow"]["export_run_id"])
     assert export_run.data.tags["sweep.source_run_id"] == info["mlflow"]["trial_run_id"]
     assert export_run.data.metrics["test_accuracy"] == pytest.approx(info["test_accuracy"])
@@ -171,7 +185,8 @@ def test_refit_retrains_on_train_and_validation(swept, tmp_path, test_split):
     run = client.get_run(info["mlflow"]["export_run_id"])
     assert run.data.tags["sweep.refit"] == "true"
     assert run.data.tags["sweep.source_run_id"] == best.user_attrs["mlflow_run_id"]
-    assert len(client.get_metric_history(run.info.run_id, "loss")) == best.user_attrs["epochs_run"]
+    trial_epochs = client.get_run(best.user_attrs["mlflow_run_id"]).data.metrics["epochs_run"]
+    assert len(client.get_metric_history(run.info.run_id, "loss")) == trial_epochs
     import keras
 
     images, labels = test_split
@@ -207,7 +222,7 @@ def test_study_without_complete_trial_is_refused(swept, tmp_path, capsys):
     config, _ = best_trial(swept)
     path = write_sweep(tmp_path, study__name="empty-study", study__storage=config.study.storage,
                        tracking__tracking_uri=config.tracking.tracking_uri)
-    optuna.create_study(study_name="empty-study", storage=store_uris.resolve_uri(config.study.storage))
+    optuna.create_study(study_name="empty-study", storage=optuna_storage(config.study.storage))
     assert cli.main(["export", str(path), "--out", str(tmp_path / "x")]) == 1
     assert "study 'empty-study' has no COMPLETE trial" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny.yaml"], "nothing half-written"

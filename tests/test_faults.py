@@ -119,14 +119,18 @@ def test_sigkill_mid_trial_then_rerun_resumes_to_the_total(tmp_path, data_dir, s
 
 
 @pytest.mark.slow
-def test_ctrl_c_marks_the_trial_prints_the_summary_and_exits_non_zero(tmp_path, data_dir, stores):
+@pytest.mark.parametrize("signum, status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["SIGINT", "SIGTERM"])
+def test_a_stop_signal_marks_the_trial_prints_the_summary_and_exits_non_zero(tmp_path, data_dir, stores,
+                                                                            signum, status):
+    """Ctrl-C, and the SIGTERM that docker stop, Kubernetes and batch schedulers send, to the supervisor alone."""
     path = _tiny(tmp_path, data_dir, stores, study__n_trials=3, search_space__epochs=6, data__subset=3000)
     process = _sweep_process(path)
     _wait_for_running_trial(stores, process, after=1)
-    process.send_signal(signal.SIGINT)
+    process.send_signal(signum)
     out, err = process.communicate(timeout=120)
-    assert process.returncode == 130, err
+    assert process.returncode == status, err
     assert "interrupted: the current trial was marked FAIL" in out and "best trial" in out
+    assert "Traceback" not in err
     trials = _study(stores).trials
     assert trials[-1].state == TrialState.FAIL
     client = _client(stores)
@@ -136,21 +140,50 @@ def test_ctrl_c_marks_the_trial_prints_the_summary_and_exits_non_zero(tmp_path, 
     assert parent.info.status == "KILLED"
 
 
+@pytest.mark.slow
+def test_a_worker_killed_mid_trial_stops_the_sweep_with_its_trial_failed(tmp_path, data_dir, stores):
+    """The OOM killer picks the biggest process: a worker. The supervisor says so and cleans up."""
+    path = _tiny(tmp_path, data_dir, stores, study__n_trials=3, search_space__epochs=6, data__subset=3000)
+    process = _sweep_process(path)
+    _wait_for_running_trial(stores, process, after=1)
+    (running,) = _study(stores).get_trials(states=(TrialState.RUNNING,))
+    assert running.user_attrs["pid"] != process.pid, "trials run in a worker, not in the supervisor"
+    os.kill(running.user_attrs["pid"], signal.SIGKILL)
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 1
+    assert "worker 0 was killed by signal 9 without finishing its trial" in err and "Traceback" not in err
+    trial = _study(stores).trials[running.number]
+    assert trial.state == TrialState.FAIL and trial.user_attrs["error"] == "its process died"
+    client = _client(stores)
+    assert client.get_run(trial.user_attrs["mlflow_run_id"]).info.status == "FAILED"
+    (parent,) = client.search_runs([client.get_experiment_by_name("fashion-mnist-smoke").experiment_id],
+                                   "tags.`sweep.role` = 'parent'")
+    assert parent.info.status == "KILLED"
+
+
 class _SwallowsCtrlC:
     """Ctrl-C landing in a finalizer: Python prints "Exception ignored in ..." and drops the KeyboardInterrupt."""
 
+    def __init__(self, signum: int):
+        self.signum = signum
+
     def __del__(self):
-        os.kill(os.getpid(), signal.SIGINT)
+        os.kill(os.getpid(), self.signum)
         time.sleep(0.1)  # the handler runs here, inside __del__
 
 
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # the point of the test
-def test_a_ctrl_c_python_drops_is_raised_again_at_the_next_safe_point():
-    with processes.ctrl_c_remembered():
-        _SwallowsCtrlC()  # created and finalized at once; its KeyboardInterrupt goes nowhere
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_stop_signal_python_drops_is_raised_again_at_the_next_safe_point(signum):
+    stop, before = processes.StopRequest(), signal.getsignal(signal.SIGTERM)
+    with stop.installed():
+        _SwallowsCtrlC(signum)  # created and finalized at once; its KeyboardInterrupt goes nowhere
         with pytest.raises(KeyboardInterrupt):
-            processes.raise_if_ctrl_c()
-    processes.raise_if_ctrl_c()  # forgotten once the sweep is over
+            stop.check()
+        os.kill(os.getpid(), signum)  # a second signal only adds to the record: clean-up is not cut short
+        time.sleep(0.1)
+    assert stop.signal == signum
+    assert signal.getsignal(signal.SIGTERM) == before, "the handlers are put back"
 
 
 def _start_server(backend: str, artifacts, port: int, log) -> subprocess.Popen:

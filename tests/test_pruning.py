@@ -10,7 +10,7 @@ from optuna.distributions import FloatDistribution
 
 from pipeline import cli, stores as store_uris
 from pipeline.config import PrunerConfig
-from pipeline.objective import pruning_hook as _pruning_hook
+from pipeline.trial import pruning_hook as _pruning_hook
 from pipeline.study import make_pruner
 
 
@@ -65,4 +65,5 @@ def test_a_pruned_trial_is_a_complete_mlflow_record(tmp_path, data_dir, stores):
             assert [m.step for m in client.get_metric_history(run.info.run_id, name)] == list(range(1, epochs + 1))
         assert run.data.metrics["val_accuracy"] == pytest.approx(trial.intermediate_values[epochs])
         assert not run.outputs.model_outputs, "no model is logged for a trial that cannot win"
-    assert all(t.user_attrs["epochs_run"] == 3 for t in study.trials if t.state == TrialState.COMPLETE)
+    complete = [t for t in study.trials if t.state == TrialState.COMPLETE]
+    assert all(client.get_run(t.user_attrs["mlflow_run_id"]).data.metrics["epochs_run"] == 3 for t in complete)

@@ -19,7 +19,7 @@ from pipeline import stores as store_uris
 from pipeline.processes import free_port, mlflow_server, start_group, stop_group, wait_for_http
 from pipeline.config import load_sweep
 from pipeline.data import CLASS_NAMES
-from pipeline.hyperparameters import HYPERPARAMETERS
+from pipeline.hyperparameters import NAMES
 
 STUDY_PLOTS = {"optimization_history", "param_importances", "parallel_coordinate", "slice"}
 
@@ -42,7 +42,7 @@ def test_report_joins_trials_with_runs_best_first(module_sweep, config, capsys):
     assert len(table) == 3 and table["state"].eq("COMPLETE").all()
     assert table.loc[0, "best"] == "*" and table["best"].fillna("").eq("*").sum() == 1
     assert table["val_accuracy"].is_monotonic_decreasing
-    assert set(HYPERPARAMETERS) <= set(table.columns)
+    assert set(NAMES) <= set(table.columns)
     assert {"run_id", "epochs_run", "test_accuracy", "duration_s"} <= set(table.columns)
     client = mlflow.MlflowClient(store_uris.resolve_uri(config.tracking.tracking_uri))
     for row in table.itertuples():
@@ -76,16 +76,24 @@ def test_ui_refuses_an_occupied_port_and_a_sweep_that_never_ran(module_sweep, co
 
 
 @pytest.mark.slow
-def test_ui_serves_the_experiment_it_prints(module_sweep):
+def test_ui_serves_the_runs_view_it_prints_and_sigterm_ends_it(module_sweep, config):
     port = free_port()
-    process = start_group([sys.executable, "-m", "pipeline.cli", "ui", str(module_sweep), "--port", str(port)],
+    process = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "ui", str(module_sweep), "--port", str(port)],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         line = process.stdout.readline()
-        assert f"http://127.0.0.1:{port}/#/experiments/" in line
+        experiment = mlflow.MlflowClient(store_uris.resolve_uri(config.tracking.tracking_uri)).get_experiment_by_name(
+            config.experiment_name)
+        assert f"http://127.0.0.1:{port}/#/experiments/{experiment.experiment_id}/runs" in line
+        assert experiment.tags["mlflow.experimentKind"] == "custom_model_development", "opens on its runs"
         wait_for_http(f"http://127.0.0.1:{port}/health", process)
+        process.terminate()  # SIGTERM, as a process manager stops it
+        assert process.wait(timeout=60) == 0
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", port))  # the server is gone with it
     finally:
-        stop_group(process)
+        if process.poll() is None:
+            process.kill()
 
 
 @pytest.mark.slow
@@ -101,7 +109,7 @@ def test_a_real_mlflow_server_lists_every_trial_comparably(config):
         assert all(t["mlflow.parentRunId"] == parent["info"]["run_id"] for t in tags if t.get("sweep.role") == "trial")
         param_keys = {frozenset(p["key"] for p in r["data"]["params"]) for r in children}
         metric_keys = {frozenset(m["key"] for m in r["data"]["metrics"]) for r in children}
-        assert param_keys == {frozenset(HYPERPARAMETERS)} and len(metric_keys) == 1
+        assert param_keys == {frozenset(NAMES)} and len(metric_keys) == 1
         assert {"loss", "accuracy", "val_loss", "val_accuracy", "test_accuracy", "test_loss"} <= set(*metric_keys)
         for child in children:
             run_id = child["info"]["run_id"]
@@ -127,9 +135,10 @@ def test_per_trial_report_has_every_class(config):
 
 
 @pytest.mark.slow
-def test_optuna_dashboard_reads_the_study_storage(config):
+def test_optuna_dashboard_reads_the_default_journal_storage(config):
+    """As the README says: `optuna-dashboard mlruns/optuna.journal`, the file's path alone."""
     port = free_port()
-    storage = store_uris.resolve_uri(config.study.storage)
+    storage = str(store_uris.journal_path(config.study.storage))
     dashboard = start_group(["optuna-dashboard", storage, "--host", "127.0.0.1", "--port", str(port)],
                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                                  env={**os.environ})

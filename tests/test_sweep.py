@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import mlflow
-import mlflow.keras
+import mlflow.pyfunc
 import numpy as np
 import optuna
 import pytest
 
 from pipeline import cli, stores as store_uris
 from pipeline.config import load_sweep
-from pipeline.data import load_fashion_mnist, split_data
-from pipeline.preprocessing import prepare
-from pipeline.hyperparameters import HYPERPARAMETERS
+from pipeline.data import load_splits
+from pipeline.hyperparameters import NAMES
 
 EXPERIMENT, STUDY = "fashion-mnist-smoke", "fashion-mnist-smoke"
 CURVES = ("loss", "accuracy", "val_loss", "val_accuracy")
@@ -51,15 +50,15 @@ def test_sweep_logs_one_parent_and_a_child_per_trial(swept, stores):
         assert child.data.tags["sweep.trial_state"] == "COMPLETE"
         assert child.data.tags["sweep.study"] == STUDY
         assert trial.user_attrs["mlflow_run_id"] == child.info.run_id
-        assert set(child.data.params) == set(HYPERPARAMETERS), "same keys in every trial"
+        assert set(child.data.params) == set(NAMES), "same keys in every trial"
         assert child.data.metrics["val_accuracy"] == pytest.approx(trial.value)
 
 
-def test_each_child_has_curves_test_metrics_dataset_and_a_loadable_model(swept, stores, data_dir):
+def test_each_child_has_curves_test_metrics_dataset_and_a_model_that_serves_raw_images(swept, stores):
     client, _, children = runs_by_role(stores["tracking_uri"])
     config = load_sweep(swept)
-    splits = split_data(load_fashion_mnist(data_dir), config.data.validation_fraction, config.study.seed,
-                        config.data.subset, config.data.test_subset)
+    splits = load_splits(config.data, config.study.seed)
+    assert splits.x_test.dtype == np.uint8
     for child in children:
         epochs = int(child.data.params["epochs"])
         for name in CURVES:
@@ -70,12 +69,13 @@ def test_each_child_has_curves_test_metrics_dataset_and_a_loadable_model(swept, 
         assert child.data.metrics["test_loss"] > 0
         (dataset_input,) = child.inputs.dataset_inputs
         assert dataset_input.dataset.name == "fashion_mnist-train" and len(dataset_input.dataset.digest) == 16
-        # The logged model, fed the same preprocessed test set, reproduces the logged test accuracy.
-        model = mlflow.keras.load_model(f"runs:/{child.info.run_id}/model")
-        data = prepare(child.data.params["preprocessing"], splits)
-        predictions = model.predict(data.x_test, verbose=0)
-        assert predictions.shape == (len(data.y_test), 10)
-        accuracy = np.mean(predictions.argmax(axis=1) == data.y_test)
+        # The logged model is the served model: raw uint8 images in, and the logged test accuracy out.
+        model = mlflow.pyfunc.load_model(f"runs:/{child.info.run_id}/model")
+        (spec,) = model.metadata.get_input_schema().inputs
+        assert spec.type == np.dtype("uint8") and spec.shape == (-1, 28, 28)
+        predictions = np.asarray(model.predict(splits.x_test))
+        assert predictions.shape == (len(splits.y_test), 10)
+        accuracy = np.mean(predictions.argmax(axis=1) == splits.y_test)
         assert accuracy == pytest.approx(child.data.metrics["test_accuracy"], abs=1e-6)
 
 

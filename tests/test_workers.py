@@ -40,15 +40,16 @@ def assert_one_run_per_trial(storage: str, tracking_uri: str, n_trials: int) -> 
     assert all(r.info.status == "FINISHED" for r in children)
 
 
-def test_two_local_workers_share_a_journal_study(tmp_path, data_dir, stores):
-    storage = f"journal:///{tmp_path}/optuna.journal"
+def test_two_local_workers_share_the_default_stores(tmp_path, data_dir, monkeypatch):
+    """No --storage and no --tracking-uri: the embedded defaults under ./mlruns take several workers."""
+    monkeypatch.chdir(tmp_path)
+    storage = f"journal:///{tmp_path}/mlruns/optuna.journal"
     # Trials of a few seconds each, so that both workers are up before the study runs out of trials.
     # Each worker process runs 2 trials, then exits and is replaced by a fresh one.
     path = write_sweep(tmp_path, study__n_trials=5, data__subset=2000, data__test_subset=200,
-                       data__data_dir=str(data_dir), study__storage=storage, search_space__epochs=4,
-                       study__trials_per_process=2, tracking__tracking_uri=stores["tracking_uri"])
+                       data__data_dir=str(data_dir), search_space__epochs=4, study__trials_per_process=2)
     assert cli.main(["run", str(path), "--workers", "2", "--no-progress"]) == 0
-    assert_one_run_per_trial(storage, store_uris.resolve_uri(stores["tracking_uri"]), 5)
+    assert_one_run_per_trial(storage, f"sqlite:///{tmp_path}/mlruns/mlflow.db", 5)
     trials = optuna.load_study(study_name="fashion-mnist-smoke", storage=optuna_storage(storage)).trials
     per_pid = collections.Counter(t.user_attrs["pid"] for t in trials)
     assert len(per_pid) >= 3 and max(per_pid.values()) <= 2, f"workers replaced after 2 trials: {per_pid}"
@@ -59,6 +60,7 @@ def test_workers_refuse_a_shared_sqlite_file(tmp_path, data_dir, stores, capsys)
                        tracking__tracking_uri=stores["tracking_uri"])
     assert cli.main(["run", str(path), "--workers", "2"]) == 2
     assert "needs a study storage several processes can share, not a SQLite file" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny.yaml"], "nothing written, nothing started"
 
 
 @pytest.fixture

@@ -1,65 +1,46 @@
-"""Reading back: logged models and preprocessing, metrics, a study's trial runs, and where to see them."""
+"""Reading back: a run's results, a study's trial runs, and where to see them in the MLflow UI."""
 
 from __future__ import annotations
 
-import keras
 import mlflow
-import mlflow.keras
 
-from pipeline import stores
-from pipeline.errors import TrackingError
-from pipeline.tracking.store import MODEL_NAME, PREPROCESSING_FILE, ROLE, STUDY, TRIAL
+from pipeline import keys, stores
+from pipeline.tracking.store import STORE_ERRORS
 
-
-def load_trial_model(run_id: str) -> keras.Model:
-    """The trained network a trial logged, or TrackingError naming the run when it is gone or damaged."""
-    return load_model_uri(f"runs:/{run_id}/{MODEL_NAME}")
+RESULT_METRICS = (keys.EPOCHS_RUN, "val_accuracy", keys.TEST_ACCURACY, keys.TEST_LOSS)
 
 
-def load_model_uri(uri: str, tracking_uri: str | None = None) -> keras.Model:
-    """A model from the registry (models:/NAME@alias) or a run (runs:/ID/model)."""
-    if tracking_uri:
-        mlflow.set_tracking_uri(stores.resolve_uri(tracking_uri, create=False))
+def run_metrics(tracking_uri: str, run_id: str) -> dict[str, float]:
+    """The latest value of every metric a run logged; empty when the store cannot say (gone, unreachable)."""
     try:
-        return mlflow.keras.load_model(uri)
-    except Exception as exc:  # MLflow and Keras raise many types for a missing or damaged model
-        raise TrackingError(f"cannot load {uri} from {mlflow.get_tracking_uri()}: "
-                            f"{type(exc).__name__}: {exc}") from None
-
-
-def load_trial_preprocessing(run_id: str) -> dict:
-    try:
-        return mlflow.artifacts.load_dict(f"runs:/{run_id}/{PREPROCESSING_FILE}")
-    except Exception as exc:
-        raise TrackingError(f"cannot read {PREPROCESSING_FILE} of run {run_id}: {exc}") from None
-
-
-def logged_metric(run_id: str, name: str) -> float:
-    return mlflow.MlflowClient().get_run(run_id).data.metrics[name]
+        return dict(mlflow.MlflowClient(stores.resolve_uri(tracking_uri, create=False)).get_run(run_id).data.metrics)
+    except STORE_ERRORS:
+        return {}
 
 
 def trial_runs_frame(tracking_uri: str, experiment_name: str, study_name: str):
     """One row per trial run of a study (run id, status, final metrics, duration), read from MLflow."""
     import pandas as pd
 
+    columns = ["trial", "run_id", "run_status", "duration_s", *RESULT_METRICS]
     client = mlflow.MlflowClient(stores.resolve_uri(tracking_uri, create=False))
     experiment = client.get_experiment_by_name(experiment_name)
     if experiment is None:
-        return pd.DataFrame(columns=["trial", "run_id", "run_status", "duration_s"])
+        return pd.DataFrame(columns=columns)
     runs = client.search_runs([experiment.experiment_id], max_results=50000,
-                              filter_string=f"tags.`{ROLE}` = 'trial' AND tags.`{STUDY}` = '{study_name}'")
+                              filter_string=f"tags.`{keys.ROLE}` = 'trial' AND tags.`{keys.STUDY}` = '{study_name}'")
     return pd.DataFrame([{
-        "trial": int(r.data.tags[TRIAL]), "run_id": r.info.run_id, "run_status": r.info.status,
+        "trial": int(r.data.tags[keys.TRIAL]), "run_id": r.info.run_id, "run_status": r.info.status,
         "duration_s": ((r.info.end_time or r.info.start_time) - r.info.start_time) / 1000,
-        **{name: r.data.metrics.get(name) for name in ("epochs_run", "val_accuracy", "test_accuracy")},
-    } for r in runs], columns=["trial", "run_id", "run_status", "duration_s", "epochs_run", "val_accuracy",
-                               "test_accuracy"])
+        **{name: r.data.metrics.get(name) for name in RESULT_METRICS},
+    } for r in runs], columns=columns)
 
 
-def experiment_url(tracking_uri: str, experiment_name: str, base_url: str) -> str | None:
+def runs_url(tracking_uri: str, experiment_name: str, base_url: str) -> str | None:
+    """The experiment's runs view (MLflow 3 opens a bare experiment URL on its GenAI overview)."""
     experiment = mlflow.MlflowClient(stores.resolve_uri(tracking_uri, create=False)).get_experiment_by_name(
         experiment_name)
-    return None if experiment is None else f"{base_url}/#/experiments/{experiment.experiment_id}"
+    return None if experiment is None else f"{base_url}/#/experiments/{experiment.experiment_id}/runs"
 
 
 def ui_command(tracking_uri: str) -> str:

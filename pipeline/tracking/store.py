@@ -1,4 +1,4 @@
-"""The tracking store: where it is, the names runs are tagged with, and writes that survive races."""
+"""The tracking store: where it is, its experiment, and writes that survive races."""
 
 from __future__ import annotations
 
@@ -11,12 +11,9 @@ from dataclasses import dataclass
 
 import mlflow
 
-from pipeline import stores
+from pipeline import keys, stores
 from pipeline.errors import TrackingError
 
-ROLE, STUDY, TRIAL, STATE = "sweep.role", "sweep.study", "sweep.trial_number", "sweep.trial_state"
-ERROR, SOURCE_RUN = "sweep.error", "sweep.source_run_id"
-MODEL_NAME, PREPROCESSING_FILE, CHAMPION, PLOTS = "model", "preprocessing.json", "champion", "plots"
 # What MLflow raises when the store itself fails: its own errors, and the HTTP client's for a server.
 STORE_ERRORS = (mlflow.exceptions.MlflowException, OSError)
 
@@ -30,7 +27,8 @@ class Tracker:
 
 
 def connect(tracking_uri: str, experiment_name: str) -> Tracker:
-    """Point MLflow at the store and make sure the experiment exists (artifacts beside a SQLite file).
+    """Point MLflow at the store and make sure the experiment exists (artifacts beside a SQLite file),
+    tagged as a model-training experiment so MLflow 3's UI opens it on its runs, not its GenAI overview.
 
     A server is asked for its health first, with a short timeout, so an unreachable one is refused before
     anything trains instead of after MLflow's minutes of retries.
@@ -43,12 +41,16 @@ def connect(tracking_uri: str, experiment_name: str) -> Tracker:
     try:
         experiment = mlflow.get_experiment_by_name(experiment_name)
         if experiment is None:
-            with contextlib.suppress(mlflow.exceptions.MlflowException):  # another worker created it first
-                mlflow.create_experiment(experiment_name, artifact_location=stores.artifact_root(uri))
+            with contextlib.suppress(mlflow.exceptions.MlflowException):  # another process created it first
+                mlflow.create_experiment(experiment_name, artifact_location=stores.artifact_root(uri),
+                                         tags={keys.EXPERIMENT_KIND: keys.MODEL_TRAINING_KIND})
             experiment = mlflow.get_experiment_by_name(experiment_name)
         if experiment.lifecycle_stage == "deleted":
             raise TrackingError(f"{uri}: experiment '{experiment_name}' is deleted; restore it "
                                 f"(mlflow experiments restore) or choose another tracking.experiment")
+        if keys.EXPERIMENT_KIND not in experiment.tags:  # made before the pipeline tagged its experiments
+            racing_write(mlflow.MlflowClient().set_experiment_tag, experiment.experiment_id, keys.EXPERIMENT_KIND,
+                         keys.MODEL_TRAINING_KIND)
     except mlflow.exceptions.MlflowException as exc:
         raise TrackingError(f"cannot use the tracking store {uri}: {exc}") from None
     return Tracker(uri, experiment.experiment_id)
@@ -65,6 +67,12 @@ def racing_write(write, *args, attempts: int = 4, **kwargs):
             if attempt == attempts - 1:
                 raise
             time.sleep(0.2 + random.random() * 0.5)
+
+
+def check_reachable(tracking_uri: str) -> None:
+    """Refuse an unreachable tracking server before anything trains (MLflow itself retries for minutes)."""
+    if tracking_uri.startswith(("http://", "https://")):
+        _check_server(tracking_uri)
 
 
 def _check_server(uri: str) -> None:

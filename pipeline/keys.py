@@ -1,0 +1,37 @@
+"""Every key the pipeline writes into Optuna and MLflow, named once.
+
+Who writes what, once: Optuna's trial user attributes hold what the study itself needs (the complete
+hyperparameters, the trial's MLflow run, which process runs it, why it failed); MLflow holds the results
+(curves, test metrics, epochs run, the model). Readers go to that one place.
+"""
+
+# Optuna: study user attributes
+SWEEP_FILE = "sweep_file"  # the sweep file's text, so `--study NAME` commands can run without it
+
+# Optuna: trial user attributes
+PARAMS = "hyperparameters"  # the complete set, searched and fixed
+RUN_ID = "mlflow_run_id"
+HOST, PID = "host", "pid"  # the process running the trial, so a dead one can be told from a live one
+ERROR = "error"
+
+# MLflow: run tags
+ROLE = "sweep.role"  # parent | trial | export
+STUDY = "sweep.study"
+TRIAL = "sweep.trial_number"
+STATE = "sweep.trial_state"  # COMPLETE | PRUNED | FAIL (the Optuna state; run status says FINISHED/KILLED/FAILED)
+RUN_ERROR = "sweep.error"
+SOURCE_RUN = "sweep.source_run_id"  # an export run's trial run
+REFIT = "sweep.refit"
+BEST_TRIAL, BEST_VALUE, BEST_RUN = "sweep.best_trial_number", "sweep.best_value", "sweep.best_run_id"
+SETTING_PREFIX = "sweep."  # the parent's study and data settings, e.g. sweep.sampler
+EXPERIMENT_KIND = "mlflow.experimentKind"  # MLflow 3's UI opens model-training experiments on their runs
+MODEL_TRAINING_KIND = "custom_model_development"
+
+# MLflow: run metrics a trial logs besides its per-epoch curves
+TEST_ACCURACY, TEST_LOSS, EPOCHS_RUN, PEAK_RSS_MB = "test_accuracy", "test_loss", "epochs_run", "peak_rss_mb"
+
+# MLflow: artifact paths and registry names
+MODEL = "model"
+PLOTS = "plots"
+SWEEP_DIR = "sweep"
+CHAMPION = "champion"

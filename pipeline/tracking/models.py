@@ -1,0 +1,85 @@
+"""Keras models in MLflow: logged with a trial's run, registered as the champion, loaded back.
+
+Kept apart from the rest of tracking because `mlflow.keras` imports TensorFlow: the commands that do not
+train (`sweep run`'s supervisor, `report`, `ui`) never import this module.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import types
+
+import keras
+import mlflow
+import mlflow.keras
+import numpy as np
+from mlflow.models import infer_signature
+
+from pipeline import keys, stores
+from pipeline.errors import TrackingError
+
+
+def log_model(model: keras.Model, example: np.ndarray) -> str:
+    """The model as an mlflow.keras model of the active run, with signature and input example.
+
+    The signature is the raw input the model takes (e.g. uint8 28x28) and the probabilities it returns,
+    so `mlflow models serve` and pyfunc callers send what they have. Returns the model's URI.
+    """
+    signature = infer_signature(example, keras.ops.convert_to_numpy(model(example, training=False)))
+    info = mlflow.models.Model.log(
+        artifact_path=None, name=keys.MODEL, flavor=_KERAS_FLAVOR, flavor_name="mlflow.keras", model=model,
+        signature=signature, input_example=example, validate_serving_input=False,
+        # Pinning the requirements skips MLflow's slow import-tracing of the whole process.
+        pip_requirements=[f"keras=={keras.__version__}", f"tensorflow=={_tensorflow_version()}"])
+    return info.model_uri
+
+
+def register_champion(model_uri: str, name: str, description: str) -> int:
+    """Register an already logged model under `name` and point the `champion` alias at the new version."""
+    client = mlflow.MlflowClient()
+    version = mlflow.register_model(model_uri, name)
+    client.update_model_version(name, version.version, description=description)
+    client.set_registered_model_alias(name, keys.CHAMPION, str(version.version))
+    return int(version.version)
+
+
+def trial_model_uri(run_id: str) -> str:
+    return f"runs:/{run_id}/{keys.MODEL}"
+
+
+def load_model(uri: str, tracking_uri: str | None = None) -> keras.Model:
+    """A model from the registry (models:/NAME@alias) or a run (runs:/ID/model).
+
+    The artifacts are downloaded into a temporary folder that is removed again (MLflow's own loader
+    leaves a copy of every model it loads under /tmp).
+    """
+    if tracking_uri:
+        mlflow.set_tracking_uri(stores.resolve_uri(tracking_uri, create=False))
+    try:
+        with tempfile.TemporaryDirectory(prefix="sweep-model-") as folder:
+            local = mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=folder)
+            return mlflow.keras.load_model(local)
+    except Exception as exc:  # MLflow and Keras raise many types for a missing or damaged model
+        raise TrackingError(f"cannot load {uri} from {mlflow.get_tracking_uri()}: "
+                            f"{type(exc).__name__}: {exc}") from None
+
+
+def _save_keras_model(path: str, validate_serving_input: bool = True, **kwargs) -> None:
+    """mlflow.keras.save_model, creating the model folder first: given an input example, MLflow 3.x
+    writes it before making the folder and fails (mlflow/mlflow#16183, open in 3.17).
+
+    Serving-input validation (reloading the model to predict the example) is skipped: it doubles
+    the logging time, and the tests load every logged model for real instead.
+    """
+    os.makedirs(path, exist_ok=True)
+    mlflow.keras.save_model(path=path, **kwargs)
+
+
+_KERAS_FLAVOR = types.SimpleNamespace(__name__="mlflow.keras", save_model=_save_keras_model)
+
+
+def _tensorflow_version() -> str:
+    import tensorflow as tf
+
+    return tf.__version__

@@ -1,0 +1,105 @@
+"""One trial: params -> model (its preprocessing inside) -> fit -> MLflow record -> objective value.
+
+Runs only inside a worker process, on data loaded once per process. Each trial starts from a cleared
+Keras session and its own seed. Its failures propagate: Optuna records the trial as FAIL, and the
+worker's loop decides what the failure means for the sweep.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import resource
+from dataclasses import dataclass
+from pathlib import Path
+
+import optuna
+
+from pipeline import keys, plots, tracking
+from pipeline.config import SweepConfig
+from pipeline.data import Splits
+from pipeline.hyperparameters import suggest_params
+from pipeline.model import build_model
+from pipeline.preprocessing import FeatureStats
+from pipeline.processes import StopRequest
+from pipeline.study import claim_trial, refuse_surplus
+from pipeline.tracking import models
+from pipeline.training import TrainResult, start_fresh, train_and_evaluate
+
+
+@dataclass(frozen=True)
+class TrialContext:
+    """What every trial of a worker shares: the sweep, its data (raw, with the training statistics),
+    where to record, and the worker's stop request."""
+
+    config: SweepConfig
+    data: Splits
+    stats: FeatureStats
+    dataset: object  # the MLflow dataset record of the training split
+    tracker: tracking.Tracker
+    parent_id: str
+    stop: StopRequest
+
+
+def run_trial(trial: optuna.Trial, context: TrialContext) -> float:
+    """Optuna's objective. Why a trial failed is kept on it, for the summary and `sweep report`."""
+    try:
+        return _run(trial, context)
+    except optuna.TrialPruned:
+        raise
+    except BaseException as exc:
+        trial.set_user_attr(keys.ERROR, f"{type(exc).__name__}: {exc}"[:1000])
+        raise
+
+
+def _run(trial: optuna.Trial, context: TrialContext) -> float:
+    config, data = context.config, context.data
+    claim_trial(trial)
+    refuse_surplus(trial, config.study.n_trials)
+    params = suggest_params(trial, config.search_space)
+    trial.set_user_attr(keys.PARAMS, params.as_dict())
+    start_fresh(config.study.seed + trial.number)
+    metric = config.study.metric
+    with tracking.trial_run(context.tracker, context.parent_id, config.study.name, trial.number,
+                            params.as_dict()) as run:
+        trial.set_user_attr(keys.RUN_ID, run.run_id)
+        run.log_dataset(context.dataset)
+        model = build_model(params, data.input_shape, len(data.class_names), context.stats)
+        hooks = [run.log_epoch, pruning_hook(trial, metric), context.stop.check]
+        result = train_and_evaluate(model, data, params, hooks=hooks)
+        run.log_results({keys.TEST_ACCURACY: result.test_accuracy, keys.TEST_LOSS: result.test_loss,
+                         keys.EPOCHS_RUN: result.epochs_run, keys.PEAK_RSS_MB: _peak_rss_mb()})
+        _log_plots(run, result, data)
+        if result.stopped_early:
+            run.state = "PRUNED"
+        else:
+            models.log_model(model, data.x_val[:5])
+    if result.stopped_early:
+        raise optuna.TrialPruned(f"pruned after epoch {result.epochs_run}")
+    return result.last(metric)
+
+
+def _log_plots(run: tracking.RunRecorder, result: TrainResult, data: Splits) -> None:
+    """Curves, confusion matrix and per-class report: drawn once per trial, after training."""
+    for name, figure in (("learning_curves", plots.learning_curves(result.history)),
+                         ("confusion_matrix", plots.confusion_figure(data.y_test, result.test_predictions,
+                                                                     data.class_names))):
+        run.log_figure(figure, name)
+        plots.close(figure)
+    run.log_report(plots.class_report(data.y_test, result.test_predictions, data.class_names))
+
+
+def pruning_hook(trial: optuna.Trial, metric: str):
+    """Report the epoch's validation metric; ask the pruner whether to stop."""
+    def report(epoch: int, logs: dict) -> bool:
+        trial.report(logs[metric], step=epoch)
+        return bool(trial.should_prune())
+    return report
+
+
+def _peak_rss_mb() -> float:
+    """Peak resident memory of this worker so far; flat across its trials means nothing leaks."""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
