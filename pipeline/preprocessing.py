@@ -21,12 +21,15 @@ class FeatureStats:
     variance: np.ndarray
 
 
-def fit_stats(x_train: np.ndarray) -> FeatureStats:
-    """Computed in float64 for accuracy; a constant feature gets variance 1, so it maps to 0, not to inf."""
-    flat = x_train.reshape(len(x_train), -1).astype(np.float64)
-    variance = flat.var(axis=0)
+def fit_stats(x_train: np.ndarray, chunk: int = 8192) -> FeatureStats:
+    """Mean, then variance, in float64 over blocks of rows: exact enough, and no float64 copy of the whole
+    training set next to the uint8 one. A constant feature gets variance 1, so it maps to 0, not to inf."""
+    flat = x_train.reshape(len(x_train), -1)
+    blocks = [flat[start:start + chunk] for start in range(0, len(flat), chunk)]
+    mean = sum(block.sum(axis=0, dtype=np.float64) for block in blocks) / len(flat)
+    variance = sum(np.square(block - mean).sum(axis=0) for block in blocks) / len(flat)
     variance[variance == 0] = 1.0
-    return FeatureStats(flat.mean(axis=0).astype(np.float32), variance.astype(np.float32))
+    return FeatureStats(mean.astype(np.float32), variance.astype(np.float32))
 
 
 def preprocessing_layers(method: str, stats: FeatureStats) -> list:

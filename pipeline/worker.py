@@ -23,6 +23,7 @@ from pipeline import keys, tracking
 from pipeline.config import SweepConfig, with_overrides
 from pipeline.data import Splits, load_splits
 from pipeline.errors import StudyError, SweepError, TrackingError
+from pipeline.preprocessing import fit_stats
 from pipeline.processes import StopRequest, die_with_parent
 from pipeline.study import SurplusTrialError, budget_spent, open_study
 from pipeline.tensorflow_setup import load_tensorflow
@@ -84,8 +85,7 @@ def _serve(spec: WorkerSpec, connection, stop: StopRequest) -> Finished:
     go = connection.recv()
     if go is None:
         return Finished("dismissed")
-    # The modules that build and train models import Keras: here, in the worker, never in the supervisor.
-    from pipeline.preprocessing import fit_stats
+    # The trial module builds and trains models (Keras): imported here, in the worker, never in the supervisor.
     from pipeline.trial import TrialContext, run_trial
 
     config = with_overrides(spec.config, tracking_uri=go.tracking_uri)

@@ -15,7 +15,6 @@ import pytest
 from optuna.trial import TrialState
 
 from pipeline import cli
-from pipeline import stores as store_uris
 from pipeline.processes import mlflow_server
 from pipeline.study import optuna_storage
 

@@ -1,0 +1,67 @@
+"""The progress of a sweep, read from the study's storage: one bar over its total trials and one line
+per finished trial, whichever worker (or machine) ran it."""
+
+from __future__ import annotations
+
+import optuna
+from optuna.trial import TrialState
+from tqdm import tqdm
+
+from pipeline import keys, tracking
+from pipeline.config import SweepConfig
+from pipeline.study import finished_count
+
+
+class Progress:
+    """A progress bar over the study's total trials, with one line per finished trial, read from storage."""
+
+    def __init__(self, study: optuna.Study, config: SweepConfig, tracking_uri: str, enabled: bool):
+        self.metric, self.tracking_uri = config.study.metric, tracking_uri
+        self.best: float | None = None
+        self.seen = {t.number for t in study.get_trials(deepcopy=False) if t.state.is_finished()}
+        self.bar = tqdm(total=config.study.n_trials, initial=finished_count(study), desc=config.study.name,
+                        unit="trial", disable=not enabled, dynamic_ncols=True)
+
+    def __enter__(self) -> "Progress":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.bar.close()
+
+    def write(self, line: str) -> None:
+        self.bar.write(line)
+
+    def update(self, study: optuna.Study) -> None:
+        for trial in study.get_trials(deepcopy=False):
+            if trial.state.is_finished() and trial.number not in self.seen:
+                self.seen.add(trial.number)
+                self._report(trial)
+        if any(t.state == TrialState.COMPLETE for t in study.get_trials(deepcopy=False)):
+            if study.best_value != self.best:
+                self.best = study.best_value
+                self.bar.set_postfix({f"best {self.metric}": f"{self.best:.4f}"})
+
+    def _report(self, trial: optuna.trial.FrozenTrial) -> None:
+        if trial.state in (TrialState.COMPLETE, TrialState.PRUNED):
+            self.bar.update(1)
+        run_id = trial.user_attrs.get(keys.RUN_ID)
+        results = tracking.run_metrics(self.tracking_uri, run_id) if run_id else {}
+        self.bar.write(format_trial_line(trial, self.metric, results))
+
+
+def format_trial_line(trial: optuna.trial.FrozenTrial, metric: str, results: dict) -> str:
+    """`trial 3 PRUNED val_accuracy=0.8812 test_accuracy=0.8790 units=256 ... epochs=4/30 ...`: a trial
+    that stopped early shows the epochs it ran out of those it asked for."""
+    parts = [f"trial {trial.number} {trial.state.name}"]
+    if trial.value is not None:
+        parts.append(f"{metric}={trial.value:.4f}")
+    if keys.TEST_ACCURACY in results:
+        parts.append(f"test_accuracy={results[keys.TEST_ACCURACY]:.4f}")
+    params = dict(trial.user_attrs.get(keys.PARAMS, trial.params))
+    ran = len(trial.intermediate_values)
+    if "epochs" in params and ran != params["epochs"]:
+        params["epochs"] = f"{ran}/{params['epochs']}"
+    parts += [f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items()]
+    if trial.state == TrialState.FAIL:
+        parts.append(f"error: {trial.user_attrs.get(keys.ERROR, 'unknown')}")
+    return " ".join(parts)

@@ -1,0 +1,181 @@
+"""The supervisor's worker processes: started, released with Go, replaced when spent, told to stop.
+
+Each worker is a fresh interpreter (spawn) with one end of a pipe; it says Ready once its data passed its
+checks, and its last word says how it ended (pipeline.worker). The pool waits on the pipes and on the
+processes themselves, so it notices a worker that died without a word (killed, out of memory).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+import multiprocessing.connection
+import os
+import signal
+from dataclasses import dataclass, field
+from typing import Iterator
+
+import optuna
+
+from pipeline.config import SweepConfig
+from pipeline.errors import SweepError
+from pipeline.progress import Progress
+from pipeline.study import budget_spent, fail_dead_trials
+from pipeline.worker import Failed, Finished, Go, Ready, WorkerSpec, main as worker_main
+
+STOP_SIGNALS = {signal.SIGINT: "Ctrl-C", signal.SIGTERM: "SIGTERM"}
+
+
+@dataclass(eq=False)  # compared and hashed by identity: two workers are never "equal"
+class _Worker:
+    number: int
+    process: multiprocessing.process.BaseProcess
+    connection: multiprocessing.connection.Connection
+    ready: bool = False
+    last: Finished | Failed | None = None  # the worker's last word, once it has said it
+
+
+@dataclass
+class WorkerPool:
+    """The supervisor's worker processes: started, released with Go, replaced, and told to stop."""
+
+    config: SweepConfig
+    threads: int
+    verbose: bool
+    workers: list[_Worker] = field(default_factory=list)
+    go: Go | None = None
+    stopped_by: int | None = None  # the signal that stopped the sweep
+    failure: Failed | None = None  # the first failure, which stops the sweep
+    started: int = 0
+    context = multiprocessing.get_context("spawn")  # a fresh interpreter: no inherited threads or locks
+
+    def __enter__(self) -> "WorkerPool":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        """Whatever happened, no worker outlives the command."""
+        for worker in self.workers:
+            worker.process.join(timeout=60 if exc[0] is None else 5)
+            if worker.process.is_alive():
+                worker.process.kill()
+                worker.process.join()
+
+    def start(self) -> None:
+        ours, theirs = self.context.Pipe()
+        spec = WorkerSpec(self.config, self.started, self.threads, self.verbose)
+        process = self.context.Process(target=worker_main, args=(spec, theirs), name=f"sweep-worker-{self.started}")
+        process.start()
+        theirs.close()
+        self.workers.append(_Worker(self.started, process, ours))
+        self.started += 1
+
+    @contextlib.contextmanager
+    def forwarding_signals(self) -> Iterator[None]:
+        """SIGINT/SIGTERM reach the workers, which end their trials cleanly; the supervisor notes which."""
+        def forward(signum, frame):
+            self.stopped_by = self.stopped_by or signum
+            for worker in self.workers:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(worker.process.pid, signum)
+
+        previous = {sig: signal.signal(sig, forward) for sig in STOP_SIGNALS}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    def wait_until_ready(self) -> None:
+        """Until every worker has loaded its data; the first one that cannot stops the sweep."""
+        while not all(worker.ready for worker in self.workers):
+            for worker in self._events(timeout=1.0):
+                if worker.last is not None or not worker.process.is_alive():
+                    self._stop_all(signal.SIGTERM)
+                    failure = self._failure_of(worker)
+                    raise SweepError(failure.message, failure.exit_code)
+            if self.stopped_by:
+                raise KeyboardInterrupt
+
+    def release(self, go: Go | None) -> None:
+        """Send every ready worker its Go (None dismisses them: nothing to do); later ones get it at once."""
+        self.go = go
+        for worker in self.workers:
+            if worker.ready and worker.process.is_alive():
+                with contextlib.suppress(OSError):
+                    worker.connection.send(go)
+
+    def watch(self, study: optuna.Study, progress: Progress) -> Failed | None:
+        """Until every worker has ended: progress lines, fresh workers for spent ones; the first failure,
+        which stops the others (their running trials end FAIL, as on Ctrl-C)."""
+        while self.workers:
+            for worker in self._events(timeout=1.0):
+                if isinstance(worker.last, Failed):
+                    self._fail(worker.last)
+            progress.update(study)
+            for worker in [w for w in self.workers if not w.process.is_alive()]:
+                self._retire(worker, study, progress)
+        progress.update(study)
+        return self.failure
+
+    def _retire(self, worker: _Worker, study: optuna.Study, progress: Progress) -> None:
+        """A worker has exited: replace it if it ran its share and trials remain; a death stops the sweep."""
+        worker.process.join()
+        self.workers.remove(worker)
+        if worker.last is None:
+            fail_dead_trials(study)  # its trial, RUNNING with a dead pid
+            self._fail(self._failure_of(worker))
+        spent = isinstance(worker.last, Finished) and worker.last.reason == "share"
+        if spent and not (self.stopped_by or self.failure or budget_spent(study, self.config)):
+            progress.write(f"worker {worker.number} ran its {self.config.study.trials_per_process} trials "
+                           "(study.trials_per_process); a fresh worker continues, with fresh memory")
+            self.start()
+
+    def _fail(self, failure: Failed) -> None:
+        if self.failure is None:
+            self.failure = failure
+            self._stop_all(signal.SIGTERM)
+
+    def _events(self, timeout: float) -> list[_Worker]:
+        """Workers that said something or exited within `timeout`; Ready ones are answered at once.
+
+        A worker that has said its last word is only watched for its exit: its pipe, at EOF, would
+        wake the wait again and again.
+        """
+        waiting = {w.process.sentinel: w for w in self.workers}
+        waiting |= {w.connection: w for w in self.workers if w.last is None}
+        heard = []
+        for handle in multiprocessing.connection.wait(list(waiting), timeout=timeout):
+            worker = waiting[handle]
+            self._drain(worker)
+            heard.append(worker)
+        return list(dict.fromkeys(heard))
+
+    def _drain(self, worker: _Worker) -> None:
+        with contextlib.suppress(EOFError, OSError):  # the worker exited: its pipe is closed
+            while worker.last is None and worker.connection.poll():
+                self._receive(worker, worker.connection.recv())
+
+    def _receive(self, worker: _Worker, message) -> None:
+        if isinstance(message, Ready):
+            worker.ready = True
+            if self.go is not None:
+                worker.connection.send(self.go)
+        else:
+            worker.last = message
+
+    def _stop_all(self, signum: int) -> None:
+        for worker in self.workers:
+            if worker.process.is_alive():
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(worker.process.pid, signum)
+
+    @staticmethod
+    def _failure_of(worker: _Worker) -> Failed:
+        """What the worker said went wrong; for one that died without a word, how it died."""
+        if isinstance(worker.last, Failed):
+            return worker.last
+        worker.process.join(timeout=5)
+        code = worker.process.exitcode
+        how = f"was killed by signal {-code}" if code is not None and code < 0 else f"exited with status {code}"
+        return Failed(f"worker {worker.number} {how} without finishing its trial (out of memory?); the trial is "
+                      "marked FAIL and the study is kept: rerun the same command to resume", 1)
