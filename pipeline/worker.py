@@ -74,7 +74,8 @@ def main(spec: WorkerSpec, connection) -> None:
             outcome = Finished("interrupted")
         except SweepError as exc:
             outcome = Failed(str(exc), exc.exit_code)
-        with contextlib.suppress(OSError):
+        # A stop signal arriving now changes nothing: the outcome is decided, only the telling is left.
+        with contextlib.suppress(OSError, KeyboardInterrupt):
             connection.send(outcome)
 
 

@@ -164,8 +164,9 @@ class WorkerPool:
             worker.last = message
 
     def _stop_all(self, signum: int) -> None:
+        """Signal the workers still at work (one that has said its last word is already ending)."""
         for worker in self.workers:
-            if worker.process.is_alive():
+            if worker.last is None and worker.process.is_alive():
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(worker.process.pid, signum)
 
