@@ -38,15 +38,23 @@ class StopRequest:
 
     def __init__(self) -> None:
         self.signal: int | None = None
+        self._next_hook = sys.unraisablehook
 
     @contextlib.contextmanager
     def installed(self) -> Iterator["StopRequest"]:
         previous = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+        self._next_hook, sys.unraisablehook = sys.unraisablehook, self._unraisable
         try:
             yield self
         finally:
+            sys.unraisablehook = self._next_hook
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+
+    def _unraisable(self, report) -> None:
+        """A stop that Python drops in a finalizer is no error to show: `check` raises it again."""
+        if not (self.signal is not None and issubclass(report.exc_type, KeyboardInterrupt)):
+            self._next_hook(report)
 
     def _on_signal(self, signum: int, frame) -> None:
         first = self.signal is None
