@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from pipeline.config import DEFAULT_STORAGE, DEFAULT_TRACKING_URI, load_sweep, with_overrides
-from pipeline.errors import SweepConfigError, SweepError
+from pipeline.errors import BadInputError, SweepConfigError, SweepError
 
 EXIT_SIGNAL_BASE = 128  # the shell's convention: a command ended by signal N exits 128 + N (Ctrl-C: 130)
 
@@ -116,7 +116,8 @@ def _export(args: argparse.Namespace) -> int:
     from pipeline.export import export_best
     from pipeline.report import format_export
 
-    info = export_best(config, Path(args.out), refit=args.refit, name=args.name, force=args.force)
+    info = export_best(config, Path(args.out), refit=args.refit, name=args.name, force=args.force,
+                       data_given=args.data_dir is not None)
     print(format_export(info, Path(args.out)))
     return 0
 
@@ -129,10 +130,18 @@ def _report(args: argparse.Namespace) -> int:
     text = format_table(trials_table(load_existing_study(config.study.storage, config.study.name), config),
                         args.format)
     if args.out:
-        args.out.write_text(text)
+        _write_report(args.out, text)
     else:
         print(text)
     return 0
+
+
+def _write_report(out: Path, text: str) -> None:
+    try:
+        out.write_text(text)
+    except OSError as exc:
+        raise BadInputError(f"--out {out}: cannot write the report ({exc.strerror}); give a file path in an "
+                            "existing folder") from None
 
 
 def _ui(args: argparse.Namespace) -> int:

@@ -13,9 +13,10 @@ from typing import Any, Mapping
 
 import yaml
 
+from pipeline import stores
 from pipeline.errors import SweepConfigError
 from pipeline.hyperparameters import NAMES, FixedParam, ParamSpec, parse_param
-from pipeline.validation import Checker
+from pipeline.validation import Checker, quote
 
 SAMPLERS = ("tpe", "random")
 PRUNERS = ("median", "successive_halving", "hyperband", "none")
@@ -25,6 +26,10 @@ DATASETS = ("fashion_mnist",)
 # no other storage; optuna-dashboard reads it as it is (`optuna-dashboard mlruns/optuna.journal`).
 DEFAULT_STORAGE = "journal:///mlruns/optuna.journal"
 DEFAULT_TRACKING_URI = "sqlite:///mlruns/mlflow.db"
+# Far above any real sweep file (a few hundred values, five levels deep), far below what hurts.
+MAX_FILE_BYTES, MAX_NODES, MAX_DEPTH = 1_000_000, 10_000, 8
+# MLflow refuses these in registered model names.
+MODEL_NAME_FORBIDDEN = ("/", ":")
 
 
 @dataclass(frozen=True)
@@ -80,6 +85,23 @@ class SweepConfig:
     def experiment_name(self) -> str:
         return self.tracking.experiment or self.study.name
 
+    @property
+    def storage_identity(self) -> str:
+        """The study storage as every process and machine names it (a study is its name in its storage)."""
+        return stores.identity(stores.resolve_uri(self.study.storage, create=False))
+
+    @property
+    def registered_model_name(self) -> str:
+        return self.tracking.registered_model or self.study.name
+
+
+def check_model_name(name: str, where: str) -> str:
+    """A name MLflow's registry takes; refused early, not after an export has evaluated its model."""
+    if any(c in name for c in MODEL_NAME_FORBIDDEN) or name.strip() in ("", ".", ".."):
+        raise SweepConfigError(f"{where}: {quote(name)} cannot name a registered model (MLflow refuses '/' and ':' "
+                               "in names); set tracking.registered_model in the sweep file or pass --name")
+    return name
+
     def searched_names(self) -> list[str]:
         return [k for k, s in self.search_space.items() if not isinstance(s, FixedParam)]
 
@@ -110,16 +132,41 @@ def load_sweep(path: str | Path) -> SweepConfig:
     path = Path(path)
     if not path.is_file():
         raise SweepConfigError(f"{path}: no such sweep file")
-    return parse_sweep_text(path.read_text(), path)
+    if path.stat().st_size > MAX_FILE_BYTES:
+        raise SweepConfigError(f"{path}: {path.stat().st_size} bytes; a sweep file is at most {MAX_FILE_BYTES}")
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SweepConfigError(f"{path}: cannot read the sweep file ({exc})") from None
+    return parse_sweep_text(text, path)
 
 
 def parse_sweep_text(text: str, path: Path) -> SweepConfig:
     """Validate sweep YAML held in memory (a file's text, or the copy a study stores of it)."""
+    if len(text) > MAX_FILE_BYTES:
+        raise SweepConfigError(f"{path}: {len(text)} characters; a sweep file is at most {MAX_FILE_BYTES}")
     try:
+        _check_size(yaml.compose(text, Loader=yaml.SafeLoader), path)
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise SweepConfigError(f"{path}: not valid YAML: {exc}") from None
     return parse_sweep(raw, path)
+
+
+def _check_size(root: yaml.Node | None, path: Path) -> None:
+    """Refuse a document that expands to more nodes, or nests deeper, than any sweep file needs, before it
+    is built: YAML aliases can make a few lines expand to gigabytes (an "alias bomb")."""
+    count, stack = 0, [(root, 1)] if root is not None else []
+    while stack:
+        node, depth = stack.pop()
+        count += 1
+        if count > MAX_NODES or depth > MAX_DEPTH:
+            raise SweepConfigError(f"{path}: the YAML expands to more than {MAX_NODES} values or nests deeper than "
+                                   f"{MAX_DEPTH} levels (repeated aliases?); a sweep file needs far less")
+        if isinstance(node, yaml.MappingNode):
+            stack += [(child, depth + 1) for pair in node.value for child in pair]
+        elif isinstance(node, yaml.SequenceNode):
+            stack += [(child, depth + 1) for child in node.value]
 
 
 def parse_sweep(raw: Any, path: Path) -> SweepConfig:
@@ -197,9 +244,12 @@ def _optional_min(check: Checker, value: Any, key: str, minimum: int) -> int | N
 def _parse_tracking(check: Checker, raw: dict) -> TrackingConfig:
     check.keys(raw, "tracking", TrackingConfig)
     optional = {k: raw.get(k) for k in ("experiment", "registered_model")}
-    return TrackingConfig(
+    tracking = TrackingConfig(
         tracking_uri=check.text(raw.get("tracking_uri", DEFAULT_TRACKING_URI), "tracking.tracking_uri"),
         **{k: None if v is None else check.text(v, f"tracking.{k}") for k, v in optional.items()},
     )
+    if tracking.registered_model is not None:
+        check_model_name(tracking.registered_model, f"{check.path}: tracking.registered_model")
+    return tracking
 
 

@@ -106,12 +106,32 @@ def load_fashion_mnist(data_dir: str | Path | None = None) -> RawData:
 
 def split_data(raw: RawData, validation_fraction: float, seed: int,
                subset: int | None = None, test_subset: int | None = None) -> Splits:
-    """Carve a stratified validation set out of train, after optionally shrinking both sets."""
-    x, y = _stratified_subset(raw.x_train, raw.y_train, subset, seed)
-    x_test, y_test = _stratified_subset(raw.x_test, raw.y_test, test_subset, seed)
-    x_train, x_val, y_train, y_val = train_test_split(
-        x, y, test_size=validation_fraction, stratify=y, random_state=seed)
+    """Carve a stratified validation set out of train, after optionally shrinking both sets.
+
+    Refuses, naming the class, data that cannot be split that way: before anything is written or trained.
+    """
+    _check_splittable(raw)
+    try:
+        x, y = _stratified_subset(raw.x_train, raw.y_train, subset, seed)
+        x_test, y_test = _stratified_subset(raw.x_test, raw.y_test, test_subset, seed)
+        x_train, x_val, y_train, y_val = train_test_split(
+            x, y, test_size=validation_fraction, stratify=y, random_state=seed)
+    except ValueError as exc:  # scikit-learn's word on a split too small for the classes
+        raise DataError(f"{raw.source}: cannot split {len(raw.y_train)} training images stratified by class "
+                        f"(data.subset {subset}, data.validation_fraction {validation_fraction}): {exc}") from None
     return Splits(x_train, y_train, x_val, y_val, x_test, y_test, raw.class_names, raw.source)
+
+
+def _check_splittable(raw: RawData) -> None:
+    """Every class needs two training images (one may go to validation) and a test image needs a class
+    the model was trained on."""
+    if len(raw.y_test) == 0:
+        raise DataError(f"{raw.source}: the test set is empty; the test set is what the chosen model is scored on")
+    counts = np.bincount(raw.y_train, minlength=len(raw.class_names))
+    for label, count in enumerate(counts):
+        if count < 2 and (count or label in raw.y_test):
+            raise DataError(f"{raw.source}: class {label} ({raw.class_names[label]!r}) has {count} training "
+                            "image(s); a stratified train/validation split needs at least 2 of each class")
 
 
 def read_kaggle_csv(path: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -122,6 +142,8 @@ def read_kaggle_csv(path: Path) -> tuple[np.ndarray, np.ndarray]:
         frame = pd.read_csv(path)
     except (OSError, ValueError) as exc:
         raise DataError(f"{path}: cannot read CSV: {exc}") from None
+    if frame.empty:
+        raise DataError(f"{path}: has no rows (only a header, or nothing)")
     if frame.shape[1] != 785:
         raise DataError(f"{path}: expected 785 columns (label, pixel1..pixel784), found {frame.shape[1]}")
     values = frame.to_numpy()
@@ -194,6 +216,29 @@ def _stratified_subset(x: np.ndarray, y: np.ndarray, size: int | None, seed: int
         return x, y
     x_small, _, y_small, _ = train_test_split(x, y, train_size=size, stratify=y, random_state=seed)
     return x_small, y_small
+
+
+def portable_folder(data_dir: str | None, base: Path) -> str | None:
+    """A data folder as a store records it: relative to `base` (the sweep file's folder) when inside it,
+    so a store shared with colleagues does not spread one person's home paths; None for Keras' loader."""
+    if data_dir is None:
+        return None
+    folder = Path(data_dir).expanduser().resolve()
+    try:
+        return str(folder.relative_to(base.resolve()))
+    except ValueError:
+        return str(folder)
+
+
+def describe_folder(data_dir: str | None) -> str:
+    return "Keras' own copy of the dataset" if data_dir is None else f"the data in {data_dir}"
+
+
+def located_folder(recorded: str | None, base: Path) -> str | None:
+    """The inverse of portable_folder: a recorded folder, found again from the sweep file's folder."""
+    if recorded is None or Path(recorded).is_absolute():
+        return recorded
+    return str(base / recorded)
 
 
 def load_splits(data: "DataConfig", seed: int) -> Splits:

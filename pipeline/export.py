@@ -8,6 +8,7 @@ a temporary folder and renamed into place at the end, so a failed export leaves 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -19,33 +20,43 @@ import numpy as np
 import optuna
 
 from pipeline import keys, tracking
-from pipeline.config import SweepConfig
-from pipeline.data import Splits, load_splits
-from pipeline.errors import ExportError
+from pipeline.config import SweepConfig, check_model_name
+from pipeline.data import Splits, describe_folder, load_splits, located_folder
+from pipeline.errors import DataError, ExportError
 from pipeline.hyperparameters import Hyperparameters
 from pipeline.model import build_model
 from pipeline.preprocessing import fit_stats
+from pipeline.processes import pid_alive
 from pipeline.study import best_complete_trial, load_existing_study
 from pipeline.tracking import models
 from pipeline.training import TEST_BATCH, score, start_fresh, train_and_evaluate
 
 KERAS_FILE, SAVED_MODEL_DIR, METADATA_FILE = "model.keras", "saved_model", "metadata.json"
+STAGING, REPLACED = "staging", "replaced"  # hidden folders beside --out, named with the writer's pid
 EXACTNESS = 1e-6
 
 
 def export_best(config: SweepConfig, out: Path, refit: bool = False, name: str | None = None,
-                force: bool = False) -> dict:
-    """Write model.keras, saved_model/ and metadata.json for the study's best trial; return the metadata."""
+                force: bool = False, data_given: bool = False) -> dict:
+    """Write model.keras, saved_model/ and metadata.json for the study's best trial; return the metadata.
+
+    The data is the study's own (as it recorded it) unless `data_given` (--data-dir on the command line);
+    either way it must be the data the study ran on.
+    """
     out = Path(out)
+    registered_name = check_model_name(name, "--name") if name else check_model_name(
+        config.registered_model_name, f"{config.path}: study.name (the default registered model name)")
     _check_destination(out, force)
     study = load_existing_study(config.study.storage, config.study.name)
     best = best_complete_trial(study)
     params, source_run = Hyperparameters.from_dict(best.user_attrs[keys.PARAMS]), best.user_attrs[keys.RUN_ID]
-    data = load_splits(config.data, config.study.seed)
+    data = _study_data(study, config, data_given)
     tracker = tracking.connect(config.tracking.tracking_uri, config.experiment_name)
+    tracking.end_dead_export_runs(tracker, config.study.name)
+    _remove_stale_staging(out)
     logged = tracking.run_metrics(tracker.tracking_uri, source_run)
-    registered_name = name or config.tracking.registered_model or config.study.name
-    with tracking.export_run(tracker, config.study.name, best.number, source_run, params.as_dict(), refit) as run:
+    with tracking.export_run(tracker, config.study.name, config.storage_identity, best.number, source_run,
+                             params.as_dict(), refit) as run:
         if refit:
             model = _refit(params, data, int(logged[keys.EPOCHS_RUN]), run)
             test_accuracy = evaluate(model, data.x_test, data.y_test)
@@ -57,13 +68,26 @@ def export_best(config: SweepConfig, out: Path, refit: bool = False, name: str |
             _check_exact(test_accuracy, logged[keys.TEST_ACCURACY], best.number)
         run.log_results({keys.TEST_ACCURACY: test_accuracy})
         info = _metadata(config, best, params, logged, data, test_accuracy, refit, run.run_id, registered_name)
-        staging = _write_staging(out, model)
-        try:
-            info["mlflow"]["version"] = models.register_champion(model_uri, registered_name, _description(info))
-            _swap_in(staging, out, info)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)  # gone already once renamed into place
+        _write_in_place(out, model, info)
+        # Registered only once the files are in place: the alias never points at an export that is not there.
+        info["mlflow"]["version"] = models.register_champion(model_uri, registered_name, _description(info))
+        _replace_file(out / METADATA_FILE, json.dumps(info, indent=2) + "\n")
     return info
+
+
+def _study_data(study: optuna.Study, config: SweepConfig, data_given: bool) -> Splits:
+    """The data the study ran on: its recorded folder unless --data-dir says otherwise, and checked by digest."""
+    recorded = study.user_attrs.get(keys.DATA)
+    if recorded and not data_given:
+        folder = located_folder(recorded["data_dir"], config.path.parent)
+        config = dataclasses.replace(config, data=dataclasses.replace(config.data, data_dir=folder))
+    data = load_splits(config.data, config.study.seed)
+    if recorded and recorded["digest"] != data.train_digest():
+        raise DataError(
+            f"study '{config.study.name}' was run on {describe_folder(recorded['data_dir'])} (digest "
+            f"{recorded['digest']}), but {describe_folder(config.data.data_dir)} has digest {data.train_digest()}; "
+            "pass --data-dir with the study's data")
+    return data
 
 
 def evaluate(model, inputs: np.ndarray, labels: np.ndarray) -> float:
@@ -123,28 +147,38 @@ def _versions() -> dict:
     return {n: package_metadata.version(n) for n in names}
 
 
-def _write_staging(out: Path, model) -> Path:
-    """model.keras and saved_model/ in a hidden folder beside `out`; metadata.json comes once registered."""
+def _write_in_place(out: Path, model, info: dict) -> None:
+    """All files in a hidden staging folder beside `out`, then renamed into place. An earlier export is
+    renamed aside first and deleted after: `out` is missing only between two renames, never half-written."""
     out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.{STAGING}-{os.getpid()}-", dir=out.parent))
     try:
         staging.chmod(0o755)  # mkdtemp's 0700 would make the export private to its writer
         model.save(staging / KERAS_FILE)
         model.export(str(staging / SAVED_MODEL_DIR), format="tf_saved_model", verbose=False)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    return staging
+        (staging / METADATA_FILE).write_text(json.dumps(info, indent=2) + "\n")
+        if out.exists():
+            aside = out.with_name(f".{out.name}.{REPLACED}-{os.getpid()}")
+            out.rename(aside)
+            staging.rename(out)
+            shutil.rmtree(aside)
+        else:
+            staging.rename(out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)  # gone already once renamed into place
 
 
-def _swap_in(staging: Path, out: Path, info: dict) -> None:
-    """metadata.json, then the staging folder renamed into place. An earlier export is renamed aside
-    first and deleted after: `out` is missing only between two renames, never while files are deleted."""
-    (staging / METADATA_FILE).write_text(json.dumps(info, indent=2) + "\n")
-    if not out.exists():
-        staging.rename(out)
-        return
-    aside = out.with_name(f".{out.name}.replaced-{os.getpid()}")
-    out.rename(aside)
-    staging.rename(out)
-    shutil.rmtree(aside)
+def _replace_file(path: Path, text: str) -> None:
+    """Readers see the old file or the new one, never a half-written one."""
+    partial = path.with_name(f".{path.name}.{os.getpid()}")
+    partial.write_text(text)
+    os.replace(partial, path)
+
+
+def _remove_stale_staging(out: Path) -> None:
+    """Staging and set-aside folders left by an export that was killed (its process is gone)."""
+    for leftover in out.parent.glob(f".{out.name}.*-*"):
+        kind, _, rest = leftover.name[len(out.name) + 2:].partition("-")
+        pid = rest.split("-")[0]
+        if kind in (STAGING, REPLACED) and pid.isdigit() and not pid_alive(int(pid)):
+            shutil.rmtree(leftover, ignore_errors=True)

@@ -7,6 +7,7 @@ hyperparameters, the trial's MLflow run, which process runs it, why it failed); 
 
 # Optuna: study user attributes
 SWEEP_FILE = "sweep_file"  # the sweep file's text, so `--study NAME` commands can run without it
+DATA = "data"  # {"data_dir": the folder as run (relative to the sweep file's folder when inside it), "digest"}
 
 # Optuna: trial user attributes
 PARAMS = "hyperparameters"  # the complete set, searched and fixed
@@ -17,10 +18,12 @@ ERROR = "error"
 # MLflow: run tags
 ROLE = "sweep.role"  # parent | trial | export
 STUDY = "sweep.study"
+STORAGE = "sweep.storage"  # the parent's study storage (stores.identity): a study is its name in its storage
 TRIAL = "sweep.trial_number"
 STATE = "sweep.trial_state"  # COMPLETE | PRUNED | FAIL (the Optuna state; run status says FINISHED/KILLED/FAILED)
 RUN_ERROR = "sweep.error"
 SOURCE_RUN = "sweep.source_run_id"  # an export run's trial run
+RUN_HOST, RUN_PID = "sweep.host", "sweep.pid"  # the process writing an export run
 REFIT = "sweep.refit"
 BEST_TRIAL, BEST_VALUE, BEST_RUN = "sweep.best_trial_number", "sweep.best_value", "sweep.best_run_id"
 SETTING_PREFIX = "sweep."  # the parent's study and data settings, e.g. sweep.sampler

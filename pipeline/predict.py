@@ -95,6 +95,8 @@ def _read_picture(path: Path) -> np.ndarray:
     try:
         with Image.open(path) as image:
             gray = image.convert("L").resize((28, 28), Image.Resampling.LANCZOS)
+    except Image.DecompressionBombError as exc:  # Pillow's guard against images that would fill memory
+        raise PredictError(f"{path}: refused, the image is too large to decode safely ({exc})") from None
     except (UnidentifiedImageError, OSError) as exc:
         raise PredictError(f"{path}: cannot decode the image ({exc}); expected a PNG or JPEG picture") from None
     return np.asarray(gray, dtype=np.uint8)[np.newaxis]

@@ -69,6 +69,19 @@ class StopRequest:
         return False
 
 
+def pid_alive(pid) -> bool:
+    """Whether a process of this id runs on this machine (not counting this one, which asks)."""
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return pid != os.getpid()
+
+
 def die_with_parent() -> None:
     """Linux: have the kernel SIGKILL this process when the process that started it dies (a SIGKILLed
     supervisor must not leave workers training on). Other systems lack the call; there a worker ends

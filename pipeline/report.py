@@ -65,7 +65,8 @@ def trials_table(study, config) -> pd.DataFrame:
     rows = [{"trial": t.number, "state": t.state.name, **t.user_attrs.get(keys.PARAMS, t.params),
              "value": t.value} for t in study.trials]
     trials = pd.DataFrame(rows)
-    runs = tracking.trial_runs_frame(config.tracking.tracking_uri, config.experiment_name, config.study.name)
+    runs = tracking.trial_runs_frame(config.tracking.tracking_uri, config.experiment_name, config.study.name,
+                                     config.storage_identity)
     table = trials.merge(runs, on="trial", how="left")
     maximize = study.direction.name == "MAXIMIZE"
     table = table.sort_values("value", ascending=not maximize, na_position="last", kind="stable")

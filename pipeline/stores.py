@@ -7,9 +7,13 @@ command and the stored artifact locations keep working from any directory later.
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import urlsplit
+
+from pipeline.errors import BadInputError
 
 SQLITE_PREFIX = "sqlite:///"
 JOURNAL_PREFIX = "journal:///"
+DEFAULT_FOLDER = "mlruns"  # where the default stores live, relative to the working directory
 
 
 def is_sqlite(uri: str) -> bool:
@@ -37,13 +41,47 @@ def local_path(uri: str) -> Path | None:
 
 
 def resolve_uri(uri: str, create: bool = True) -> str:
-    """Make a SQLite or journal URI absolute (creating its folder when asked); others pass through."""
+    """Make a SQLite or journal URI absolute; others pass through.
+
+    With `create`, the default folder (./mlruns) is made when missing, but no other: a mistyped path
+    must not quietly start a new study in a new folder somewhere.
+    """
     path = local_path(uri)
     if path is None:
         return uri
     if create:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        _ensure_folder(path.parent, uri)
     return f"{SQLITE_PREFIX if is_sqlite(uri) else JOURNAL_PREFIX}{path}"
+
+
+def check_folder(uri: str) -> None:
+    """Refuse now, before anything starts, a store whose folder cannot be used or would have to be invented."""
+    path = local_path(uri)
+    if path is not None:
+        _ensure_folder(path.parent, uri, create=False)
+
+
+def _ensure_folder(folder: Path, uri: str, create: bool = True) -> None:
+    if folder.exists() and not folder.is_dir():
+        raise BadInputError(f"{uri}: {folder} is a file, not a folder; move it away or choose another path")
+    if folder.is_dir():
+        return
+    if folder != Path(DEFAULT_FOLDER).resolve():
+        raise BadInputError(f"{uri}: the folder {folder} does not exist; create it first (mkdir -p {folder}) "
+                            "or fix the path")
+    if create:
+        folder.mkdir(parents=True)
+
+
+def identity(uri: str) -> str:
+    """What names a store whoever opens it: the absolute file, or the server without user and password
+    (machines joining one study may log in differently)."""
+    path = local_path(uri)
+    if path is not None:
+        return str(path)
+    parts = urlsplit(uri)
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{parts.hostname or ''}{port}{parts.path}"
 
 
 def artifact_root(tracking_uri: str) -> str | None:

@@ -6,22 +6,30 @@ the study, so rerunning a finished sweep does nothing and says so.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import random
 import socket
 import time
 from pathlib import Path
+from typing import Iterator
 
 import optuna
 from optuna.trial import TrialState
 
 from pipeline import keys, stores, tracking
 from pipeline.config import PrunerConfig, SweepConfig, parse_sweep_text
-from pipeline.errors import StudyError, SweepError
+from pipeline.errors import BadInputError, StudyError, SweepConfigError, SweepError
+from pipeline.hyperparameters import FixedParam, FloatParam, IntParam
+from pipeline.processes import pid_alive
 
 COUNTED = (TrialState.COMPLETE, TrialState.PRUNED)
 HEARTBEAT_S, GRACE_S = 20, 60
+
+
+class StudyNotFound(StudyError):
+    """The storage holds no study of that name (or does not exist yet)."""
 
 
 def open_study(config: SweepConfig, worker: int = 0) -> optuna.Study:
@@ -31,8 +39,9 @@ def open_study(config: SweepConfig, worker: int = 0) -> optuna.Study:
     """
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     storage = optuna_storage(config.study.storage)
-    study = optuna.create_study(storage=storage, study_name=config.study.name, load_if_exists=True,
-                                direction=config.study.direction, pruner=make_pruner(config.study.pruner))
+    with _storage_errors(config.study.storage):
+        study = optuna.create_study(storage=storage, study_name=config.study.name, load_if_exists=True,
+                                    direction=config.study.direction, pruner=make_pruner(config.study.pruner))
     if study.direction.name.lower() != config.study.direction:
         raise StudyError(f"study '{config.study.name}' in {config.study.storage} was created to "
                          f"{study.direction.name.lower()}, but {config.path} asks to {config.study.direction}")
@@ -52,26 +61,44 @@ def optuna_storage(url: str):
     marked FAILED too.
     """
     url = stores.resolve_uri(url)
-    if stores.is_journal(url):
-        backend = optuna.storages.journal.JournalFileBackend(str(stores.journal_path(url)))
-        return optuna.storages.JournalStorage(backend)
-    if stores.is_sqlite(url):
-        return url
-    return _rdb_storage(url)
+    with _storage_errors(url):
+        if stores.is_journal(url):
+            backend = optuna.storages.journal.JournalFileBackend(str(stores.journal_path(url)))
+            return optuna.storages.JournalStorage(backend)
+        if stores.is_sqlite(url):
+            return _rdb_storage(url, heartbeats=False)  # one process: dead trials are found by their pid
+        return _rdb_storage(url, heartbeats=True)
 
 
-def _rdb_storage(url: str, attempts: int = 5) -> optuna.storages.RDBStorage:
-    """Workers that start together on a fresh database race to create Optuna's tables; the loser retries."""
+def _rdb_storage(url: str, heartbeats: bool, attempts: int = 3) -> optuna.storages.RDBStorage:
+    """Processes that start together on a fresh database race to create Optuna's tables; the loser retries."""
     import sqlalchemy.exc
 
+    options = dict(heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
+                   heartbeat_stale_trial_callback=_fail_trial_run) if heartbeats else {}
     for attempt in range(attempts):
         try:
-            return optuna.storages.RDBStorage(url, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
-                                              heartbeat_stale_trial_callback=_fail_trial_run)
-        except sqlalchemy.exc.SQLAlchemyError:
+            return optuna.storages.RDBStorage(url, **options)
+        except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError):
             if attempt == attempts - 1:
                 raise
-            time.sleep(0.5 + random.random())
+            time.sleep(0.2 + random.random() / 2)
+
+
+@contextlib.contextmanager
+def _storage_errors(url: str) -> Iterator[None]:
+    """What the storage libraries raise for a store that cannot be used, as one line naming it."""
+    import sqlalchemy.exc
+
+    try:
+        yield
+    except (sqlalchemy.exc.NoSuchModuleError, sqlalchemy.exc.ArgumentError):
+        raise BadInputError(f"{url}: not a study storage this tool can open; use journal:///path (the default, "
+                            "mlruns/optuna.journal), sqlite:///path.db, or postgresql://user@host/database") from None
+    except (sqlalchemy.exc.SQLAlchemyError, OSError, ValueError, optuna.exceptions.StorageInternalError) as exc:
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0][:300]
+        raise StudyError(f"cannot open the study storage {url}: {reason}. Check the path or server (a damaged "
+                         "file can be moved away; its study is then lost), or pass another --storage") from None
 
 
 def load_existing_study(storage: str, name: str) -> optuna.Study:
@@ -80,20 +107,62 @@ def load_existing_study(storage: str, name: str) -> optuna.Study:
     url = stores.resolve_uri(storage, create=False)
     local = stores.local_path(url)
     if local is not None and not local.is_file():
-        raise StudyError(f"no study storage at {url}; run `sweep run` first")
+        raise StudyNotFound(f"no study storage at {url}; run `sweep run` first")
     backend = optuna_storage(url)
-    names = optuna.get_all_study_names(backend)
-    if name not in names:
-        raise StudyError(f"no study named '{name}' in {url}; studies there: {', '.join(names) or 'none'}")
-    return optuna.load_study(study_name=name, storage=backend)
+    with _storage_errors(url):
+        names = optuna.get_all_study_names(backend)
+        if name not in names:
+            raise StudyNotFound(f"no study named '{name}' in {url}; studies there: {', '.join(names) or 'none'}")
+        return optuna.load_study(study_name=name, storage=backend)
 
 
 def find_study(config: SweepConfig) -> optuna.Study | None:
     """The sweep's study if it exists already, without creating a storage for it."""
     try:
         return load_existing_study(config.study.storage, config.study.name)
-    except StudyError:
+    except StudyNotFound:
         return None
+
+
+def check_space_fits(study: optuna.Study, config: SweepConfig) -> None:
+    """Refuse, before anything runs, a search space the study cannot take: Optuna keeps one kind of
+    distribution per parameter for a study (int, float or categorical; log scale or not; the same
+    choices), and would fail every trial that asks otherwise. New parameters and moved bounds are fine."""
+    recorded: dict = {}
+    for trial in study.get_trials(deepcopy=False):
+        recorded.update(trial.distributions)
+    changed = [f"{name} (was {_describe(recorded[name])}, now {_describe(_distribution(spec))})"
+               for name, spec in config.search_space.items()
+               if name in recorded and not isinstance(spec, FixedParam)
+               and not _same_kind(recorded[name], _distribution(spec))]
+    if changed:
+        raise SweepConfigError(
+            f"{config.path}: search_space changed in a way study '{config.study.name}' cannot take: "
+            f"{'; '.join(changed)}. Give the new space its own study.name (the old study stays as it is), "
+            "or restore those entries")
+
+
+def _distribution(spec) -> optuna.distributions.BaseDistribution:
+    if isinstance(spec, IntParam):
+        return optuna.distributions.IntDistribution(spec.low, spec.high, log=spec.log, step=spec.step)
+    if isinstance(spec, FloatParam):
+        return optuna.distributions.FloatDistribution(spec.low, spec.high, log=spec.log, step=spec.step)
+    return optuna.distributions.CategoricalDistribution(list(spec.choices))
+
+
+def _same_kind(old, new) -> bool:
+    if type(old) is not type(new):
+        return False
+    if isinstance(old, optuna.distributions.CategoricalDistribution):
+        return tuple(old.choices) == tuple(new.choices)
+    return old.log == new.log
+
+
+def _describe(distribution) -> str:
+    if isinstance(distribution, optuna.distributions.CategoricalDistribution):
+        return f"choices {list(distribution.choices)}"
+    kind = "int" if isinstance(distribution, optuna.distributions.IntDistribution) else "float"
+    return f"{kind} {distribution.low}..{distribution.high}{', log' if distribution.log else ''}"
 
 
 class SurplusTrialError(SweepError):
@@ -121,7 +190,7 @@ def fail_dead_trials(study: optuna.Study) -> list[int]:
     """
     failed = []
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        if trial.user_attrs.get(keys.HOST) == socket.gethostname() and not _alive(trial.user_attrs.get(keys.PID)):
+        if trial.user_attrs.get(keys.HOST) == socket.gethostname() and not pid_alive(trial.user_attrs.get(keys.PID)):
             # Optuna has no public call to fail someone else's trial; this is what its heartbeat check does.
             study._storage.set_trial_user_attr(trial._trial_id, keys.ERROR, "its process died")
             study._storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL)
@@ -136,18 +205,6 @@ def _fail_trial_run(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> Non
     run_id = trial.user_attrs.get(keys.RUN_ID)
     if run_id:
         tracking.fail_stale_run(run_id, trial.user_attrs.get(keys.ERROR, "its process died"))
-
-
-def _alive(pid) -> bool:
-    if not isinstance(pid, int):
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return pid != os.getpid()
 
 
 def load_study_config(storage: str, name: str) -> SweepConfig:

@@ -19,11 +19,12 @@ from optuna.trial import TrialState
 
 from pipeline import keys, plots, processes, stores, tracking
 from pipeline.config import SweepConfig
+from pipeline.data import describe_folder
 from pipeline.errors import SweepConfigError, SweepError
 from pipeline.progress import Progress
-from pipeline.study import (best_complete_trial, budget_left, budget_spent, fail_dead_trials, find_study,
-                            finished_count, open_study)
-from pipeline.worker import Go
+from pipeline.study import (best_complete_trial, budget_left, budget_spent, check_space_fits, fail_dead_trials,
+                            find_study, finished_count, open_study)
+from pipeline.worker import Go, Ready
 from pipeline.worker_pool import STOP_SIGNALS, WorkerPool
 
 
@@ -46,8 +47,12 @@ def run_sweep(config: SweepConfig, workers: int = 1, show_progress: bool = True,
               verbose: bool = False) -> SweepOutcome:
     """Run (or resume) the sweep a config describes until its trial or time budget is spent."""
     _check_workers(config, workers)
+    for uri in (config.study.storage, config.tracking.tracking_uri):
+        stores.check_folder(uri)
     tracking.check_reachable(config.tracking.tracking_uri)
     existing = find_study(config)
+    if existing is not None:
+        check_space_fits(existing, config)
     if existing is not None and budget_spent(existing, config):
         return _outcome(config, existing, config.tracking.tracking_uri, None, len(existing.trials),
                         _spent_message(existing, config))
@@ -55,7 +60,8 @@ def run_sweep(config: SweepConfig, workers: int = 1, show_progress: bool = True,
     with WorkerPool(config, threads, verbose) as pool, pool.forwarding_signals():
         for _ in range(workers):
             pool.start()
-        pool.wait_until_ready()  # the data passed its checks: only now is anything written
+        data = pool.wait_until_ready()  # the data passed its checks: only now is anything written
+        _check_same_data(existing, data, config)
         tracker = tracking.connect(config.tracking.tracking_uri, config.experiment_name)
         study = open_study(config)
         fail_dead_trials(study)
@@ -64,7 +70,9 @@ def run_sweep(config: SweepConfig, workers: int = 1, show_progress: bool = True,
             pool.release(None)
             return _outcome(config, study, tracker.tracking_uri, None, before, _spent_message(study, config))
         study.set_user_attr(keys.SWEEP_FILE, config.path.read_text())
-        parent_id = tracking.open_parent_run(tracker, config.study.name, config.path, _settings(config))
+        study.set_user_attr(keys.DATA, {"data_dir": data.data_dir, "digest": data.digest})
+        parent_id = tracking.open_parent_run(tracker, config.study.name, config.storage_identity, config.path,
+                                             _settings(config))
         return _supervise(pool, config, study, tracker, parent_id, before, workers, show_progress)
 
 
@@ -88,6 +96,16 @@ def _supervise(pool: WorkerPool, config: SweepConfig, study: optuna.Study, track
     if pool.stopped_by:
         message = f"interrupted: the current trial was marked FAIL ({STOP_SIGNALS[pool.stopped_by]})"
     return _outcome(config, study, tracker.tracking_uri, parent_id, before, message, pool.stopped_by)
+
+
+def _check_same_data(study: optuna.Study | None, data: Ready, config: SweepConfig) -> None:
+    """A study resumed on other data would compare trials that saw different images: refused."""
+    recorded = study.user_attrs.get(keys.DATA) if study is not None else None
+    if recorded and recorded["digest"] != data.digest:
+        raise SweepConfigError(
+            f"{config.path}: study '{config.study.name}' was run on {describe_folder(recorded['data_dir'])} (digest "
+            f"{recorded['digest']}), but this run's data is {describe_folder(data.data_dir)} (digest {data.digest}); "
+            "pass --data-dir for the study's data, or give this data its own study.name")
 
 
 def _check_workers(config: SweepConfig, workers: int) -> None:

@@ -59,8 +59,8 @@ def _run(trial: optuna.Trial, context: TrialContext) -> float:
     trial.set_user_attr(keys.PARAMS, params.as_dict())
     start_fresh(config.study.seed + trial.number)
     metric = config.study.metric
-    with tracking.trial_run(context.tracker, context.parent_id, config.study.name, trial.number,
-                            params.as_dict()) as run:
+    with tracking.trial_run(context.tracker, context.parent_id, config.study.name, config.storage_identity,
+                            trial.number, params.as_dict()) as run:
         trial.set_user_attr(keys.RUN_ID, run.run_id)
         run.log_dataset(context.dataset)
         model = build_model(params, data.input_shape, len(data.class_names), context.stats)

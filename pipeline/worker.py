@@ -21,7 +21,7 @@ from optuna.trial import TrialState
 
 from pipeline import keys, tracking
 from pipeline.config import SweepConfig, with_overrides
-from pipeline.data import Splits, load_splits
+from pipeline.data import Splits, load_splits, portable_folder
 from pipeline.errors import StudyError, SweepError, TrackingError
 from pipeline.preprocessing import fit_stats
 from pipeline.processes import StopRequest, die_with_parent
@@ -39,7 +39,10 @@ class WorkerSpec:
 
 @dataclass(frozen=True)
 class Ready:
-    """The data loaded and passed its checks."""
+    """The data loaded and passed its checks: where from (as stores record it) and its digest."""
+
+    data_dir: str | None
+    digest: str
 
 
 @dataclass(frozen=True)
@@ -82,7 +85,7 @@ def main(spec: WorkerSpec, connection) -> None:
 def _serve(spec: WorkerSpec, connection, stop: StopRequest) -> Finished:
     load_tensorflow(spec.verbose, spec.threads)  # first: Keras' own dataset loaders need it too
     data = load_splits(spec.config.data, spec.config.study.seed)
-    connection.send(Ready())
+    connection.send(Ready(portable_folder(spec.config.data.data_dir, spec.config.path.parent), data.train_digest()))
     go = connection.recv()
     if go is None:
         return Finished("dismissed")
@@ -155,5 +158,6 @@ class _BestRecorder:
 
 
 def _dataset_record(config: SweepConfig, data: Splits):
-    return tracking.numpy_dataset(data.x_train, data.y_train, name=f"{config.data.dataset}-train",
-                                  source=data.source, digest=data.train_digest())
+    source = portable_folder(config.data.data_dir, config.path.parent) or data.source
+    return tracking.numpy_dataset(data.x_train, data.y_train, name=f"{config.data.dataset}-train", source=source,
+                                  digest=data.train_digest())

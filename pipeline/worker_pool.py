@@ -31,7 +31,7 @@ class _Worker:
     number: int
     process: multiprocessing.process.BaseProcess
     connection: multiprocessing.connection.Connection
-    ready: bool = False
+    ready: Ready | None = None
     last: Finished | Failed | None = None  # the worker's last word, once it has said it
 
 
@@ -61,10 +61,16 @@ class WorkerPool:
                 worker.process.join()
 
     def start(self) -> None:
+        """A fresh worker process. It starts with Ctrl-C ignored (an ignored signal stays ignored across
+        exec), so a Ctrl-C while it imports prints no traceback; it takes the signal over once it runs."""
         ours, theirs = self.context.Pipe()
         spec = WorkerSpec(self.config, self.started, self.threads, self.verbose)
         process = self.context.Process(target=worker_main, args=(spec, theirs), name=f"sweep-worker-{self.started}")
-        process.start()
+        handler = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            process.start()
+        finally:
+            signal.signal(signal.SIGINT, handler)
         theirs.close()
         self.workers.append(_Worker(self.started, process, ours))
         self.started += 1
@@ -85,7 +91,7 @@ class WorkerPool:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
 
-    def wait_until_ready(self) -> None:
+    def wait_until_ready(self) -> Ready:
         """Until every worker has loaded its data; the first one that cannot stops the sweep."""
         while not all(worker.ready for worker in self.workers):
             for worker in self._events(timeout=1.0):
@@ -95,6 +101,7 @@ class WorkerPool:
                     raise SweepError(failure.message, failure.exit_code)
             if self.stopped_by:
                 raise KeyboardInterrupt
+        return self.workers[0].ready
 
     def release(self, go: Go | None) -> None:
         """Send every ready worker its Go (None dismisses them: nothing to do); later ones get it at once."""
@@ -157,7 +164,7 @@ class WorkerPool:
 
     def _receive(self, worker: _Worker, message) -> None:
         if isinstance(message, Ready):
-            worker.ready = True
+            worker.ready = message
             if self.go is not None:
                 worker.connection.send(self.go)
         else:

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 import urllib.request
 
 import mlflow
@@ -242,3 +243,68 @@ def test_predict_bad_inputs_exit_2_naming_them(exported, tmp_path, capsys):
     for argv, message in cases:
         assert cli.main(["predict", *argv]) == 2, argv
         assert message in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_an_export_killed_midway_leaves_the_registry_and_the_old_export_alone(swept, tmp_path):
+    """SIGKILL once the staging folder appears: the alias, the old export and its metadata are untouched;
+    the next export clears the leftovers and ends the dead export's run."""
+    config, _ = best_trial(swept)
+    out = tmp_path / "a"
+    assert cli.main(["export", str(swept), "--out", str(out), "--name", "smoke-killed"]) == 0
+    before = json.loads((out / "metadata.json").read_text())
+    command = [sys.executable, "-m", "pipeline.cli", "export", str(swept), "--out", str(out), "--name", "smoke-killed",
+               "--force"]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while not list(tmp_path.glob(".a.staging-*")):
+        assert process.poll() is None and time.time() < deadline, "the export ended before it staged anything"
+        time.sleep(0.02)
+    process.kill()
+    process.wait()
+    client = mlflow.MlflowClient(store_uris.resolve_uri(config.tracking.tracking_uri))
+    assert int(client.get_model_version_by_alias("smoke-killed", "champion").version) == before["mlflow"]["version"]
+    assert json.loads((out / "metadata.json").read_text()) == before and (out / "model.keras").is_file()
+    experiment = client.get_experiment_by_name(config.experiment_name).experiment_id
+    dead = client.search_runs([experiment], "tags.`sweep.role` = 'export' AND attributes.status = 'RUNNING'")
+    assert len(dead) == 1, "the killed export's run is left RUNNING until the next command"
+    assert cli.main(["export", str(swept), "--out", str(out), "--name", "smoke-killed", "--force"]) == 0
+    assert not list(tmp_path.glob(".a.*")), "stale staging folders are cleared"
+    ended = client.get_run(dead[0].info.run_id)
+    assert ended.info.status == "KILLED" and "died" in ended.data.tags["sweep.error"]
+    after = json.loads((out / "metadata.json").read_text())
+    assert after["mlflow"]["version"] == before["mlflow"]["version"] + 1
+    assert int(client.get_model_version_by_alias("smoke-killed", "champion").version) == after["mlflow"]["version"]
+
+
+def test_export_uses_the_data_the_study_ran_on_and_refuses_other_data(tmp_path, data_dir, stores, capsys):
+    """The study records its data (relative to the sweep file's folder); export finds it again without
+    --data-dir, and refuses data with another digest, naming both."""
+    own = tmp_path / "data"
+    raw = load_fashion_mnist(data_dir)
+    from test_bad_inputs import write_idx
+
+    write_idx(own, 255 - raw.x_train, raw.y_train, 255 - raw.x_test, raw.y_test)  # another dataset, same layout
+    path = write_sweep(tmp_path, study__n_trials=1, data__subset=400, data__test_subset=100, data__data_dir=str(own),
+                       study__storage=stores["storage"], tracking__tracking_uri=stores["tracking_uri"],
+                       search_space__epochs=1)
+    assert cli.main(["run", str(path), "--no-progress"]) == 0
+    study = optuna.load_study(study_name="fashion-mnist-smoke", storage=optuna_storage(stores["storage"]))
+    assert study.user_attrs["data"]["data_dir"] == "data", "recorded relative to the sweep file's folder"
+    client = mlflow.MlflowClient(store_uris.resolve_uri(stores["tracking_uri"]))
+    (trial_run,) = client.search_runs([client.get_experiment_by_name("fashion-mnist-smoke").experiment_id],
+                                      "tags.`sweep.role` = 'trial'")
+    source = trial_run.inputs.dataset_inputs[0].dataset.source
+    assert "data" in source and str(tmp_path) not in source, f"no home paths in a shared store: {source}"
+    unchanged = write_sweep(tmp_path, "smoke.yaml", "other.yaml", study__n_trials=1, data__subset=400,
+                            data__test_subset=100, study__storage=stores["storage"],
+                            tracking__tracking_uri=stores["tracking_uri"], search_space__epochs=1)
+    assert cli.main(["export", str(unchanged), "--out", str(tmp_path / "x"), "--name", "own-data"]) == 0
+    capsys.readouterr()
+    assert cli.main(["export", str(unchanged), "--out", str(tmp_path / "y"), "--name", "own-data",
+                     "--data-dir", str(data_dir)]) == 2
+    err = capsys.readouterr().err
+    assert "was run on the data in data (digest" in err and f"the data in {data_dir}" in err
+    assert "pass --data-dir with the study's data" in err and not (tmp_path / "y").exists()
+    assert cli.main(["run", str(path), "--no-progress", "--n-trials", "2", "--data-dir", str(data_dir)]) == 2
+    assert "give this data its own study.name" in capsys.readouterr().err

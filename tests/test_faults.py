@@ -16,6 +16,7 @@ from optuna.trial import TrialState
 from pipeline import cli, processes
 from pipeline import stores as store_uris
 from pipeline.processes import free_port, start_group, stop_group, wait_for_http
+from pipeline.study import optuna_storage
 
 from conftest import ROOT, write_sweep
 
@@ -226,3 +227,19 @@ def test_tracking_server_lost_mid_sweep_stops_cleanly_and_a_rerun_resumes(tmp_pa
         assert not [r for r in runs if r.info.status == "RUNNING"], "no run left RUNNING"
     finally:
         stop_group(server)
+
+
+@pytest.mark.slow
+def test_two_first_runs_at_once_on_empty_stores_both_succeed(tmp_path, data_dir):
+    """Both race to create MLflow's SQLite schema and Optuna's journal; neither may crash."""
+    path = write_sweep(tmp_path, study__n_trials=3, data__subset=400, data__test_subset=100,
+                       data__data_dir=str(data_dir), search_space__epochs=1)
+    command = [sys.executable, "-m", "pipeline.cli", "run", str(path), "--no-progress"]
+    runs = [subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for _ in range(2)]
+    for process in runs:
+        out, err = process.communicate(timeout=600)
+        assert process.returncode == 0, err[-3000:]
+    study = optuna.load_study(study_name="fashion-mnist-smoke",
+                              storage=optuna_storage(f"journal:///{tmp_path}/mlruns/optuna.journal"))
+    assert sum(t.state == TrialState.COMPLETE for t in study.trials) == 3

@@ -122,3 +122,20 @@ def test_missing_data_exits_2_naming_the_path(tmp_path, stores, capsys):
     assert run(path) == 2
     assert f"{tmp_path / 'nowhere'}: data folder not found" in capsys.readouterr().err
     assert not (tmp_path / "optuna.db").exists() and not (tmp_path / "mlflow.db").exists()
+
+
+def test_a_study_is_its_name_in_its_storage(swept, stores, tmp_path, capsys):
+    """The same study name in another storage is another study: its own parent run, its own trial numbers."""
+    other = tmp_path / "other"
+    other.mkdir()
+    assert run(swept, "--storage", f"sqlite:///{other}/optuna.db") == 0
+    client, parents, children = runs_by_role(stores["tracking_uri"])
+    assert len(parents) == 2 and len({p.data.tags["sweep.storage"] for p in parents}) == 2
+    for parent in parents:
+        numbers = sorted(int(c.data.tags["sweep.trial_number"]) for c in children
+                         if c.data.tags["mlflow.parentRunId"] == parent.info.run_id)
+        assert numbers == [0, 1], "no trial number twice under one parent"
+    capsys.readouterr()
+    assert run(swept, "--storage", f"sqlite:///{tmp_path}/typo/optuna.db") == 2
+    assert "typo does not exist; create it first" in capsys.readouterr().err
+    assert not (tmp_path / "typo").exists()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import mlflow
 
 from pipeline import keys, stores
+from pipeline.tracking.runs import filter_literal
 from pipeline.tracking.store import STORE_ERRORS
 
 RESULT_METRICS = (keys.EPOCHS_RUN, "val_accuracy", keys.TEST_ACCURACY, keys.TEST_LOSS)
@@ -12,28 +13,38 @@ RESULT_METRICS = (keys.EPOCHS_RUN, "val_accuracy", keys.TEST_ACCURACY, keys.TEST
 
 def run_metrics(tracking_uri: str, run_id: str) -> dict[str, float]:
     """The latest value of every metric a run logged; empty when the store cannot say (gone, unreachable)."""
+    client = _existing_store(tracking_uri)
     try:
-        return dict(mlflow.MlflowClient(stores.resolve_uri(tracking_uri, create=False)).get_run(run_id).data.metrics)
+        return {} if client is None else dict(client.get_run(run_id).data.metrics)
     except STORE_ERRORS:
         return {}
 
 
-def trial_runs_frame(tracking_uri: str, experiment_name: str, study_name: str):
+def trial_runs_frame(tracking_uri: str, experiment_name: str, study_name: str, storage: str):
     """One row per trial run of a study (run id, status, final metrics, duration), read from MLflow."""
     import pandas as pd
 
     columns = ["trial", "run_id", "run_status", "duration_s", *RESULT_METRICS]
-    client = mlflow.MlflowClient(stores.resolve_uri(tracking_uri, create=False))
-    experiment = client.get_experiment_by_name(experiment_name)
+    client = _existing_store(tracking_uri)
+    experiment = None if client is None else client.get_experiment_by_name(experiment_name)
     if experiment is None:
         return pd.DataFrame(columns=columns)
-    runs = client.search_runs([experiment.experiment_id], max_results=50000,
-                              filter_string=f"tags.`{keys.ROLE}` = 'trial' AND tags.`{keys.STUDY}` = '{study_name}'")
+    study = (f"tags.`{keys.ROLE}` = 'trial' AND tags.`{keys.STUDY}` = {filter_literal(study_name)} "
+             f"AND tags.`{keys.STORAGE}` = {filter_literal(storage)}")
+    runs = client.search_runs([experiment.experiment_id], max_results=50000, filter_string=study)
     return pd.DataFrame([{
         "trial": int(r.data.tags[keys.TRIAL]), "run_id": r.info.run_id, "run_status": r.info.status,
         "duration_s": ((r.info.end_time or r.info.start_time) - r.info.start_time) / 1000,
         **{name: r.data.metrics.get(name) for name in RESULT_METRICS},
     } for r in runs], columns=columns)
+
+
+def _existing_store(tracking_uri: str) -> mlflow.MlflowClient | None:
+    """A client for the store, or None for a SQLite file that is not there: reading must not create one."""
+    uri = stores.resolve_uri(tracking_uri, create=False)
+    if stores.is_sqlite(uri) and not stores.sqlite_path(uri).is_file():
+        return None
+    return mlflow.MlflowClient(uri)
 
 
 def runs_url(tracking_uri: str, experiment_name: str, base_url: str) -> str | None:

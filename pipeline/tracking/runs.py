@@ -8,6 +8,8 @@ the model and the dataset it saw. Models themselves are logged by tracking.model
 from __future__ import annotations
 
 import contextlib
+import os
+import socket
 import time
 import warnings
 from pathlib import Path
@@ -19,23 +21,25 @@ from mlflow.entities import Metric, RunStatus, RunTag
 
 from pipeline import keys
 from pipeline.errors import TrackingError
+from pipeline.processes import pid_alive
 from pipeline.tracking.store import STORE_ERRORS, Tracker, racing_write
 
 _RUN_STATUS = {"COMPLETE": "FINISHED", "PRUNED": "KILLED", "FAIL": "FAILED"}
 
 
-def open_parent_run(tracker: Tracker, study_name: str, sweep_file: Path, settings: dict) -> str:
+def open_parent_run(tracker: Tracker, study_name: str, storage: str, sweep_file: Path, settings: dict) -> str:
     """Find the study's parent run (or start one), mark it running and attach the sweep file.
 
-    Processes on several machines may start the same study at once and each create a parent; they all
-    settle on the oldest one and delete their own duplicate.
+    A study is its name in its storage: two studies of one name in different storages never share a
+    parent. Processes on several machines may start the same study at once and each create a parent;
+    they all settle on the oldest one and delete their own duplicate.
     """
     client = mlflow.MlflowClient()
-    parents = _parent_runs(tracker, study_name)
+    parents = _parent_runs(tracker, study_name, storage)
     if not parents:
-        created = client.create_run(tracker.experiment_id, run_name=study_name,
-                                    tags={keys.ROLE: "parent", keys.STUDY: study_name}).info.run_id
-        parents = _parent_runs(tracker, study_name)
+        tags = {keys.ROLE: "parent", keys.STUDY: study_name, keys.STORAGE: storage}
+        created = client.create_run(tracker.experiment_id, run_name=study_name, tags=tags).info.run_id
+        parents = _parent_runs(tracker, study_name, storage)
         if parents[0] != created:
             client.delete_run(created)
     run_id = parents[0]
@@ -46,11 +50,18 @@ def open_parent_run(tracker: Tracker, study_name: str, sweep_file: Path, setting
     return run_id
 
 
-def _parent_runs(tracker: Tracker, study_name: str) -> list[str]:
+def _parent_runs(tracker: Tracker, study_name: str, storage: str) -> list[str]:
     found = mlflow.search_runs(
         [tracker.experiment_id], output_format="list", max_results=100,
-        filter_string=f"tags.`{keys.ROLE}` = 'parent' AND tags.`{keys.STUDY}` = '{study_name}'")
+        filter_string=f"tags.`{keys.ROLE}` = 'parent' AND tags.`{keys.STUDY}` = {filter_literal(study_name)} "
+                      f"AND tags.`{keys.STORAGE}` = {filter_literal(storage)}")
     return [r.info.run_id for r in sorted(found, key=lambda r: (r.info.start_time, r.info.run_id))]
+
+
+def filter_literal(text: str) -> str:
+    """A string in MLflow's filter syntax: single-quoted, or double-quoted when it holds a single quote
+    (MLflow's parser has no escapes)."""
+    return f'"{text}"' if "'" in text else f"'{text}'"
 
 
 def close_parent_run(parent_id: str, status: str) -> None:
@@ -103,20 +114,23 @@ class RunRecorder:
 
 
 @contextlib.contextmanager
-def trial_run(tracker: Tracker, parent_id: str, study_name: str, trial_number: int,
+def trial_run(tracker: Tracker, parent_id: str, study_name: str, storage: str, trial_number: int,
               params: dict) -> Iterator[RunRecorder]:
     """A nested child run for one trial; its final status follows the recorder's state or the error."""
-    tags = {keys.ROLE: "trial", keys.STUDY: study_name, keys.TRIAL: str(trial_number)}
+    tags = {keys.ROLE: "trial", keys.STUDY: study_name, keys.STORAGE: storage, keys.TRIAL: str(trial_number)}
     with _run(tracker, f"trial-{trial_number:04d}", tags, params, parent_id) as recorder:
         yield recorder
 
 
 @contextlib.contextmanager
-def export_run(tracker: Tracker, study_name: str, trial_number: int, source_run_id: str, params: dict,
-               refit: bool) -> Iterator[RunRecorder]:
-    """A top-level run recording an export (and, with refit, its retraining), linked to the trial's run."""
-    tags = {keys.ROLE: "export", keys.STUDY: study_name, keys.TRIAL: str(trial_number),
-            keys.SOURCE_RUN: source_run_id, keys.REFIT: str(refit).lower()}
+def export_run(tracker: Tracker, study_name: str, storage: str, trial_number: int, source_run_id: str,
+               params: dict, refit: bool) -> Iterator[RunRecorder]:
+    """A top-level run recording an export (and, with refit, its retraining), linked to the trial's run.
+
+    It names the process writing it, so that a later export can end it if that process was killed."""
+    tags = {keys.ROLE: "export", keys.STUDY: study_name, keys.STORAGE: storage, keys.TRIAL: str(trial_number),
+            keys.SOURCE_RUN: source_run_id, keys.REFIT: str(refit).lower(),
+            keys.RUN_HOST: socket.gethostname(), keys.RUN_PID: str(os.getpid())}
     name = f"{'refit' if refit else 'export'}-trial-{trial_number:04d}"
     with _run(tracker, name, tags, params) as recorder:
         yield recorder
@@ -161,6 +175,23 @@ def _forget_active_run() -> None:
     """Drop the fluent API's active run without contacting the store (which is unreachable)."""
     while mlflow.active_run() is not None:
         mlflow.tracking.fluent._active_run_stack.get().pop()
+
+
+def end_dead_export_runs(tracker: Tracker, study_name: str) -> list[str]:
+    """Export runs of this study left RUNNING by a process that is gone (killed mid-export): ended KILLED."""
+    running = mlflow.search_runs(
+        [tracker.experiment_id], output_format="list", max_results=1000,
+        filter_string=f"tags.`{keys.ROLE}` = 'export' AND tags.`{keys.STUDY}` = {filter_literal(study_name)} "
+                      "AND attributes.status = 'RUNNING'")
+    ended = []
+    client = mlflow.MlflowClient()
+    for run in running:
+        tags = run.data.tags
+        if tags.get(keys.RUN_HOST) == socket.gethostname() and not pid_alive(int(tags.get(keys.RUN_PID, 0))):
+            client.set_tag(run.info.run_id, keys.RUN_ERROR, "its process died during the export")
+            client.set_terminated(run.info.run_id, status="KILLED")
+            ended.append(run.info.run_id)
+    return ended
 
 
 def fail_stale_run(run_id: str, reason: str) -> None:

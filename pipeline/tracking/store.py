@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import logging
 import random
 import time
 import urllib.request
 from dataclasses import dataclass
+from typing import Iterator
 
 import mlflow
+import sqlalchemy.exc
 
 from pipeline import keys, stores
 from pipeline.errors import TrackingError
@@ -39,7 +42,8 @@ def connect(tracking_uri: str, experiment_name: str) -> Tracker:
     mlflow.set_tracking_uri(uri)
     logging.getLogger("mlflow").setLevel(logging.WARNING)
     try:
-        experiment = mlflow.get_experiment_by_name(experiment_name)
+        with _first_use_lock(uri):
+            experiment = mlflow.get_experiment_by_name(experiment_name)
         if experiment is None:
             with contextlib.suppress(mlflow.exceptions.MlflowException):  # another process created it first
                 mlflow.create_experiment(experiment_name, artifact_location=stores.artifact_root(uri),
@@ -51,9 +55,26 @@ def connect(tracking_uri: str, experiment_name: str) -> Tracker:
         if keys.EXPERIMENT_KIND not in experiment.tags:  # made before the pipeline tagged its experiments
             racing_write(mlflow.MlflowClient().set_experiment_tag, experiment.experiment_id, keys.EXPERIMENT_KIND,
                          keys.MODEL_TRAINING_KIND)
-    except mlflow.exceptions.MlflowException as exc:
-        raise TrackingError(f"cannot use the tracking store {uri}: {exc}") from None
+    except (*STORE_ERRORS, sqlalchemy.exc.SQLAlchemyError) as exc:
+        reason = str(exc).strip().splitlines()[0][:300]
+        raise TrackingError(f"cannot use the tracking store {uri}: {reason}") from None
     return Tracker(uri, experiment.experiment_id)
+
+
+@contextlib.contextmanager
+def _first_use_lock(uri: str) -> Iterator[None]:
+    """Two first runs at once on a new SQLite store race through MLflow's schema migrations and one dies
+    ("duplicate column name"); a lock file beside the database makes the second wait for the first."""
+    if not stores.is_sqlite(uri):
+        yield
+        return
+    database = stores.sqlite_path(uri)
+    with open(database.with_name(f"{database.name}.lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def racing_write(write, *args, attempts: int = 4, **kwargs):

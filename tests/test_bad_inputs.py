@@ -1,0 +1,237 @@
+"""Every bad input tried on the tool, as one table: each gets one `sweep: error:` line naming the file, key,
+URL or column and what to do, the right exit status, and leaves nothing behind in either store.
+
+Exit status 2 is bad input (what the user typed or pointed at); 1 is a store or study that cannot be used.
+The ones that held up when the tool was first attacked are here too, so they stay held.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import struct
+import uuid
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import optuna
+import pytest
+import yaml
+
+from pipeline import cli
+
+from conftest import SWEEPS, write_sweep
+
+POSTGRES = os.environ.get("SWEEP_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432")
+
+
+@dataclass(frozen=True)
+class Case:
+    make: Callable[[Path, Path], list[str]]  # (tmp_path, data_dir) -> the command's arguments
+    status: int
+    message: str  # a fragment of the one error line
+    leaves: tuple[str, ...] = ()  # what may be in tmp_path afterwards besides what `make` wrote
+
+
+def tiny(tmp: Path, data_dir: Path | None = None, **changes) -> Path:
+    """sweeps/smoke.yaml with stores in tmp, one quick trial."""
+    settings = {"study__storage": f"sqlite:///{tmp}/optuna.db", "tracking__tracking_uri": f"sqlite:///{tmp}/mlflow.db",
+                "study__n_trials": 1, "data__subset": 400, "data__test_subset": 100}
+    if data_dir is not None:
+        settings["data__data_dir"] = str(data_dir)
+    return write_sweep(tmp, **{**settings, **changes})
+
+
+def raw_yaml(tmp: Path, text: str) -> list[str]:
+    path = tmp / "bad.yaml"
+    path.write_text(text)
+    return ["run", str(path)]
+
+
+def write_idx(folder: Path, x_train, y_train, x_test, y_test) -> Path:
+    """The four Fashion-MNIST IDX files, gzipped, for arrays of our choosing."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, array in (("train-images-idx3-ubyte", x_train), ("train-labels-idx1-ubyte", y_train),
+                        ("t10k-images-idx3-ubyte", x_test), ("t10k-labels-idx1-ubyte", y_test)):
+        header = struct.pack(">I", 0x0800 + array.ndim) + b"".join(struct.pack(">I", d) for d in array.shape)
+        with gzip.open(folder / f"{name}.gz", "wb") as handle:
+            handle.write(header + np.ascontiguousarray(array, dtype=np.uint8).tobytes())
+    return folder
+
+
+def small_idx(tmp: Path, per_class: int = 30, test_per_class: int = 5, **override) -> Path:
+    rng = np.random.default_rng(0)
+    arrays = {"x_train": rng.integers(0, 256, (10 * per_class, 28, 28)), "y_train": np.repeat(np.arange(10), per_class),
+              "x_test": rng.integers(0, 256, (10 * test_per_class, 28, 28)),
+              "y_test": np.repeat(np.arange(10), test_per_class)}
+    arrays.update(override)
+    return write_idx(tmp / "data", **arrays)
+
+
+def huge_png(path: Path, side: int = 15000) -> Path:
+    """A PNG whose header says side x side pixels (the pixel data is never reached)."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0))
+                     + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b""))
+    return path
+
+
+def changed_space(tmp: Path, data_dir: Path) -> list[str]:
+    """A study whose `units` was drawn on a log scale, resumed with a plain range and a new parameter."""
+    storage = f"sqlite:///{tmp}/optuna.db"
+    study = optuna.create_study(study_name="fashion-mnist-smoke", storage=storage, direction="maximize")
+    units = optuna.distributions.IntDistribution(16, 128, log=True)
+    study.add_trial(optuna.trial.create_trial(params={"units": 32}, distributions={"units": units}, value=0.5))
+    path = tiny(tmp, data_dir, search_space__units={"type": "int", "low": 16, "high": 128},
+                search_space__hidden_layers={"type": "int", "low": 1, "high": 2})
+    return ["run", str(path)]
+
+
+def missing_postgres_database(tmp: Path, data_dir: Path) -> list[str]:
+    return ["run", str(tiny(tmp, data_dir)), "--storage", f"{POSTGRES}/no_such_db_{uuid.uuid4().hex[:8]}"]
+
+
+def in_folder_with_mlruns_file(tmp: Path, data_dir: Path) -> list[str]:
+    (tmp / "mlruns").write_text("not a folder")
+    path = write_sweep(tmp, data__data_dir=str(data_dir))
+    os.chdir(tmp)
+    return ["run", str(path)]
+
+
+def damaged_study_database(tmp: Path, data_dir: Path) -> list[str]:
+    (tmp / "optuna.db").write_bytes(b"SQLite format 3\x00" + b"x" * 100)
+    return ["run", str(tiny(tmp, data_dir))]
+
+
+def damaged_idx(tmp: Path, data_dir: Path) -> list[str]:
+    folder = small_idx(tmp)
+    (folder / "train-labels-idx1-ubyte.gz").write_bytes(b"\x1f\x8b damaged")
+    return ["run", str(tiny(tmp, folder))]
+
+
+def report_to(tmp: Path, out: Path) -> list[str]:
+    """A study with one finished trial (made directly, no training), reported to `out`."""
+    storage = f"sqlite:///{tmp}/optuna.db"
+    study = optuna.create_study(study_name="reported", storage=storage, direction="maximize")
+    study.add_trial(optuna.trial.create_trial(params={}, distributions={}, value=0.5))
+    return ["report", "--study", "reported", "--storage", storage, "--tracking-uri", f"sqlite:///{tmp}/mlflow.db",
+            "--out", str(out)]
+
+
+def junk_png(tmp: Path, model: Path) -> list[str]:
+    (tmp / "junk.png").write_bytes(b"not an image")
+    return ["predict", str(model), str(tmp / "junk.png")]
+
+
+def kaggle_header_only(tmp: Path) -> Path:
+    folder = tmp / "csv"
+    folder.mkdir()
+    header = "label," + ",".join(f"pixel{i}" for i in range(1, 785)) + "\n"
+    for split in ("train", "test"):
+        (folder / f"fashion-mnist_{split}.csv").write_text(header)
+    return folder
+
+
+CASES = {
+    # Sweep files: validated into typed objects before anything starts.
+    "unknown key": Case(lambda t, d: ["run", str(tiny(t, d, study__trials=3))], 2, "study.trials: unknown key"),
+    "NaN learning rate": Case(lambda t, d: ["run", str(tiny(t, d, search_space__learning_rate=float("nan")))], 2,
+                              "search_space.learning_rate: nan is out of range"),
+    "infinite timeout": Case(lambda t, d: ["run", str(tiny(t, d, study__timeout=float("inf")))], 2,
+                             "study.timeout: inf is out of range"),
+    "YAML alias bomb": Case(lambda t, d: raw_yaml(t, "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
+        f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join([f'*{chr(97 + i)}'] * 9)}]\n" for i in range(7))
+        + "study: {name: *h}\n"), 2, "expands to more than 10000 values"),
+    "sweep file over 1 MB": Case(lambda t, d: raw_yaml(t, "#" * 1_100_000), 2, "a sweep file is at most 1000000"),
+    "missing sweep file": Case(lambda t, d: ["run", str(t / "nope.yaml")], 2, "nope.yaml: no such sweep file"),
+    "invalid registered model name": Case(
+        lambda t, d: ["run", str(tiny(t, d, tracking__registered_model="../x/y"))], 2,
+        "tracking.registered_model: '../x/y' cannot name a registered model"),
+    "zero trials on the command line": Case(lambda t, d: ["run", str(tiny(t, d)), "--n-trials", "0"], 2,
+                                            "--n-trials: must be at least 1"),
+    "zero workers": Case(lambda t, d: ["run", str(tiny(t, d)), "--workers", "0"], 2, "--workers: must be at least 1"),
+    # Stores: a mistyped path or URL is refused, not created.
+    "storage in a folder that does not exist": Case(
+        lambda t, d: ["run", str(tiny(t, d)), "--storage", f"sqlite:///{t}/nowhere/deeper/x.db"], 2,
+        "nowhere/deeper does not exist; create it first"),
+    "tracking store in a folder that does not exist": Case(
+        lambda t, d: ["run", str(tiny(t, d)), "--tracking-uri", f"sqlite:///{t}/nowhere/m.db"], 2,
+        "nowhere does not exist; create it first"),
+    "unknown storage scheme": Case(lambda t, d: ["run", str(tiny(t, d)), "--storage", "foo://bar/baz"], 2,
+                                   "foo://bar/baz: not a study storage this tool can open"),
+    "damaged study database": Case(damaged_study_database, 1, "cannot open the study storage"),
+    "PostgreSQL database that does not exist": Case(missing_postgres_database, 1, "cannot open the study storage"),
+    "mlruns is a file": Case(in_folder_with_mlruns_file, 2, "is a file, not a folder"),
+    "unreachable tracking server": Case(lambda t, d: ["run", str(tiny(t, d)), "--tracking-uri",
+                                                      "http://127.0.0.1:9"], 1, "is unreachable"),
+    "changed search space": Case(changed_space, 2, "units (was int 16..128, log, now int 16..128)",
+                                 leaves=("optuna.db",)),
+    # Data: checked in the worker before the stores are opened.
+    "missing data folder": Case(lambda t, d: ["run", str(tiny(t, t / "absent"))], 2, "data folder not found"),
+    "damaged IDX file": Case(damaged_idx, 2, "cannot read IDX file"),
+    "empty test set": Case(lambda t, d: ["run", str(tiny(t, small_idx(t, test_per_class=0),
+                                                          data__test_subset=None))], 2, "the test set is empty"),
+    "a class with one image": Case(lambda t, d: ["run", str(tiny(t, small_idx(
+        t, y_train=np.r_[np.repeat(np.arange(9), 33), [9, 0, 0]]), data__subset=None))], 2,
+        "class 9 ('Ankle boot') has 1 training image"),
+    "Kaggle CSV with only a header": Case(lambda t, d: ["run", str(tiny(t, kaggle_header_only(t)))], 2,
+                                          "has no rows"),
+    # Other commands.
+    "report into a missing folder": Case(lambda t, d: report_to(t, t / "no" / "report.md"), 2,
+                                         "report.md: cannot write the report (No such file or directory)"),
+    "report onto a folder": Case(lambda t, d: report_to(t, t), 2, "cannot write the report (Is a directory)"),
+    "report on a study that never ran": Case(lambda t, d: ["report", "--study", "never", "--storage",
+                                                           f"journal:///{t}/none.journal"], 1, "no study storage at"),
+    "export name with a slash": Case(lambda t, d: ["export", str(tiny(t, d)), "--out", str(t / "e"), "--name", "a/b"],
+                                     2, "--name: 'a/b' cannot name a registered model"),
+    "predict a decompression bomb": Case(lambda t, d: ["predict", str(d), str(huge_png(t / "huge.png"))], 2,
+                                         "too large to decode safely"),
+    "predict an image that is not one": Case(junk_png, 2, "cannot decode the image"),
+    "predict with a model that is not there": Case(lambda t, d: ["predict", str(t / "absent"), str(t)], 2,
+                                                   "no model here"),
+}
+
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory) -> Path:
+    """A tiny export folder for the predict cases: a .keras model with the real model's input."""
+    import keras
+
+    from pipeline.hyperparameters import Hyperparameters
+    from pipeline.model import build_model
+    from pipeline.preprocessing import fit_stats
+
+    folder = tmp_path_factory.mktemp("model")
+    images = np.zeros((4, 28, 28), np.uint8)
+    build_model(Hyperparameters(units=4), (28, 28), 10, fit_stats(images)).save(folder / "model.keras")
+    assert isinstance(keras.saving.load_model(folder / "model.keras"), keras.Model)
+    return folder
+
+
+@pytest.mark.parametrize("name", CASES, ids=str)
+def test_bad_input_gets_one_line_the_right_status_and_leaves_nothing(name, tmp_path, data_dir, model_dir, capsys,
+                                                                     monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the default stores would land here
+    case = CASES[name]
+    before = set(tmp_path.iterdir())
+    argv = case.make(tmp_path, model_dir if name.startswith("predict") else data_dir)
+    written = set(tmp_path.iterdir()) - before
+    status = cli.main(argv)
+    err = capsys.readouterr().err
+    assert status == case.status, err
+    assert err.startswith("sweep: error: ") and err.count("\n") == 1 and len(err) < 2000, err
+    assert case.message in err, err
+    left = {p.name for p in set(tmp_path.iterdir()) - before - written}
+    assert left <= set(case.leaves), f"left behind: {left}"
+    assert not Path("/nonexistent").exists()
+
+
+def test_the_shipped_sweep_files_are_not_bad_inputs():
+    for path in SWEEPS.glob("*.yaml"):
+        assert yaml.safe_load(path.read_text())["study"]["name"]
