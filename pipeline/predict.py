@@ -52,7 +52,7 @@ def load_model(spec: str, tracking_uri: str | None = None):
     import keras
 
     try:
-        return keras.saving.load_model(path, safe_mode=True)
+        return keras.saving.load_model(path, safe_mode=True, compile=False)  # predictions need no optimizer
     except Exception as exc:  # Keras raises many types for a damaged archive
         raise PredictError(f"{path}: cannot load the model ({type(exc).__name__}: {exc})") from None
 

@@ -12,6 +12,7 @@ import os
 import random
 import socket
 import time
+import warnings
 from pathlib import Path
 from typing import Iterator
 
@@ -78,7 +79,9 @@ def _rdb_storage(url: str, heartbeats: bool, attempts: int = 3) -> optuna.storag
                    heartbeat_stale_trial_callback=_fail_trial_run) if heartbeats else {}
     for attempt in range(attempts):
         try:
-            return optuna.storages.RDBStorage(url, **options)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # heartbeats, stable here
+                return optuna.storages.RDBStorage(url, **options)
         except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError):
             if attempt == attempts - 1:
                 raise

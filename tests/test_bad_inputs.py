@@ -119,6 +119,7 @@ def report_to(tmp: Path, out: Path) -> list[str]:
     storage = f"sqlite:///{tmp}/optuna.db"
     study = optuna.create_study(study_name="reported", storage=storage, direction="maximize")
     study.add_trial(optuna.trial.create_trial(params={}, distributions={}, value=0.5))
+    study.set_user_attr("sweep_file", (SWEEPS / "smoke.yaml").read_text().replace("fashion-mnist-smoke", "reported"))
     return ["report", "--study", "reported", "--storage", storage, "--tracking-uri", f"sqlite:///{tmp}/mlflow.db",
             "--out", str(out)]
 
