@@ -94,6 +94,9 @@ class SweepConfig:
     def registered_model_name(self) -> str:
         return self.tracking.registered_model or self.study.name
 
+    def searched_names(self) -> list[str]:
+        return [k for k, s in self.search_space.items() if not isinstance(s, FixedParam)]
+
 
 def check_model_name(name: str, where: str) -> str:
     """A name MLflow's registry takes; refused early, not after an export has evaluated its model."""
@@ -101,9 +104,6 @@ def check_model_name(name: str, where: str) -> str:
         raise SweepConfigError(f"{where}: {quote(name)} cannot name a registered model (MLflow refuses '/' and ':' "
                                "in names); set tracking.registered_model in the sweep file or pass --name")
     return name
-
-    def searched_names(self) -> list[str]:
-        return [k for k, s in self.search_space.items() if not isinstance(s, FixedParam)]
 
 
 def with_overrides(config: SweepConfig, **overrides: Any) -> SweepConfig:

@@ -18,7 +18,7 @@ ERROR = "error"
 # MLflow: run tags
 ROLE = "sweep.role"  # parent | trial | export
 STUDY = "sweep.study"
-STORAGE = "sweep.storage"  # the parent's study storage (stores.identity): a study is its name in its storage
+STORAGE = "sweep.study_storage"  # stores.identity of the study's storage: a study is its name in its storage
 TRIAL = "sweep.trial_number"
 STATE = "sweep.trial_state"  # COMPLETE | PRUNED | FAIL (the Optuna state; run status says FINISHED/KILLED/FAILED)
 RUN_ERROR = "sweep.error"

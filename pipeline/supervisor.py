@@ -125,8 +125,10 @@ def _refresh_study_plots(study: optuna.Study, parent_id: str) -> None:
 
 
 def _settings(config: SweepConfig) -> dict:
+    """The study and data settings as parent-run tags; the storage without user name and password."""
     study = dataclasses.asdict(config.study)
     study.pop("name")
+    study["storage"] = config.storage_identity
     return {**study, **{f"data.{k}": v for k, v in dataclasses.asdict(config.data).items()}}
 
 

@@ -46,6 +46,8 @@ def _raise_interrupt(signum, frame) -> None:
 
 def _check_port(host: str, port: int) -> None:
     with socket.socket() as probe:
+        # As the server itself binds: a port some earlier server left in TIME_WAIT is free, a listening one not.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((host, port))
         except OSError as exc:

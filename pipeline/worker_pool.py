@@ -185,5 +185,7 @@ class WorkerPool:
         worker.process.join(timeout=5)
         code = worker.process.exitcode
         how = f"was killed by signal {-code}" if code is not None and code < 0 else f"exited with status {code}"
+        if worker.ready is None:
+            return Failed(f"worker {worker.number} {how} while starting (see above)", 1)
         return Failed(f"worker {worker.number} {how} without finishing its trial (out of memory?); the trial is "
                       "marked FAIL and the study is kept: rerun the same command to resume", 1)

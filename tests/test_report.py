@@ -89,8 +89,8 @@ def test_ui_serves_the_runs_view_it_prints_and_sigterm_ends_it(module_sweep, con
         wait_for_http(f"http://127.0.0.1:{port}/health", process)
         process.terminate()  # SIGTERM, as a process manager stops it
         assert process.wait(timeout=60) == 0
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", port))  # the server is gone with it
+        with pytest.raises(ConnectionRefusedError):  # the server is gone with it
+            socket.create_connection(("127.0.0.1", port), timeout=5).close()
     finally:
         if process.poll() is None:
             process.kill()
