@@ -8,7 +8,8 @@ import signal
 import sys
 from pathlib import Path
 
-from pipeline.config import DEFAULT_STORAGE, DEFAULT_TRACKING_URI, check_data_source, load_sweep, with_overrides
+from pipeline.config import (DEFAULT_STORAGE, DEFAULT_TRACKING_URI, check_data_source, check_run, load_sweep,
+                             with_overrides)
 from pipeline.errors import BadInputError, SweepConfigError, SweepError
 
 EXIT_SIGNAL_BASE = 128  # the shell's convention: a command ended by signal N exits 128 + N (Ctrl-C: 130)
@@ -103,10 +104,15 @@ def _config(args: argparse.Namespace, **extra):
 
 def _run(args: argparse.Namespace) -> int:
     config = _config(args, n_trials=args.n_trials, timeout=args.timeout)
-    from pipeline.report import format_summary
-    from pipeline.supervisor import run_sweep
+    check_run(config, args.workers)
+    from pipeline.worker_pool import WorkerPool
 
-    outcome = run_sweep(config, workers=args.workers, show_progress=not args.no_progress, verbose=args.verbose)
+    # Workers start first: they load TensorFlow and the data while this process loads MLflow and Optuna.
+    with WorkerPool(config, args.workers, args.verbose).start_all() as pool:
+        from pipeline.report import format_summary
+        from pipeline.supervisor import run_sweep
+
+        outcome = run_sweep(config, pool, show_progress=not args.no_progress)
     print(format_summary(outcome, config.study.metric))
     return EXIT_SIGNAL_BASE + outcome.stopped_by if outcome.stopped_by else 0
 

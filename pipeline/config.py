@@ -113,6 +113,19 @@ def check_model_name(name: str, where: str) -> str:
     return name
 
 
+def check_run(config: SweepConfig, workers: int) -> None:
+    """What `sweep run` needs beyond a valid file, checked before any process starts: a worker count, a
+    study storage several workers can share, and store folders that exist (only ./mlruns is made)."""
+    if workers < 1:
+        raise SweepConfigError(f"--workers: must be at least 1, got {workers}")
+    if workers > 1 and stores.is_sqlite(config.study.storage):
+        raise SweepConfigError(f"{config.path}: --workers {workers} needs a study storage several processes can "
+                               "share, not a SQLite file: leave out --storage and study.storage (a journal file "
+                               "under mlruns/), or pass --storage postgresql://... (several machines)")
+    for uri in (config.study.storage, config.tracking.tracking_uri):
+        stores.check_folder(uri)
+
+
 def with_overrides(config: SweepConfig, **overrides: Any) -> SweepConfig:
     """Apply command-line overrides (None means 'not given'), validating them like the file."""
     sections = {"study": {}, "data": {}, "tracking": {}}

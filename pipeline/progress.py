@@ -16,7 +16,7 @@ class Progress:
     """A progress bar over the study's total trials, with one line per finished trial, read from storage."""
 
     def __init__(self, study: optuna.Study, config: SweepConfig, tracking_uri: str, enabled: bool):
-        self.metric, self.tracking_uri = config.study.metric, tracking_uri
+        self.study, self.metric, self.tracking_uri = study, config.study.metric, tracking_uri
         self.best: float | None = None
         self.seen = {t.number for t in study.get_trials(deepcopy=False) if t.state.is_finished()}
         self.bar = tqdm(total=config.study.n_trials, initial=finished_count(study), desc=config.study.name,
@@ -31,7 +31,8 @@ class Progress:
     def write(self, line: str) -> None:
         self.bar.write(line)
 
-    def update(self, study: optuna.Study) -> None:
+    def update(self) -> None:
+        study = self.study
         for trial in study.get_trials(deepcopy=False):
             if trial.state.is_finished() and trial.number not in self.seen:
                 self.seen.add(trial.number)

@@ -2,10 +2,27 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+import optuna
 import pandas as pd
 
 from pipeline import keys, tracking
-from pipeline.supervisor import SweepOutcome
+
+
+@dataclass
+class SweepOutcome:
+    """What a `sweep run` did, for the summary."""
+
+    study_name: str
+    storage: str
+    tracking_uri: str
+    parent_run_id: str | None
+    new_trials: int
+    finished_trials: int
+    best: optuna.trial.FrozenTrial | None
+    message: str = ""
+    stopped_by: int | None = None  # the signal that stopped the sweep
 
 
 def format_summary(outcome: SweepOutcome, metric: str) -> str:

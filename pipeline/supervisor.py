@@ -11,8 +11,6 @@ machines share one study through Optuna's storage and one MLflow server: no sche
 from __future__ import annotations
 
 import dataclasses
-import os
-from dataclasses import dataclass
 
 import optuna
 from optuna.trial import TrialState
@@ -22,44 +20,28 @@ from pipeline.config import SweepConfig
 from pipeline.data import describe_folder
 from pipeline.errors import SweepConfigError, SweepError
 from pipeline.progress import Progress
+from pipeline.report import SweepOutcome
 from pipeline.study import (best_complete_trial, budget_left, budget_spent, check_space_fits, fail_dead_trials,
                             find_study, finished_count, open_study)
 from pipeline.worker import Go, Ready
 from pipeline.worker_pool import STOP_SIGNALS, WorkerPool
 
 
-@dataclass
-class SweepOutcome:
-    """What a `sweep run` did, for the summary."""
+def run_sweep(config: SweepConfig, pool: WorkerPool, show_progress: bool = True) -> SweepOutcome:
+    """Run (or resume) the sweep a config describes until its trial or time budget is spent.
 
-    study_name: str
-    storage: str
-    tracking_uri: str
-    parent_run_id: str | None
-    new_trials: int
-    finished_trials: int
-    best: optuna.trial.FrozenTrial | None
-    message: str = ""
-    stopped_by: int | None = None  # the signal that stopped the sweep
-
-
-def run_sweep(config: SweepConfig, workers: int = 1, show_progress: bool = True,
-              verbose: bool = False) -> SweepOutcome:
-    """Run (or resume) the sweep a config describes until its trial or time budget is spent."""
-    _check_workers(config, workers)
-    for uri in (config.study.storage, config.tracking.tracking_uri):
-        stores.check_folder(uri)
-    tracking.check_reachable(config.tracking.tracking_uri)
-    existing = find_study(config)
-    if existing is not None:
-        check_space_fits(existing, config)
-    if existing is not None and budget_spent(existing, config):
-        return _outcome(config, existing, config.tracking.tracking_uri, None, len(existing.trials),
-                        _spent_message(existing, config))
-    threads = config.study.threads or max(1, (os.cpu_count() or 1) // workers)
-    with WorkerPool(config, threads, verbose) as pool, pool.forwarding_signals():
-        for _ in range(workers):
-            pool.start()
+    The pool's workers are already starting (they load TensorFlow and the data while this process loads
+    MLflow and Optuna); nothing is written until they say the data is good.
+    """
+    with pool.forwarding_signals():
+        tracking.check_reachable(config.tracking.tracking_uri)
+        existing = find_study(config)
+        if existing is not None:
+            check_space_fits(existing, config)
+            if budget_spent(existing, config):
+                pool.stop()
+                return _outcome(config, existing, config.tracking.tracking_uri, None, len(existing.trials),
+                                _spent_message(existing, config))
         data = pool.wait_until_ready()  # the data passed its checks: only now is anything written
         _check_same_data(existing, data, config)
         tracker = tracking.connect(config.tracking.tracking_uri, config.experiment_name)
@@ -67,23 +49,23 @@ def run_sweep(config: SweepConfig, workers: int = 1, show_progress: bool = True,
         fail_dead_trials(study)
         before = len(study.trials)
         if budget_spent(study, config):  # another process finished it meanwhile
-            pool.release(None)
+            pool.stop()
             return _outcome(config, study, tracker.tracking_uri, None, before, _spent_message(study, config))
         study.set_user_attr(keys.SWEEP_FILE, config.path.read_text())
         study.set_user_attr(keys.DATA, {"data_dir": data.data_dir, "digest": data.digest})
         parent_id = tracking.open_parent_run(tracker, config.study.name, config.storage_identity, config.path,
                                              _settings(config))
-        return _supervise(pool, config, study, tracker, parent_id, before, workers, show_progress)
+        return _supervise(pool, config, study, tracker, parent_id, before, show_progress)
 
 
 def _supervise(pool: WorkerPool, config: SweepConfig, study: optuna.Study, tracker: tracking.Tracker,
-               parent_id: str, before: int, workers: int, show_progress: bool) -> SweepOutcome:
+               parent_id: str, before: int, show_progress: bool) -> SweepOutcome:
     """Hand the workers the parent run and watch them until they are done; end the parent run."""
     try:
-        with processes.shared_tracking_server(tracker.tracking_uri, workers) as worker_uri:
+        with processes.shared_tracking_server(tracker.tracking_uri, pool.size) as worker_uri:
             pool.release(Go(parent_id, worker_uri))
             with Progress(study, config, tracker.tracking_uri, show_progress) as progress:
-                failure = pool.watch(study, progress)
+                failure = pool.watch(progress, lambda: budget_spent(study, config), lambda: fail_dead_trials(study))
     except BaseException:
         tracking.close_parent_run(parent_id, "KILLED")
         raise
@@ -106,15 +88,6 @@ def _check_same_data(study: optuna.Study | None, data: Ready, config: SweepConfi
             f"{config.path}: study '{config.study.name}' was run on {describe_folder(recorded['data_dir'])} (digest "
             f"{recorded['digest']}), but this run's data is {describe_folder(data.data_dir)} (digest {data.digest}); "
             "pass --data-dir for the study's data, or give this data its own study.name")
-
-
-def _check_workers(config: SweepConfig, workers: int) -> None:
-    if workers < 1:
-        raise SweepConfigError(f"--workers: must be at least 1, got {workers}")
-    if workers > 1 and stores.is_sqlite(config.study.storage):
-        raise SweepConfigError(f"{config.path}: --workers {workers} needs a study storage several processes can "
-                               f"share, not a SQLite file: leave out --storage and study.storage (a journal file "
-                               "under mlruns/), or pass --storage postgresql://... (several machines)")
 
 
 def _refresh_study_plots(study: optuna.Study, parent_id: str) -> None:

@@ -6,26 +6,19 @@ the data is known to be good, then answers with Go (the parent run, the tracking
 worker then runs trials until the study's budget is spent, its share of `trials_per_process` is run, a
 stop signal arrives, or something stops the sweep, and says which in its last message.
 
-This module imports no TensorFlow at its top, so the supervisor can start workers without loading it.
+This module is the protocol and the process's entry point; it imports nothing heavy, so `sweep run` can
+start its workers first thing and let them load TensorFlow, MLflow, Optuna and the data while it loads
+its own. The worker's body is pipeline.trial_loop.
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
-import itertools
 from dataclasses import dataclass
 
-import optuna
-from optuna.trial import TrialState
-
-from pipeline import keys, tracking
-from pipeline.config import SweepConfig, with_overrides
-from pipeline.data import Splits, load_splits, portable_folder
-from pipeline.errors import StudyError, SweepError, TrackingError
-from pipeline.preprocessing import fit_stats
+from pipeline.config import SweepConfig
+from pipeline.errors import SweepError
 from pipeline.processes import StopRequest, die_with_parent
-from pipeline.study import SurplusTrialError, budget_spent, open_study
 from pipeline.tensorflow_setup import load_tensorflow
 
 
@@ -72,7 +65,10 @@ def main(spec: WorkerSpec, connection) -> None:
     die_with_parent()
     with StopRequest().installed() as stop:
         try:
-            outcome = _serve(spec, connection, stop)
+            load_tensorflow(spec.verbose, spec.threads)  # first and quietly: what follows imports Keras
+            from pipeline.trial_loop import serve  # the worker's body; the supervisor never imports it
+
+            outcome = serve(spec, connection, stop)
         except KeyboardInterrupt:
             outcome = Finished("interrupted")
         except SweepError as exc:
@@ -80,84 +76,3 @@ def main(spec: WorkerSpec, connection) -> None:
         # A stop signal arriving now changes nothing: the outcome is decided, only the telling is left.
         with contextlib.suppress(OSError, KeyboardInterrupt):
             connection.send(outcome)
-
-
-def _serve(spec: WorkerSpec, connection, stop: StopRequest) -> Finished:
-    load_tensorflow(spec.verbose, spec.threads)  # first: Keras' own dataset loaders need it too
-    data = load_splits(spec.config.data, spec.config.study.seed)
-    connection.send(Ready(portable_folder(spec.config.data.data_dir, spec.config.path.parent), data.train_digest()))
-    go = connection.recv()
-    if go is None:
-        return Finished("dismissed")
-    # The trial module builds and trains models (Keras): imported here, in the worker, never in the supervisor.
-    from pipeline.trial import TrialContext, run_trial
-
-    config = with_overrides(spec.config, tracking_uri=go.tracking_uri)
-    tracker = tracking.connect(go.tracking_uri, config.experiment_name)
-    study = open_study(config, spec.number)
-    context = TrialContext(config, data, fit_stats(data.x_train), _dataset_record(config, data), tracker,
-                           go.parent_id, stop)
-    objective = functools.partial(run_trial, context=context)
-    return _run_trials(study, config, objective, stop, go.parent_id)
-
-
-def _run_trials(study: optuna.Study, config: SweepConfig, objective, stop: StopRequest, parent_id: str) -> Finished:
-    """One trial at a time until the budget or this worker's share is spent.
-
-    A trial's own failure (an exception, a NaN loss) is recorded by Optuna as FAIL and the loop goes on;
-    losing the tracking store or too many failures in a row stop the sweep.
-    """
-    guard = _FailureGuard(config.study.max_failures_in_a_row)
-    best = _BestRecorder(parent_id, config.study.metric)
-    share = config.study.trials_per_process
-    for ran in itertools.count():
-        stop.check()
-        if budget_spent(study, config):
-            return Finished("budget")
-        if share and ran >= share:
-            return Finished("share")
-        try:
-            study.optimize(objective, n_trials=1, catch=(), callbacks=[best])
-        except SurplusTrialError:
-            return Finished("budget")
-        except TrackingError as exc:
-            raise TrackingError(f"{exc}; the sweep stopped, its finished trials are kept in the study: "
-                                "rerun the same command once the tracking store is back") from None
-        except Exception as exc:  # the trial failed by itself; Optuna has recorded it as FAIL
-            guard.failed(exc)
-            continue
-        guard.succeeded()
-
-
-class _FailureGuard:
-    """Stops the sweep after too many failed trials in a row (a broken space, not bad luck)."""
-
-    def __init__(self, limit: int):
-        self.limit, self.in_a_row = limit, 0
-
-    def failed(self, exc: Exception) -> None:
-        self.in_a_row += 1
-        if self.in_a_row >= self.limit:
-            raise StudyError(f"{self.in_a_row} trials failed in a row (study.max_failures_in_a_row is "
-                             f"{self.limit}); the last one: {type(exc).__name__}: {exc}")
-
-    def succeeded(self) -> None:
-        self.in_a_row = 0
-
-
-class _BestRecorder:
-    """Study callback: when a trial becomes the best so far, point the parent run at it."""
-
-    def __init__(self, parent_id: str, metric: str):
-        self.parent_id, self.metric = parent_id, metric
-
-    def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-        if trial.state == TrialState.COMPLETE and study.best_trial.number == trial.number:
-            tracking.record_best(self.parent_id, self.metric, trial.number, trial.value,
-                                 trial.user_attrs.get(keys.RUN_ID))
-
-
-def _dataset_record(config: SweepConfig, data: Splits):
-    source = portable_folder(config.data.data_dir, config.path.parent) or data.source
-    return tracking.numpy_dataset(data.x_train, data.y_train, name=f"{config.data.dataset}-train", source=source,
-                                  digest=data.train_digest())

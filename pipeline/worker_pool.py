@@ -2,7 +2,8 @@
 
 Each worker is a fresh interpreter (spawn) with one end of a pipe; it says Ready once its data passed its
 checks, and its last word says how it ended (pipeline.worker). The pool waits on the pipes and on the
-processes themselves, so it notices a worker that died without a word (killed, out of memory).
+processes themselves, so it notices a worker that died without a word (killed, out of memory). Like
+pipeline.worker it imports nothing heavy: `sweep run` starts its workers before it loads MLflow and Optuna.
 """
 
 from __future__ import annotations
@@ -13,15 +14,14 @@ import multiprocessing.connection
 import os
 import signal
 from dataclasses import dataclass, field
-from typing import Iterator
-
-import optuna
+from typing import TYPE_CHECKING, Callable, Iterator
 
 from pipeline.config import SweepConfig
 from pipeline.errors import SweepError
-from pipeline.progress import Progress
-from pipeline.study import budget_spent, fail_dead_trials
 from pipeline.worker import Failed, Finished, Go, Ready, WorkerSpec, main as worker_main
+
+if TYPE_CHECKING:
+    from pipeline.progress import Progress
 
 STOP_SIGNALS = {signal.SIGINT: "Ctrl-C", signal.SIGTERM: "SIGTERM"}
 
@@ -40,7 +40,7 @@ class WorkerPool:
     """The supervisor's worker processes: started, released with Go, replaced, and told to stop."""
 
     config: SweepConfig
-    threads: int
+    size: int  # how many workers run at once
     verbose: bool
     workers: list[_Worker] = field(default_factory=list)
     go: Go | None = None
@@ -59,6 +59,16 @@ class WorkerPool:
             if worker.process.is_alive():
                 worker.process.kill()
                 worker.process.join()
+
+    def start_all(self) -> "WorkerPool":
+        for _ in range(self.size):
+            self.start()
+        return self
+
+    @property
+    def threads(self) -> int:
+        """TensorFlow threads per worker: the sweep file's, or the cores shared out."""
+        return self.config.study.threads or max(1, (os.cpu_count() or 1) // self.size)
 
     def start(self) -> None:
         """A fresh worker process. It starts with Ctrl-C ignored (an ignored signal stays ignored across
@@ -111,28 +121,30 @@ class WorkerPool:
                 with contextlib.suppress(OSError):
                     worker.connection.send(go)
 
-    def watch(self, study: optuna.Study, progress: Progress) -> Failed | None:
+    def watch(self, progress: "Progress", budget_spent: Callable[[], bool],
+              fail_dead_trials: Callable[[], object]) -> Failed | None:
         """Until every worker has ended: progress lines, fresh workers for spent ones; the first failure,
         which stops the others (their running trials end FAIL, as on Ctrl-C)."""
         while self.workers:
             for worker in self._events(timeout=1.0):
                 if isinstance(worker.last, Failed):
                     self._fail(worker.last)
-            progress.update(study)
+            progress.update()
             for worker in [w for w in self.workers if not w.process.is_alive()]:
-                self._retire(worker, study, progress)
-        progress.update(study)
+                self._retire(worker, progress, budget_spent, fail_dead_trials)
+        progress.update()
         return self.failure
 
-    def _retire(self, worker: _Worker, study: optuna.Study, progress: Progress) -> None:
+    def _retire(self, worker: _Worker, progress: "Progress", budget_spent: Callable[[], bool],
+                fail_dead_trials: Callable[[], object]) -> None:
         """A worker has exited: replace it if it ran its share and trials remain; a death stops the sweep."""
         worker.process.join()
         self.workers.remove(worker)
         if worker.last is None:
-            fail_dead_trials(study)  # its trial, RUNNING with a dead pid
+            fail_dead_trials()  # its trial, RUNNING with a dead pid
             self._fail(self._failure_of(worker))
         spent = isinstance(worker.last, Finished) and worker.last.reason == "share"
-        if spent and not (self.stopped_by or self.failure or budget_spent(study, self.config)):
+        if spent and not (self.stopped_by or self.failure or budget_spent()):
             progress.write(f"worker {worker.number} ran its {self.config.study.trials_per_process} trials "
                            "(study.trials_per_process); a fresh worker continues, with fresh memory")
             self.start()
@@ -169,6 +181,10 @@ class WorkerPool:
                 worker.connection.send(self.go)
         else:
             worker.last = message
+
+    def stop(self) -> None:
+        """Nothing to do after all: the workers end where they are (loading, or waiting for their Go)."""
+        self._stop_all(signal.SIGTERM)
 
     def _stop_all(self, signum: int) -> None:
         """Signal the workers still at work (one that has said its last word is already ending)."""
