@@ -324,6 +324,8 @@ def render(results: dict) -> str:
         if row in results:
             lines += render_row(results[row]) + [f"_Measured {results[row]['measured']['date']}, "
                                                  f"{results[row]['measured']['seconds'] / 60:.0f} min._", ""]
+        if row == "a" and "a_previous_design" in results:
+            lines += _previous_design(results["a_previous_design"])
         if row == "b":
             lines += _earlier_pruning_runs(results)
     return "\n".join(lines)
@@ -356,6 +358,14 @@ def _render_a(r: dict) -> list[str]:
             f"model's test accuracy, rerun here: {', '.join(f'{a:.4f}' for a in r['seed_test_accuracy'])} "
             f"through the pipeline, {', '.join(f'{a:.4f}' for a in r['bare_test_accuracy'])} bare "
             "(the tutorial reports 0.8736).", ""]
+
+
+def _previous_design(r: dict) -> list[str]:
+    """Row a of the single-process design (commit 620d00e, bench/results/a_previous_design.json), run on the
+    same machine the same day: what the supervisor and worker processes cost."""
+    return [f"The single-process design before the redesign (commit 620d00e), measured the same way on the same "
+            f"machine the same day: {statistics.median(r['pipeline_s']):.1f} s against the bare script's "
+            f"{statistics.median(r['bare_s']):.1f} s, ratio {r['ratio']:.3f}x.", ""]
 
 
 def _render_b(r: dict) -> list[str]:

@@ -11,6 +11,7 @@ import time
 import mlflow
 import optuna
 import pytest
+import sqlalchemy.exc
 from optuna.trial import TrialState
 
 from pipeline import cli, processes
@@ -92,8 +93,8 @@ def _wait_for_running_trial(stores, process: subprocess.Popen, after: int = 0, s
                 if any(t.number >= after and "mlflow_run_id" in t.user_attrs for t in running):
                     time.sleep(1)  # usually inside the trial's training by now; either way mid-trial
                     return
-            except (KeyError, optuna.exceptions.StorageInternalError):
-                pass
+            except (KeyError, optuna.exceptions.StorageInternalError, sqlalchemy.exc.SQLAlchemyError):
+                pass  # the sweep is creating the storage's tables as we look
         time.sleep(0.5)
     pytest.fail("no trial started")
 
