@@ -8,7 +8,8 @@ import signal
 import sys
 from pathlib import Path
 
-from pipeline.config import DEFAULT_STORAGE, DEFAULT_TRACKING_URI, check_run, load_sweep, with_overrides
+from pipeline.config import (DEFAULT_STORAGE, DEFAULT_TRACKING_URI, check_data_source, check_run, load_sweep,
+                             with_overrides)
 from pipeline.errors import BadInputError, SweepConfigError, SweepError
 
 EXIT_SIGNAL_BASE = 128  # the shell's convention: a command ended by signal N exits 128 + N (Ctrl-C: 130)
@@ -55,9 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_store_options(ui)
     ui.set_defaults(handler=_ui, study=None)
 
-    predict = commands.add_parser("predict", help="classify PNG/JPEG images, IDX files or Kaggle CSVs")
+    predict = commands.add_parser("predict", help="classify pictures, IDX files, CSV rows of pixels or .npz files")
     predict.add_argument("model", help="an export folder, a .keras file, or models:/NAME@alias")
-    predict.add_argument("inputs", nargs="+", type=Path, help="image, IDX or CSV files")
+    predict.add_argument("inputs", nargs="+", type=Path, help="picture, IDX, CSV or .npz files")
     predict.add_argument("--json", action="store_true", help="print JSON with every class probability")
     predict.add_argument("--tracking-uri", default=DEFAULT_TRACKING_URI, help="registry for models:/ URIs")
     predict.add_argument("--verbose", action="store_true", help="show TensorFlow's own start-up messages")
@@ -80,7 +81,8 @@ def main(argv: list[str] | None = None) -> int:
 def _add_store_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--storage", help=f"Optuna storage URL (default {DEFAULT_STORAGE})")
     parser.add_argument("--tracking-uri", help=f"MLflow tracking URI (default {DEFAULT_TRACKING_URI})")
-    parser.add_argument("--data-dir", help="folder with the Fashion-MNIST IDX .gz files or Kaggle CSVs")
+    parser.add_argument("--data-dir", help="the data's folder or file (overrides data.data_dir); for Keras' "
+                        "datasets, a folder of their files to use offline")
 
 
 def _config(args: argparse.Namespace, **extra):
@@ -95,7 +97,9 @@ def _config(args: argparse.Namespace, **extra):
         config = load_sweep(args.sweep_file)
     else:
         raise SweepConfigError("give a sweep file or --study NAME")
-    return with_overrides(config, **overrides)
+    config = with_overrides(config, **overrides)
+    check_data_source(config)
+    return config
 
 
 def _run(args: argparse.Namespace) -> int:

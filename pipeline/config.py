@@ -21,7 +21,11 @@ from pipeline.validation import Checker, quote
 SAMPLERS = ("tpe", "random")
 PRUNERS = ("median", "successive_halving", "hyperband", "none")
 OBJECTIVES = {"val_accuracy": "maximize", "val_loss": "minimize"}
-DATASETS = ("fashion_mnist",)
+# Keras' datasets by name, then the sources that are the user's own files (pipeline.data.SOURCES, checked
+# by a test: config stays free of the data libraries so that `sweep --help` starts at once).
+DATASETS = ("fashion_mnist", "mnist", "cifar10", "cifar100", "idx", "images", "npz")
+FOLDER_SOURCES = ("idx", "images", "npz")
+COLORS = ("grayscale", "rgb")
 # A journal file, not SQLite: several local worker processes can share it safely, so `--workers N` needs
 # no other storage; optuna-dashboard reads it as it is (`optuna-dashboard mlruns/optuna.journal`).
 DEFAULT_STORAGE = "journal:///mlruns/optuna.journal"
@@ -59,11 +63,14 @@ class StudyConfig:
 
 @dataclass(frozen=True)
 class DataConfig:
-    dataset: str = "fashion_mnist"
-    data_dir: str | None = None
+    dataset: str = "fashion_mnist"  # a Keras dataset's name, or idx | images | npz (then data_dir is required)
+    data_dir: str | None = None  # the source's folder or file; for Keras' datasets, its files offline
     validation_fraction: float = 0.1
     subset: int | None = None
     test_subset: int | None = None
+    image_size: tuple[int, int] | None = None  # images: [height, width] to resize to
+    color: str | None = None  # images: grayscale | rgb; None = as the files are
+    test_fraction: float = 0.2  # images without train/ and test/ folders: the part kept apart as test
 
 
 @dataclass(frozen=True)
@@ -235,14 +242,35 @@ def _parse_data(check: Checker, raw: dict) -> DataConfig:
     fraction = check.number(raw.get("validation_fraction", 0.1), "data.validation_fraction")
     if not 0 < fraction < 0.5:
         check.fail("data.validation_fraction", f"must be in (0, 0.5), got {fraction}")
-    data_dir = raw.get("data_dir")
+    data_dir, color = raw.get("data_dir"), raw.get("color")
+    test_fraction = check.number(raw.get("test_fraction", 0.2), "data.test_fraction")
+    if not 0 < test_fraction < 0.9:
+        check.fail("data.test_fraction", f"must be in (0, 0.9), got {test_fraction}")
     return DataConfig(
         dataset=check.choice(raw.get("dataset", "fashion_mnist"), "data.dataset", DATASETS),
         data_dir=None if data_dir is None else check.text(data_dir, "data.data_dir"),
         validation_fraction=fraction,
         subset=_optional_min(check, raw.get("subset"), "data.subset", 100),
         test_subset=_optional_min(check, raw.get("test_subset"), "data.test_subset", 10),
+        image_size=_image_size(check, raw.get("image_size")),
+        color=None if color is None else check.choice(color, "data.color", COLORS),
+        test_fraction=test_fraction,
     )
+
+
+def _image_size(check: Checker, value: Any) -> tuple[int, int] | None:
+    if value is None:
+        return None
+    if not isinstance(value, list) or len(value) != 2:
+        check.fail("data.image_size", f"must be [height, width], got {check.quote(value)}")
+    return tuple(check.positive_int(side, "data.image_size") for side in value)
+
+
+def check_data_source(config: "SweepConfig") -> None:
+    """A source that is the user's own files needs them named (in the file or with --data-dir)."""
+    if config.data.dataset in FOLDER_SOURCES and config.data.data_dir is None:
+        raise SweepConfigError(f"{config.path}: data.data_dir: data.dataset '{config.data.dataset}' reads the "
+                               "user's own files; name them with data.data_dir or --data-dir")
 
 
 def _optional_min(check: Checker, value: Any, key: str, minimum: int) -> int | None:

@@ -60,7 +60,7 @@ def export_best(config: SweepConfig, out: Path, refit: bool = False, name: str |
         if refit:
             model = _refit(params, data, int(logged[keys.EPOCHS_RUN]), run)
             test_accuracy = evaluate(model, data.x_test, data.y_test)
-            model_uri = models.log_model(model, data.x_test[:2])
+            model_uri = models.log_model(model, data.x_test[:2], data.class_names)
         else:
             model_uri = models.trial_model_uri(source_run)
             model = models.load_model(model_uri)
@@ -114,7 +114,8 @@ def _refit(params: Hyperparameters, data: Splits, epochs: int, run):
     combined = data.with_validation_in_train()
     params = params.replace(epochs=epochs)
     start_fresh(0)
-    model = build_model(params, combined.input_shape, len(combined.class_names), fit_stats(combined.x_train))
+    model = build_model(params, combined.input_shape, len(combined.class_names), fit_stats(combined.x_train),
+                        combined.input_dtype)
     train_and_evaluate(model, combined, params, hooks=[run.log_epoch])
     return model
 

@@ -35,6 +35,7 @@ TEST_ACCURACY, TEST_LOSS, EPOCHS_RUN, PEAK_RSS_MB = "test_accuracy", "test_loss"
 
 # MLflow: artifact paths and registry names
 MODEL = "model"
+CLASS_NAMES = "class_names"  # in a logged model's metadata
 PLOTS = "plots"
 SWEEP_DIR = "sweep"
 CHAMPION = "champion"

@@ -35,14 +35,17 @@ def learning_curves(history: dict[str, list[float]]):
 def confusion_figure(labels: np.ndarray, predictions: np.ndarray, class_names: tuple[str, ...]):
     """The test-set confusion matrix with class names, counts in each cell."""
     matrix = confusion_matrix(labels, predictions, labels=range(len(class_names)))
-    figure, axis = plt.subplots(figsize=(8, 7))
+    side = max(7, min(30, 0.3 * len(class_names)))  # a hundred classes need room for their names
+    figure, axis = plt.subplots(figsize=(side + 1, side))
     image = axis.imshow(matrix, cmap="Blues")
-    axis.set_xticks(range(len(class_names)), class_names, rotation=45, ha="right")
-    axis.set_yticks(range(len(class_names)), class_names)
+    font = 8 if len(class_names) <= 20 else 5
+    axis.set_xticks(range(len(class_names)), class_names, rotation=45 if font == 8 else 90, ha="right", fontsize=font)
+    axis.set_yticks(range(len(class_names)), class_names, fontsize=font)
     axis.set(xlabel="predicted", ylabel="true", title="test set confusion matrix")
-    for (row, column), count in np.ndenumerate(matrix):
-        axis.text(column, row, count, ha="center", va="center", fontsize=8,
-                  color="white" if count > matrix.max() / 2 else "black")
+    if len(class_names) <= 20:  # counts in the cells while they can be read
+        for (row, column), count in np.ndenumerate(matrix):
+            axis.text(column, row, count, ha="center", va="center", fontsize=8,
+                      color="white" if count > matrix.max() / 2 else "black")
     figure.colorbar(image, ax=axis)
     figure.tight_layout()
     return figure

@@ -1,7 +1,8 @@
-"""Predictions from an exported model: class names and probabilities for images, IDX files or Kaggle CSVs.
+"""Predictions from an exported or registered model: class names and probabilities for the user's inputs.
 
-Inputs are raw pixels whatever their form: PNG/JPEG of any size and mode are converted to 28x28
-grayscale, exactly what the exported model expects.
+The model says what it takes (its input's shape and dtype) and the export or the MLflow model says its
+class names. Inputs come as they are: pictures of any size and mode (converted to the model's channels
+and resized to its input), IDX files, CSV rows of pixels with or without a label column, .npz files.
 """
 
 from __future__ import annotations
@@ -12,10 +13,27 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.data import CLASS_NAMES, read_idx, read_kaggle_csv
+from pipeline.data import read_idx, read_pixel_csv
 from pipeline.errors import DataError, PredictError, TrackingError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
+METADATA_FILE = "metadata.json"
+
+
+@dataclass(frozen=True)
+class Classifier:
+    """A loaded model with what it takes and the names of what it tells apart."""
+
+    model: object
+    class_names: tuple[str, ...]
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(self.model.inputs[0].shape[1:])
+
+    @property
+    def input_dtype(self) -> str:
+        return str(self.model.inputs[0].dtype)
 
 
 @dataclass(frozen=True)
@@ -23,63 +41,71 @@ class Prediction:
     source: str
     index: int
     probabilities: np.ndarray
+    class_names: tuple[str, ...]
 
     @property
     def label(self) -> str:
-        return CLASS_NAMES[int(self.probabilities.argmax())]
+        return self.class_names[int(self.probabilities.argmax())]
 
     def as_dict(self) -> dict:
         return {"input": self.source, "index": self.index, "class": self.label,
                 "probability": float(self.probabilities.max()),
-                "probabilities": {n: float(p) for n, p in zip(CLASS_NAMES, self.probabilities)}}
+                "probabilities": {n: float(p) for n, p in zip(self.class_names, self.probabilities)}}
 
 
-def load_model(spec: str, tracking_uri: str | None = None):
-    """An export folder, a .keras file (loaded with safe_mode), or a models:/ URI from the registry."""
+def load_model(spec: str, tracking_uri: str | None = None) -> Classifier:
+    """An export folder, a .keras file (loaded with safe_mode), or a models:/ or runs:/ URI."""
     if spec.startswith(("models:/", "runs:/")):
         from pipeline.tracking import models
 
         try:
-            return models.load_model(spec, tracking_uri)
+            model, names = models.load_model(spec, tracking_uri), models.class_names(spec)
         except TrackingError as exc:
             raise PredictError(str(exc)) from None
+        return Classifier(model, names or _numbered(model))
     path = Path(spec)
-    if path.is_dir():
-        path = path / "model.keras"
+    folder = path if path.is_dir() else path.parent
+    path = path / "model.keras" if path.is_dir() else path
     if not path.is_file():
         raise PredictError(f"{spec}: no model here; expected an export folder holding model.keras, a .keras "
                            "file, or a models:/NAME@alias URI")
     import keras
 
     try:
-        return keras.saving.load_model(path, safe_mode=True, compile=False)  # predictions need no optimizer
+        model = keras.saving.load_model(path, safe_mode=True, compile=False)  # predictions need no optimizer
     except Exception as exc:  # Keras raises many types for a damaged archive
         raise PredictError(f"{path}: cannot load the model ({type(exc).__name__}: {exc})") from None
+    metadata = folder / METADATA_FILE
+    names = json.loads(metadata.read_text()).get("class_names") if metadata.is_file() else None
+    return Classifier(model, tuple(names) if names else _numbered(model))
 
 
-def read_images(path: Path) -> np.ndarray:
-    """Raw uint8 N x 28 x 28 images from one input file."""
+def read_inputs(path: Path, classifier: Classifier) -> np.ndarray:
+    """The inputs one file holds, shaped and typed as the model takes them."""
     if not path.is_file():
         raise PredictError(f"{path}: no such input file")
-    suffix = path.suffix.lower()
+    shape, suffix = classifier.input_shape, path.suffix.lower()
     try:
         if suffix in IMAGE_SUFFIXES:
-            return _read_picture(path)
-        if suffix == ".csv":
-            return read_kaggle_csv(path)[0]
-        images = read_idx(path)
+            inputs = _read_picture(path, shape)
+        elif suffix == ".csv":
+            inputs = read_pixel_csv(path, shape)[0]
+        elif suffix == ".npz":
+            inputs = _read_npz(path)
+        else:
+            inputs = read_idx(path)
     except DataError as exc:
         raise PredictError(str(exc)) from None
-    if images.ndim != 3 or images.shape[1:] != (28, 28):
-        raise PredictError(f"{path}: holds arrays of shape {images.shape}; expected N x 28 x 28 images")
-    return images
+    if inputs.shape[1:] != shape:
+        raise PredictError(f"{path}: holds inputs of shape {inputs.shape[1:]}; the model takes {shape}")
+    return inputs.astype(classifier.input_dtype, copy=False)
 
 
-def predict_files(model, paths: list[Path]) -> list[Prediction]:
+def predict_files(classifier: Classifier, paths: list[Path]) -> list[Prediction]:
     predictions = []
     for path in paths:
-        probabilities = np.asarray(model.predict(read_images(path), verbose=0))
-        predictions += [Prediction(str(path), i, p) for i, p in enumerate(probabilities)]
+        probabilities = np.asarray(classifier.model.predict(read_inputs(path, classifier), verbose=0))
+        predictions += [Prediction(str(path), i, p, classifier.class_names) for i, p in enumerate(probabilities)]
     return predictions
 
 
@@ -89,14 +115,37 @@ def format_predictions(predictions: list[Prediction], as_json: bool) -> str:
     return "\n".join(f"{p.source}[{p.index}]\t{p.label}\t{p.probabilities.max():.4f}" for p in predictions)
 
 
-def _read_picture(path: Path) -> np.ndarray:
+def _numbered(model) -> tuple[str, ...]:
+    return tuple(str(i) for i in range(int(model.outputs[0].shape[-1])))
+
+
+def _read_picture(path: Path, shape: tuple[int, ...]) -> np.ndarray:
+    """One picture as the model takes it: gray for H x W inputs, RGB for H x W x 3, resized."""
     from PIL import Image, UnidentifiedImageError
 
+    if len(shape) not in (2, 3) or (len(shape) == 3 and shape[2] != 3):
+        raise PredictError(f"{path}: the model takes inputs of shape {shape}, not pictures")
     try:
         with Image.open(path) as image:
-            gray = image.convert("L").resize((28, 28), Image.Resampling.LANCZOS)
+            converted = image.convert("L" if len(shape) == 2 else "RGB")
+            picture = converted.resize((shape[1], shape[0]), Image.Resampling.LANCZOS)
     except Image.DecompressionBombError as exc:  # Pillow's guard against images that would fill memory
         raise PredictError(f"{path}: refused, the image is too large to decode safely ({exc})") from None
     except (UnidentifiedImageError, OSError) as exc:
         raise PredictError(f"{path}: cannot decode the image ({exc}); expected a PNG or JPEG picture") from None
-    return np.asarray(gray, dtype=np.uint8)[np.newaxis]
+    return np.asarray(picture, dtype=np.uint8)[np.newaxis]
+
+
+def _read_npz(path: Path) -> np.ndarray:
+    """`x`, else `x_test`, else the file's only array."""
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            for key in ("x", "x_test"):
+                if key in archive.files:
+                    return archive[key]
+            if len(archive.files) == 1:
+                return archive[archive.files[0]]
+    except (OSError, ValueError) as exc:
+        raise PredictError(f"{path}: cannot read it as a .npz file ({exc})") from None
+    raise PredictError(f"{path}: holds {len(archive.files)} arrays; name the inputs x (or x_test)")
+

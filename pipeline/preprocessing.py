@@ -1,9 +1,13 @@
 """Preprocessing as part of the network: built-in Keras layers, fitted on the training split only.
 
-`normalize` scales pixels into [0, 1] (Rescaling by 1/255); `standardize` maps every input feature to
-mean 0, variance 1 (Normalization, with statistics computed once per process from the training split).
-Either way the model takes the raw uint8 input a user has, so the model a trial logs is the model a
-user serves. Built-in layers only (no Lambda, no custom class): the saved file loads with safe_mode.
+| input | `normalize` | `standardize` |
+| --- | --- | --- |
+| uint8 images | /255 (Rescaling) | per-feature mean 0, variance 1 (Normalization) |
+| other numbers | per-feature min-max into [0, 1] (Normalization) | the same z-score |
+
+The statistics are computed once per process from the training split. Either way the model takes the raw
+input a user has, so the model a trial logs is the model a user serves. Built-in layers only (no Lambda,
+no custom class): the saved file loads with safe_mode.
 """
 
 from __future__ import annotations
@@ -15,10 +19,13 @@ import numpy as np
 
 @dataclass(frozen=True)
 class FeatureStats:
-    """Per-feature mean and variance of the flattened training inputs (validation and test never leak in)."""
+    """Per-feature mean, variance, minimum and maximum of the flattened training inputs (validation and test
+    never leak in)."""
 
     mean: np.ndarray
     variance: np.ndarray
+    minimum: np.ndarray
+    maximum: np.ndarray
 
 
 def fit_stats(x_train: np.ndarray, chunk: int = 8192) -> FeatureStats:
@@ -29,15 +36,20 @@ def fit_stats(x_train: np.ndarray, chunk: int = 8192) -> FeatureStats:
     mean = sum(block.sum(axis=0, dtype=np.float64) for block in blocks) / len(flat)
     variance = sum(np.square(block - mean).sum(axis=0) for block in blocks) / len(flat)
     variance[variance == 0] = 1.0
-    return FeatureStats(mean.astype(np.float32), variance.astype(np.float32))
+    minimum, maximum = flat.min(axis=0).astype(np.float64), flat.max(axis=0).astype(np.float64)
+    return FeatureStats(*(a.astype(np.float32) for a in (mean, variance, minimum, maximum)))
 
 
-def preprocessing_layers(method: str, stats: FeatureStats) -> list:
+def preprocessing_layers(method: str, stats: FeatureStats, input_dtype: str = "uint8") -> list:
     """Layers that turn flattened raw inputs into the network's float features."""
     import keras
 
-    if method == "normalize":
+    if method == "normalize" and input_dtype == "uint8":
         return [keras.layers.Rescaling(1.0 / 255.0, name="normalize")]
+    if method == "normalize":
+        # (x - min) / sqrt(range^2): min-max scaling in the one built-in layer; a constant feature maps to 0.
+        spread = np.where(stats.maximum > stats.minimum, stats.maximum - stats.minimum, 1.0)
+        return [keras.layers.Normalization(mean=stats.minimum, variance=np.square(spread), name="normalize")]
     if method == "standardize":
         return [keras.layers.Normalization(mean=stats.mean, variance=stats.variance, name="standardize")]
     raise ValueError(f"unknown preprocessing method {method!r}; allowed: normalize, standardize")

@@ -1,4 +1,4 @@
-"""Data sources, the stratified split and preprocessing, on the real Fashion-MNIST files."""
+"""Fashion-MNIST's own files (IDX and Kaggle CSVs), the stratified split and preprocessing."""
 
 from __future__ import annotations
 
@@ -8,8 +8,17 @@ import shutil
 import numpy as np
 import pytest
 
-from pipeline.data import CLASS_NAMES, DataError, load_fashion_mnist, read_kaggle_csv, split_data
+from pipeline.data import split_data
+from pipeline.data.keras_sets import DATASETS, load_keras_dataset
+from pipeline.data.idx import read_pixel_csv
+from pipeline.errors import DataError
 from pipeline.preprocessing import fit_stats, preprocessing_layers
+
+CLASS_NAMES = DATASETS["fashion_mnist"].class_names
+
+
+def load_fashion_mnist(folder):
+    return load_keras_dataset("fashion_mnist", str(folder))
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +50,7 @@ def test_csv_with_wrong_columns_names_the_file(tmp_path):
     path = tmp_path / "fashion-mnist_train.csv"
     path.write_text("label,pixel1\n3,0\n")
     with pytest.raises(DataError, match=f"{path}: expected 785 columns"):
-        read_kaggle_csv(path)
+        read_pixel_csv(path, (28, 28), labelled=True)
 
 
 def test_missing_folder_names_the_path_and_the_ways_to_supply_data(tmp_path):
@@ -53,7 +62,7 @@ def test_missing_folder_names_the_path_and_the_ways_to_supply_data(tmp_path):
 
 
 def test_folder_without_data_files_says_what_it_expected(tmp_path):
-    with pytest.raises(DataError, match="holds neither the IDX files"):
+    with pytest.raises(DataError, match="holds none of fashion_mnist's files"):
         load_fashion_mnist(tmp_path)
 
 

@@ -19,7 +19,8 @@ from pipeline import cli
 from pipeline import stores as store_uris
 from pipeline.processes import free_port, start_group, stop_group, wait_for_http
 from pipeline.config import load_sweep
-from pipeline.data import load_fashion_mnist, load_splits
+from pipeline.data import KERAS_DATASETS, load_splits
+from pipeline.data.keras_sets import load_keras_dataset
 from pipeline.study import optuna_storage
 
 from conftest import write_sweep
@@ -132,16 +133,14 @@ def test_predict_labels_a_png_of_a_test_image(exported, test_split, tmp_path, ca
     capsys.readouterr()
     assert cli.main(["predict", str(exported), str(tmp_path / "item.png"), "--json"]) == 0
     (answer,) = json.loads(capsys.readouterr().out)
-    from pipeline.data import CLASS_NAMES
-
-    assert answer["class"] == CLASS_NAMES[labels[index]]
+    assert answer["class"] == KERAS_DATASETS["fashion_mnist"].class_names[labels[index]]
     assert sum(answer["probabilities"].values()) == pytest.approx(1.0, abs=1e-4)
     assert cli.main(["predict", str(exported / "model.keras"), str(tmp_path / "big.jpg")]) == 0
     assert capsys.readouterr().out.startswith(f"{tmp_path / 'big.jpg'}[0]\t")
 
 
 def test_predict_reads_idx_and_kaggle_csv(exported, data_dir, tmp_path, capsys):
-    raw = load_fashion_mnist(data_dir)
+    raw = load_keras_dataset("fashion_mnist", str(data_dir))
     rows = np.column_stack([raw.y_test[:4], raw.x_test[:4].reshape(4, -1)])
     header = "label," + ",".join(f"pixel{i}" for i in range(1, 785))
     np.savetxt(tmp_path / "few.csv", rows, fmt="%d", delimiter=",", header=header, comments="")
@@ -281,7 +280,7 @@ def test_export_uses_the_data_the_study_ran_on_and_refuses_other_data(tmp_path, 
     """The study records its data (relative to the sweep file's folder); export finds it again without
     --data-dir, and refuses data with another digest, naming both."""
     own = tmp_path / "data"
-    raw = load_fashion_mnist(data_dir)
+    raw = load_keras_dataset("fashion_mnist", str(data_dir))
     from test_bad_inputs import write_idx
 
     write_idx(own, 255 - raw.x_train, raw.y_train, 255 - raw.x_test, raw.y_test)  # another dataset, same layout

@@ -20,16 +20,18 @@ from pipeline import keys, stores
 from pipeline.errors import TrackingError
 
 
-def log_model(model: keras.Model, example: np.ndarray) -> str:
-    """The model as an mlflow.keras model of the active run, with signature and input example.
+def log_model(model: keras.Model, example: np.ndarray, class_names: tuple[str, ...]) -> str:
+    """The model as an mlflow.keras model of the active run, with signature, input example and class names.
 
     The signature is the raw input the model takes (e.g. uint8 28x28) and the probabilities it returns,
-    so `mlflow models serve` and pyfunc callers send what they have. Returns the model's URI.
+    so `mlflow models serve` and pyfunc callers send what they have; the class names, in the model's
+    metadata, say what each probability is. Returns the model's URI.
     """
     signature = infer_signature(example, keras.ops.convert_to_numpy(model(example, training=False)))
     info = mlflow.models.Model.log(
         artifact_path=None, name=keys.MODEL, flavor=_KERAS_FLAVOR, flavor_name="mlflow.keras", model=model,
         signature=signature, input_example=example, validate_serving_input=False,
+        metadata={keys.CLASS_NAMES: list(class_names)},
         # Pinning the requirements skips MLflow's slow import-tracing of the whole process.
         pip_requirements=[f"keras=={keras.__version__}", f"tensorflow=={_tensorflow_version()}"])
     return info.model_uri
@@ -42,6 +44,15 @@ def register_champion(model_uri: str, name: str, description: str) -> int:
     client.update_model_version(name, version.version, description=description)
     client.set_registered_model_alias(name, keys.CHAMPION, str(version.version))
     return int(version.version)
+
+
+def class_names(uri: str) -> tuple[str, ...] | None:
+    """The class names a logged model carries in its metadata (None for models logged before they did)."""
+    try:
+        names = (mlflow.models.get_model_info(uri).metadata or {}).get(keys.CLASS_NAMES)
+    except Exception as exc:  # MLflow raises many types for a missing model
+        raise TrackingError(f"cannot read {uri} from {mlflow.get_tracking_uri()}: {exc}") from None
+    return tuple(names) if names else None
 
 
 def trial_model_uri(run_id: str) -> str:

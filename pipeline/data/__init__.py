@@ -1,0 +1,48 @@
+"""The sweep's data: loaded from the source the sweep file names (`data.dataset`), checked, split three ways.
+
+Sources: Keras' datasets by name (fashion_mnist, mnist, cifar10, cifar100), a folder of IDX files (`idx`),
+a folder of images in class folders (`images`), a NumPy .npz file (`npz`). Each gives the same RawData:
+inputs as the source has them, integer labels and class names; everything downstream (the model's input,
+the classes, plots, export, predict) follows from it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from pipeline.data.idx import load_idx_folder, read_idx, read_pixel_csv
+from pipeline.data.images import load_image_folder
+from pipeline.data.keras_sets import DATASETS as KERAS_DATASETS
+from pipeline.data.keras_sets import load_keras_dataset
+from pipeline.data.npz import load_npz
+from pipeline.data.records import (RawData, Splits, array_digest, describe_folder, located_folder,
+                                   portable_folder)
+from pipeline.data.split import split_data
+
+if TYPE_CHECKING:
+    from pipeline.config import DataConfig
+
+FOLDER_SOURCES = ("idx", "images", "npz")  # sources that are a path of the user's: data.data_dir names it
+SOURCES = (*KERAS_DATASETS, *FOLDER_SOURCES)
+
+__all__ = ["FOLDER_SOURCES", "KERAS_DATASETS", "RawData", "SOURCES", "Splits", "array_digest", "describe_folder",
+           "load_raw", "load_splits", "located_folder", "portable_folder", "read_idx", "read_pixel_csv",
+           "split_data"]
+
+
+def load_raw(data: "DataConfig", seed: int) -> RawData:
+    if data.dataset in KERAS_DATASETS:
+        return load_keras_dataset(data.dataset, data.data_dir)
+    path = Path(data.data_dir).expanduser()
+    if data.dataset == "idx":
+        return load_idx_folder(path)
+    if data.dataset == "npz":
+        return load_npz(path)
+    return load_image_folder(path, data.image_size, data.color, data.test_fraction, seed)
+
+
+def load_splits(data: "DataConfig", seed: int) -> Splits:
+    """The sweep's data and its train/validation/test split: the same for every process and command."""
+    raw = load_raw(data, seed)
+    return split_data(raw, data.validation_fraction, seed, data.subset, data.test_subset)

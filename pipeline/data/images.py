@@ -1,0 +1,140 @@
+"""A folder of images with one subfolder per class (PNG, JPEG, BMP, GIF, TIFF, WebP).
+
+Either `train/` and `test/` folders, each with the class folders, or the class folders alone (the caller
+splits a test part off). Class names are the folder names. Images are decoded in parallel threads (Pillow
+releases the GIL while it decodes), and the decoded arrays are cached under ~/.cache, keyed by every file's
+path, size and modification time and by the decoding settings, so a sweep's later workers and commands
+read one .npy file instead of decoding again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.data.records import RawData, checked
+from pipeline.data.split import stratified_split
+from pipeline.errors import DataError
+
+SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
+CACHE = Path.home() / ".cache" / "keras-sweep-pipeline"
+MODES = {"grayscale": "L", "rgb": "RGB"}
+GRAY = {"L", "1", "I", "I;16"}  # image modes that are gray; anything else (palette, RGB, RGBA) is colour
+
+
+def has_split_folders(root: Path) -> bool:
+    return (root / "train").is_dir() and (root / "test").is_dir()
+
+
+def list_classes(root: Path) -> dict[str, list[Path]]:
+    """Each class folder's image files, in a stable order; a class folder without images is refused."""
+    if not root.is_dir():
+        raise DataError(f"{root}: image folder not found")
+    folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not folders:
+        raise DataError(f"{root}: holds no class folders; expected one subfolder of images per class")
+    classes = {}
+    for folder in folders:
+        files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in SUFFIXES and p.is_file())
+        if not files:
+            raise DataError(f"{folder}: class folder without images ({', '.join(sorted(SUFFIXES))})")
+        classes[folder.name] = files
+    return classes
+
+
+def load_images(files: list[Path], size: tuple[int, int] | None, color: str | None) -> np.ndarray:
+    """uint8 N x H x W (grayscale) or N x H x W x 3 (rgb), decoded once and cached."""
+    cached = CACHE / f"{_cache_key(files, size, color)}.npy"
+    if cached.is_file():
+        return np.load(cached)
+    with ThreadPoolExecutor(max_workers=min(32, (os.cpu_count() or 1) * 4)) as pool:
+        headers = list(pool.map(_header, files))
+        if size is None:
+            _check_one_size(files, [header[1] for header in headers])
+        mode = MODES[color] if color else ("RGB" if any(h[0] not in GRAY for h in headers) else "L")
+        images = np.stack(list(pool.map(lambda path: _decode(path, size, mode), files)))
+    _store(cached, images)
+    return images
+
+
+def _header(path: Path) -> tuple[str, tuple[int, int]]:
+    """An image's mode and size, read from its header alone."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            return image.mode, image.size
+    except Image.DecompressionBombError as exc:
+        raise DataError(f"{path}: refused, the image is too large to decode safely ({exc})") from None
+    except (UnidentifiedImageError, OSError) as exc:
+        raise DataError(f"{path}: cannot decode the image ({exc}); remove it or replace it") from None
+
+
+def _decode(path: Path, size: tuple[int, int] | None, mode: str) -> np.ndarray:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            converted = image.convert(mode)
+            if size is not None and converted.size != (size[1], size[0]):
+                converted = converted.resize((size[1], size[0]), Image.Resampling.LANCZOS)
+            return np.asarray(converted, dtype=np.uint8)
+    except Image.DecompressionBombError as exc:
+        raise DataError(f"{path}: refused, the image is too large to decode safely ({exc})") from None
+    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
+        raise DataError(f"{path}: cannot decode the image ({exc}); remove it or replace it") from None
+
+
+def _check_one_size(files: list[Path], sizes: list[tuple[int, int]]) -> None:
+    """Without data.image_size every image must have one size: name two that differ."""
+    for path, size in zip(files, sizes):
+        if size != sizes[0]:
+            raise DataError(f"images differ in size: {files[0]} is {sizes[0][0]}x{sizes[0][1]}, {path} is "
+                            f"{size[0]}x{size[1]}; set data.image_size: [height, width] to resize them all")
+
+
+def _cache_key(files: list[Path], size, color: str | None) -> str:
+    sha = hashlib.sha256(f"{size} {color}".encode())
+    for path in files:
+        stat = path.stat()
+        sha.update(f"{path.resolve()} {stat.st_size} {stat.st_mtime_ns}\n".encode())
+    return sha.hexdigest()[:24]
+
+
+def _store(path: Path, images: np.ndarray) -> None:
+    """Best effort: a cache that cannot be written only costs the next load its decoding."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(f".{path.name}.{os.getpid()}.npy")
+        np.save(partial, images)
+        os.replace(partial, path)
+    except OSError:
+        pass
+
+
+def load_image_folder(root: Path, size: tuple[int, int] | None, color: str | None, test_fraction: float,
+                      seed: int) -> RawData:
+    """train/ and test/ class folders as they are, or one set of class folders split by class (seeded)."""
+    if has_split_folders(root):
+        train, test = list_classes(root / "train"), list_classes(root / "test")
+        unseen = sorted(set(test) - set(train))
+        if unseen:
+            raise DataError(f"{root / 'test'}: classes training never saw: {', '.join(unseen)}; every test class "
+                            "needs a folder under train/ too")
+        names = tuple(train)
+        files = [f for name in names for f in train[name]] + [f for name in test for f in test[name]]
+        labels = np.array([names.index(name) for part in (train, test) for name in part for _ in part[name]])
+        images = load_images(files, size, color)
+        cut = sum(len(found) for found in train.values())
+        return checked(RawData(images[:cut], labels[:cut], images[cut:], labels[cut:], str(root.resolve()), names))
+    classes = list_classes(root)
+    names = tuple(classes)
+    labels = np.array([index for index, name in enumerate(names) for _ in classes[name]])
+    images = load_images([f for name in names for f in classes[name]], size, color)
+    x_train, x_test, y_train, y_test = stratified_split(images, labels, test_fraction, seed, str(root),
+                                                        "data.test_fraction")
+    return checked(RawData(x_train, y_train, x_test, y_test, str(root.resolve()), names))

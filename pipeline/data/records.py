@@ -1,0 +1,117 @@
+"""What every data source gives: the raw arrays with their class names, and the three-way split.
+
+Arrays stay as the source has them (uint8 images, float features): the model's own preprocessing layers
+turn them into what the network needs, so the model takes what a user has.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.errors import DataError
+
+
+@dataclass(frozen=True)
+class RawData:
+    """A dataset as its source holds it: inputs (N x shape) and integer labels 0..K-1 naming class_names."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    source: str
+    class_names: tuple[str, ...]
+
+    def digest(self) -> str:
+        return array_digest(self.x_train, self.y_train, self.x_test, self.y_test)
+
+
+@dataclass(frozen=True)
+class Splits:
+    """Raw inputs split three ways; train fits, validation chooses, test is only reported."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    class_names: tuple[str, ...]
+    source: str
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(self.x_train.shape[1:])
+
+    @property
+    def input_dtype(self) -> str:
+        return self.x_train.dtype.name
+
+    def train_digest(self) -> str:
+        return array_digest(self.x_train, self.y_train)
+
+    def with_validation_in_train(self) -> "Splits":
+        """Train and validation together (a refit); the test set stays apart."""
+        return dataclasses.replace(
+            self, x_train=np.concatenate([self.x_train, self.x_val]),
+            y_train=np.concatenate([self.y_train, self.y_val]), x_val=self.x_val[:0], y_val=self.y_val[:0])
+
+
+def array_digest(*arrays: np.ndarray) -> str:
+    """A short content hash, so a run records exactly which data it saw."""
+    sha = hashlib.sha256()
+    for array in arrays:
+        sha.update(np.ascontiguousarray(array).tobytes())
+    return sha.hexdigest()[:16]
+
+
+def checked(raw: RawData) -> RawData:
+    """The same input shape in train and test, one integer label per input, labels naming a class."""
+    for split in ("train", "test"):
+        inputs, labels = getattr(raw, f"x_{split}"), getattr(raw, f"y_{split}")
+        if len(inputs) != len(labels) or labels.ndim != 1:
+            raise DataError(f"{raw.source}: {split} has {len(inputs)} inputs for labels of shape {labels.shape}; "
+                            "expected one label per input")
+        if inputs.dtype.kind not in "uif":
+            raise DataError(f"{raw.source}: {split} inputs are {inputs.dtype}; expected numbers")
+        if labels.dtype.kind not in "iu" or (len(labels) and (labels.min() < 0 or labels.max() >= len(raw.class_names))):
+            raise DataError(f"{raw.source}: {split} labels must be integers 0..{len(raw.class_names) - 1} (one per "
+                            f"class name), found {labels.dtype} from {labels.min(initial=0)} to {labels.max(initial=0)}")
+    if raw.x_train.shape[1:] != raw.x_test.shape[1:]:
+        raise DataError(f"{raw.source}: training inputs are {raw.x_train.shape[1:]} but test inputs "
+                        f"{raw.x_test.shape[1:]}; both must have one shape")
+    return raw
+
+
+def numbered_classes(*label_arrays: np.ndarray) -> tuple[str, ...]:
+    """Class names "0".."K-1" for sources that carry no names."""
+    top = max((int(labels.max()) for labels in label_arrays if len(labels)), default=0)
+    return tuple(str(i) for i in range(top + 1))
+
+
+def portable_folder(data_dir: str | None, base: Path) -> str | None:
+    """A data folder as a store records it: relative to `base` (the sweep file's folder) when inside it,
+    so a store shared with colleagues does not spread one person's home paths; None for Keras' loader."""
+    if data_dir is None:
+        return None
+    folder = Path(data_dir).expanduser().resolve()
+    try:
+        return str(folder.relative_to(base.resolve()))
+    except ValueError:
+        return str(folder)
+
+
+def describe_folder(data_dir: str | None) -> str:
+    return "Keras' own copy of the dataset" if data_dir is None else f"the data in {data_dir}"
+
+
+def located_folder(recorded: str | None, base: Path) -> str | None:
+    """The inverse of portable_folder: a recorded folder, found again from the sweep file's folder."""
+    if recorded is None or Path(recorded).is_absolute():
+        return recorded
+    return str(base / recorded)

@@ -1,0 +1,60 @@
+"""The three-way split: a stratified, seeded validation part carved from train; the test part only reported.
+
+Data that cannot be split that way (an empty test set, a class with one image, a test class training
+never saw) is refused, naming the class, before anything is written or trained.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.model_selection import train_test_split
+
+from pipeline.data.records import RawData, Splits
+from pipeline.errors import DataError
+
+
+def split_data(raw: RawData, validation_fraction: float, seed: int,
+               subset: int | None = None, test_subset: int | None = None) -> Splits:
+    """Carve a stratified validation set out of train, after optionally shrinking both sets."""
+    _check_splittable(raw)
+    x, y = _stratified_subset(raw.x_train, raw.y_train, subset, seed, raw.source, "data.subset")
+    x_test, y_test = _stratified_subset(raw.x_test, raw.y_test, test_subset, seed, raw.source, "data.test_subset")
+    x_train, x_val, y_train, y_val = stratified_split(x, y, validation_fraction, seed, raw.source,
+                                                      "data.validation_fraction")
+    return Splits(x_train, y_train, x_val, y_val, x_test, y_test, raw.class_names, raw.source)
+
+
+def stratified_split(x: np.ndarray, y: np.ndarray, fraction: float, seed: int, source: str, setting: str):
+    """x_a, x_b, y_a, y_b with `fraction` of each class in the b part; scikit-learn's refusal as one line."""
+    try:
+        return train_test_split(x, y, test_size=fraction, stratify=y, random_state=seed)
+    except ValueError as exc:  # scikit-learn's word on a split too small for the classes
+        raise DataError(f"{source}: cannot split {len(y)} inputs stratified by class ({setting} {fraction}): "
+                        f"{exc}") from None
+
+
+def _check_splittable(raw: RawData) -> None:
+    """Every class needs two training inputs (one may go to validation), and a test input needs a class
+    the model was trained on."""
+    if len(raw.y_test) == 0:
+        raise DataError(f"{raw.source}: the test set is empty; the test set is what the chosen model is scored on")
+    present = np.unique(raw.y_train)
+    if len(present) < 2:
+        found = f"only {raw.class_names[present[0]]!r}" if len(present) else "none"
+        raise DataError(f"{raw.source}: a classifier needs at least two classes; found {found}")
+    counts = np.bincount(raw.y_train, minlength=len(raw.class_names))
+    for label, count in enumerate(counts):
+        if count < 2 and (count or label in raw.y_test):
+            raise DataError(f"{raw.source}: class {label} ({raw.class_names[label]!r}) has {count} training "
+                            "image(s); a stratified train/validation split needs at least 2 of each class")
+
+
+def _stratified_subset(x: np.ndarray, y: np.ndarray, size: int | None, seed: int, source: str, setting: str):
+    if size is None or size >= len(y):
+        return x, y
+    try:
+        x_small, _, y_small, _ = train_test_split(x, y, train_size=size, stratify=y, random_state=seed)
+    except ValueError as exc:
+        raise DataError(f"{source}: cannot take a stratified subset of {size} from {len(y)} inputs ({setting}): "
+                        f"{exc}") from None
+    return x_small, y_small
