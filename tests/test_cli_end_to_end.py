@@ -80,7 +80,7 @@ def test_keras_loader_failure_explains_how_to_supply_the_data(tmp_path, stores):
     path = write_sweep(tmp_path, study__storage=stores["storage"], tracking__tracking_uri=stores["tracking_uri"])
     result = sweep("run", str(path), env={"KERAS_HOME": str(tmp_path / "keras")})
     assert result.returncode == 2
-    assert "Keras could not load Fashion-MNIST" in result.stderr
+    assert "Keras could not load fashion_mnist" in result.stderr
     assert "--data-dir" in result.stderr and "fashion-mnist_train.csv" in result.stderr
     assert "Traceback" not in result.stderr
 

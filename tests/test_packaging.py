@@ -3,6 +3,7 @@ the commands that do not train never load TensorFlow."""
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -24,9 +25,13 @@ print(home)
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory):
-    out = tmp_path_factory.mktemp("wheel")
+    """Built from a copy of the source tree, as a fresh clone would be: a local build/ folder left by an
+    earlier build would otherwise slip old modules into the wheel."""
+    source, out = tmp_path_factory.mktemp("source") / "project", tmp_path_factory.mktemp("wheel")
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns("build", "dist", "*.egg-info", ".git", "mlruns",
+                                                                 "__pycache__", ".pytest_cache", "exports"))
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out),
-                    str(ROOT)], check=True, capture_output=True, timeout=600)
+                    str(source)], check=True, capture_output=True, timeout=600)
     (built,) = out.glob("keras_sweep_pipeline-*.whl")
     return built
 
