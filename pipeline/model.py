@@ -2,8 +2,8 @@
 
 Architecture: raw input (the data's shape and dtype: uint8 images as they are) -> flatten ->
 preprocessing layers (fitted on the training split) -> `hidden_layers` x [Dense(units, activation) ->
-Dropout(dropout)] -> Dense(classes, softmax). With the defaults on Fashion-MNIST this is the reference tutorial's model, with
-its /255 inside. The same model is trained, logged, exported and served.
+Dropout(dropout)] -> Dense(classes, softmax). With the defaults on Fashion-MNIST this is the reference
+tutorial's model, with its /255 inside. The same model is trained, logged, exported and served.
 """
 
 from __future__ import annotations

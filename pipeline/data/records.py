@@ -79,9 +79,11 @@ def checked(raw: RawData) -> RawData:
                             "expected one label per input")
         if inputs.dtype.kind not in "uif":
             raise DataError(f"{raw.source}: {split} inputs are {inputs.dtype}; expected numbers")
-        if labels.dtype.kind not in "iu" or (len(labels) and (labels.min() < 0 or labels.max() >= len(raw.class_names))):
-            raise DataError(f"{raw.source}: {split} labels must be integers 0..{len(raw.class_names) - 1} (one per "
-                            f"class name), found {labels.dtype} from {labels.min(initial=0)} to {labels.max(initial=0)}")
+        top = len(raw.class_names) - 1
+        if labels.dtype.kind not in "iu" or (len(labels) and (labels.min() < 0 or labels.max() > top)):
+            low, high = (labels.min(), labels.max()) if len(labels) else (0, 0)
+            raise DataError(f"{raw.source}: {split} labels must be integers 0..{top} (one per class name), "
+                            f"found {labels.dtype} from {low} to {high}")
     if raw.x_train.shape[1:] != raw.x_test.shape[1:]:
         raise DataError(f"{raw.source}: training inputs are {raw.x_train.shape[1:]} but test inputs "
                         f"{raw.x_test.shape[1:]}; both must have one shape")
