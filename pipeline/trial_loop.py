@@ -25,7 +25,7 @@ from pipeline.worker import Finished, Ready, WorkerSpec
 
 def serve(spec: WorkerSpec, connection, stop: StopRequest) -> Finished:
     """Data once, then trials until the study's budget or this worker's share is spent."""
-    data = load_splits(spec.config.data, spec.config.study.seed)
+    data = load_splits(spec.config.data, spec.config.study.seed, spec.workers)
     connection.send(Ready(portable_folder(spec.config.data.data_dir, spec.config.path.parent), data.train_digest()))
     go = connection.recv()
     if go is None:

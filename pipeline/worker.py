@@ -28,6 +28,7 @@ class WorkerSpec:
     number: int  # 0, 1, ... in the order the supervisor started them; seeds the worker's sampler
     threads: int  # TensorFlow CPU threads for this worker
     verbose: bool  # show TensorFlow's own start-up lines
+    workers: int  # how many workers hold the data at once (for the memory check)
 
 
 @dataclass(frozen=True)

@@ -74,7 +74,7 @@ class WorkerPool:
         """A fresh worker process. It starts with Ctrl-C ignored (an ignored signal stays ignored across
         exec), so a Ctrl-C while it imports prints no traceback; it takes the signal over once it runs."""
         ours, theirs = self.context.Pipe()
-        spec = WorkerSpec(self.config, self.started, self.threads, self.verbose)
+        spec = WorkerSpec(self.config, self.started, self.threads, self.verbose, self.size)
         process = self.context.Process(target=worker_main, args=(spec, theirs), name=f"sweep-worker-{self.started}")
         handler = signal.signal(signal.SIGINT, signal.SIG_IGN)
         try:

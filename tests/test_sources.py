@@ -181,3 +181,17 @@ def test_mnist_by_name_reads_its_idx_folder_offline_with_its_class_names(data_di
     raw = load_keras_dataset("mnist", str(data_dir))  # Fashion-MNIST's files have MNIST's layout
     assert raw.class_names == tuple(str(i) for i in range(10)) and raw.x_train.shape == (60000, 28, 28)
     assert "cifar-10-batches-py.tar.gz in ~/.keras/datasets/" in how_to_supply("cifar10")
+
+
+def test_data_that_would_not_fit_in_memory_is_refused_with_the_estimate(digits, tmp_path, monkeypatch):
+    from pipeline.data import memory
+
+    memory.check_fits(7 * memory.GIB, 1, "x", available=22 * memory.GIB + 1)  # the README's largest dataset
+    with pytest.raises(DataError, match=r"x: the data takes 7\.0 GiB in memory; 2 worker\(s\) would need about "
+                                        r"44\.0 GiB .* but 22\.0 GiB is available"):
+        memory.check_fits(7 * memory.GIB, 2, "x", available=22 * memory.GIB)
+    images, labels = digits
+    root = write_folder(tmp_path / "big", images[:50], labels[:50])
+    monkeypatch.setattr(memory, "available_bytes", lambda: memory.GIB // 2)  # less than one worker's baseline
+    with pytest.raises(DataError, match="GiB is available: train on data.subset, use fewer --workers"):
+        load_image_folder(root, None, "grayscale", 0.2, seed=0)

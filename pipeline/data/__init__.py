@@ -15,6 +15,7 @@ from pipeline.data.idx import load_idx_folder, read_idx, read_pixel_csv
 from pipeline.data.images import load_image_folder
 from pipeline.data.keras_sets import DATASETS as KERAS_DATASETS
 from pipeline.data.keras_sets import load_keras_dataset
+from pipeline.data.memory import check_fits
 from pipeline.data.npz import load_npz
 from pipeline.data.records import (RawData, Splits, array_digest, describe_folder, located_folder,
                                    portable_folder)
@@ -31,7 +32,8 @@ __all__ = ["FOLDER_SOURCES", "KERAS_DATASETS", "RawData", "SOURCES", "Splits", "
            "split_data"]
 
 
-def load_raw(data: "DataConfig", seed: int) -> RawData:
+def load_raw(data: "DataConfig", seed: int, workers: int = 1) -> RawData:
+    """The source's arrays; an image folder is checked against the memory available before it is decoded."""
     if data.dataset in KERAS_DATASETS:
         return load_keras_dataset(data.dataset, data.data_dir)
     path = Path(data.data_dir).expanduser()
@@ -39,10 +41,14 @@ def load_raw(data: "DataConfig", seed: int) -> RawData:
         return load_idx_folder(path)
     if data.dataset == "npz":
         return load_npz(path)
-    return load_image_folder(path, data.image_size, data.color, data.test_fraction, seed)
+    return load_image_folder(path, data.image_size, data.color, data.test_fraction, seed, workers)
 
 
-def load_splits(data: "DataConfig", seed: int) -> Splits:
-    """The sweep's data and its train/validation/test split: the same for every process and command."""
-    raw = load_raw(data, seed)
+def load_splits(data: "DataConfig", seed: int, workers: int = 1) -> Splits:
+    """The sweep's data and its train/validation/test split: the same for every process and command.
+
+    Refused, with the estimate, when `workers` processes holding it would not fit in memory.
+    """
+    raw = load_raw(data, seed, workers)
+    check_fits(raw.x_train.nbytes + raw.x_test.nbytes, workers, raw.source)
     return split_data(raw, data.validation_fraction, seed, data.subset, data.test_subset)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.data.memory import check_fits
 from pipeline.data.records import RawData, checked
 from pipeline.data.split import stratified_split
 from pipeline.errors import DataError
@@ -46,8 +47,10 @@ def list_classes(root: Path) -> dict[str, list[Path]]:
     return classes
 
 
-def load_images(files: list[Path], size: tuple[int, int] | None, color: str | None) -> np.ndarray:
-    """uint8 N x H x W (grayscale) or N x H x W x 3 (rgb), decoded once and cached."""
+def load_images(files: list[Path], size: tuple[int, int] | None, color: str | None,
+                workers: int = 1) -> np.ndarray:
+    """uint8 N x H x W (grayscale) or N x H x W x 3 (rgb), decoded once and cached; refused before decoding
+    when the arrays would not fit in memory."""
     cached = CACHE / f"{_cache_key(files, size, color)}.npy"
     if cached.is_file():
         return np.load(cached)
@@ -56,6 +59,8 @@ def load_images(files: list[Path], size: tuple[int, int] | None, color: str | No
         if size is None:
             _check_one_size(files, [header[1] for header in headers])
         mode = MODES[color] if color else ("RGB" if any(h[0] not in GRAY for h in headers) else "L")
+        height, width = size or (headers[0][1][1], headers[0][1][0])
+        check_fits(len(files) * height * width * (3 if mode == "RGB" else 1), workers, str(files[0].parent.parent))
         images = np.stack(list(pool.map(lambda path: _decode(path, size, mode), files)))
     _store(cached, images)
     return images
@@ -117,7 +122,7 @@ def _store(path: Path, images: np.ndarray) -> None:
 
 
 def load_image_folder(root: Path, size: tuple[int, int] | None, color: str | None, test_fraction: float,
-                      seed: int) -> RawData:
+                      seed: int, workers: int = 1) -> RawData:
     """train/ and test/ class folders as they are, or one set of class folders split by class (seeded)."""
     if has_split_folders(root):
         train, test = list_classes(root / "train"), list_classes(root / "test")
@@ -128,13 +133,13 @@ def load_image_folder(root: Path, size: tuple[int, int] | None, color: str | Non
         names = tuple(train)
         files = [f for name in names for f in train[name]] + [f for name in test for f in test[name]]
         labels = np.array([names.index(name) for part in (train, test) for name in part for _ in part[name]])
-        images = load_images(files, size, color)
+        images = load_images(files, size, color, workers)
         cut = sum(len(found) for found in train.values())
         return checked(RawData(images[:cut], labels[:cut], images[cut:], labels[cut:], str(root.resolve()), names))
     classes = list_classes(root)
     names = tuple(classes)
     labels = np.array([index for index, name in enumerate(names) for _ in classes[name]])
-    images = load_images([f for name in names for f in classes[name]], size, color)
+    images = load_images([f for name in names for f in classes[name]], size, color, workers)
     x_train, x_test, y_train, y_test = stratified_split(images, labels, test_fraction, seed, str(root),
                                                         "data.test_fraction")
     return checked(RawData(x_train, y_train, x_test, y_test, str(root.resolve()), names))
