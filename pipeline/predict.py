@@ -14,9 +14,10 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.data import read_idx, read_pixel_csv
+from pipeline.data.images import SUFFIXES as IMAGE_SUFFIXES
+from pipeline.data.images import decode
 from pipeline.errors import DataError, PredictError, TrackingError
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 METADATA_FILE = "metadata.json"
 
 
@@ -121,19 +122,9 @@ def _numbered(model) -> tuple[str, ...]:
 
 def _read_picture(path: Path, shape: tuple[int, ...]) -> np.ndarray:
     """One picture as the model takes it: gray for H x W inputs, RGB for H x W x 3, resized."""
-    from PIL import Image, UnidentifiedImageError
-
     if len(shape) not in (2, 3) or (len(shape) == 3 and shape[2] != 3):
         raise PredictError(f"{path}: the model takes inputs of shape {shape}, not pictures")
-    try:
-        with Image.open(path) as image:
-            converted = image.convert("L" if len(shape) == 2 else "RGB")
-            picture = converted.resize((shape[1], shape[0]), Image.Resampling.LANCZOS)
-    except Image.DecompressionBombError as exc:  # Pillow's guard against images that would fill memory
-        raise PredictError(f"{path}: refused, the image is too large to decode safely ({exc})") from None
-    except (UnidentifiedImageError, OSError) as exc:
-        raise PredictError(f"{path}: cannot decode the image ({exc}); expected a PNG or JPEG picture") from None
-    return np.asarray(picture, dtype=np.uint8)[np.newaxis]
+    return decode(path, shape[:2], "L" if len(shape) == 2 else "RGB")[np.newaxis]
 
 
 def _read_npz(path: Path) -> np.ndarray:

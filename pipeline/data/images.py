@@ -9,10 +9,12 @@ read one .npy file instead of decoding again.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
@@ -61,37 +63,42 @@ def load_images(files: list[Path], size: tuple[int, int] | None, color: str | No
         mode = MODES[color] if color else ("RGB" if any(h[0] not in GRAY for h in headers) else "L")
         height, width = size or (headers[0][1][1], headers[0][1][0])
         check_fits(len(files) * height * width * (3 if mode == "RGB" else 1), workers, str(files[0].parent.parent))
-        images = np.stack(list(pool.map(lambda path: _decode(path, size, mode), files)))
+        images = np.stack(list(pool.map(lambda path: decode(path, size, mode), files)))
     _store(cached, images)
     return images
 
 
-def _header(path: Path) -> tuple[str, tuple[int, int]]:
-    """An image's mode and size, read from its header alone."""
+@contextlib.contextmanager
+def _opened(path: Path) -> Iterator:
+    """A picture opened with Pillow. What Pillow raises for a file that is no picture, or one too large to
+    decode safely (its decompression-bomb guard), becomes one DataError naming the file."""
     from PIL import Image, UnidentifiedImageError
 
     try:
         with Image.open(path) as image:
-            return image.mode, image.size
-    except Image.DecompressionBombError as exc:
-        raise DataError(f"{path}: refused, the image is too large to decode safely ({exc})") from None
-    except (UnidentifiedImageError, OSError) as exc:
-        raise DataError(f"{path}: cannot decode the image ({exc}); remove it or replace it") from None
-
-
-def _decode(path: Path, size: tuple[int, int] | None, mode: str) -> np.ndarray:
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as image:
-            converted = image.convert(mode)
-            if size is not None and converted.size != (size[1], size[0]):
-                converted = converted.resize((size[1], size[0]), Image.Resampling.LANCZOS)
-            return np.asarray(converted, dtype=np.uint8)
+            yield image
     except Image.DecompressionBombError as exc:
         raise DataError(f"{path}: refused, the image is too large to decode safely ({exc})") from None
     except (UnidentifiedImageError, OSError, SyntaxError) as exc:
-        raise DataError(f"{path}: cannot decode the image ({exc}); remove it or replace it") from None
+        raise DataError(f"{path}: cannot decode the image ({exc}); expected a picture "
+                        f"({', '.join(sorted(SUFFIXES))})") from None
+
+
+def _header(path: Path) -> tuple[str, tuple[int, int]]:
+    """An image's mode and size, read from its header alone."""
+    with _opened(path) as image:
+        return image.mode, image.size
+
+
+def decode(path: Path, size: tuple[int, int] | None, mode: str) -> np.ndarray:
+    """One picture as uint8, converted to `mode` ("L" or "RGB") and resized to `size` (height, width)."""
+    from PIL import Image
+
+    with _opened(path) as image:
+        converted = image.convert(mode)
+        if size is not None and converted.size != (size[1], size[0]):
+            converted = converted.resize((size[1], size[0]), Image.Resampling.LANCZOS)
+        return np.asarray(converted, dtype=np.uint8)
 
 
 def _check_one_size(files: list[Path], sizes: list[tuple[int, int]]) -> None:
