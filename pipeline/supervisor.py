@@ -1,10 +1,10 @@
 """`sweep run`: the supervisor. It never imports TensorFlow and never runs a trial.
 
-It starts N worker processes (pipeline.worker), opens the stores once their data has passed its checks,
-hands them the parent run, starts a fresh worker whenever one has run its `study.trials_per_process`
-trials (TensorFlow keeps a few MiB of traced graphs per trained model that nothing frees in-process,
-tensorflow/tensorflow#61791), shows one progress bar read from the study's storage, and ends the parent
-run. SIGINT and SIGTERM are forwarded to the workers, which end their trials as FAIL/KILLED. Several
+Its workers (pipeline.worker_pool) are already starting when it runs. It opens the stores once their
+data has passed its checks, hands them the parent run, lets the pool start a fresh worker whenever one
+has run its `study.trials_per_process` trials (TensorFlow keeps a few MiB of traced graphs per trained
+model that nothing frees in-process, tensorflow/tensorflow#61791), shows one progress bar read from the
+study's storage, and ends the parent run. SIGINT and SIGTERM are forwarded to the workers, which end their trials as FAIL/KILLED. Several
 machines share one study through Optuna's storage and one MLflow server: no scheduler of our own.
 """
 

@@ -9,8 +9,8 @@ the classes, plots, export, predict) follows from it.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+from pipeline.config import FOLDER_SOURCES, DataConfig
 from pipeline.data.idx import load_idx_folder, read_idx, read_pixel_csv
 from pipeline.data.images import load_image_folder
 from pipeline.data.keras_sets import DATASETS as KERAS_DATASETS
@@ -21,18 +21,14 @@ from pipeline.data.records import (RawData, Splits, array_digest, describe_folde
                                    portable_folder)
 from pipeline.data.split import split_data
 
-if TYPE_CHECKING:
-    from pipeline.config import DataConfig
+SOURCES = (*KERAS_DATASETS, *FOLDER_SOURCES)  # FOLDER_SOURCES: the user's own files, named by data.data_dir
 
-FOLDER_SOURCES = ("idx", "images", "npz")  # sources that are a path of the user's: data.data_dir names it
-SOURCES = (*KERAS_DATASETS, *FOLDER_SOURCES)
-
-__all__ = ["FOLDER_SOURCES", "KERAS_DATASETS", "RawData", "SOURCES", "Splits", "array_digest", "describe_folder",
+__all__ = ["KERAS_DATASETS", "RawData", "SOURCES", "Splits", "array_digest", "describe_folder",
            "load_raw", "load_splits", "located_folder", "portable_folder", "read_idx", "read_pixel_csv",
            "split_data"]
 
 
-def load_raw(data: "DataConfig", seed: int, workers: int = 1) -> RawData:
+def load_raw(data: DataConfig, seed: int, workers: int = 1) -> RawData:
     """The source's arrays; an image folder is checked against the memory available before it is decoded."""
     if data.dataset in KERAS_DATASETS:
         return load_keras_dataset(data.dataset, data.data_dir)
@@ -44,7 +40,7 @@ def load_raw(data: "DataConfig", seed: int, workers: int = 1) -> RawData:
     return load_image_folder(path, data.image_size, data.color, data.test_fraction, seed, workers)
 
 
-def load_splits(data: "DataConfig", seed: int, workers: int = 1) -> Splits:
+def load_splits(data: DataConfig, seed: int, workers: int = 1) -> Splits:
     """The sweep's data and its train/validation/test split: the same for every process and command.
 
     Refused, with the estimate, when `workers` processes holding it would not fit in memory.
