@@ -23,9 +23,10 @@ PRUNERS = ("median", "successive_halving", "hyperband", "none")
 OBJECTIVES = {"val_accuracy": "maximize", "val_loss": "minimize"}
 # Keras' datasets by name, then the sources that are the user's own files (pipeline.data.SOURCES, checked
 # by a test: config stays free of the data libraries so that `sweep --help` starts at once).
-DATASETS = ("fashion_mnist", "mnist", "cifar10", "cifar100", "idx", "images", "npz")
-FOLDER_SOURCES = ("idx", "images", "npz")
+DATASETS = ("fashion_mnist", "mnist", "cifar10", "cifar100", "idx", "images", "npz", "table")
+FOLDER_SOURCES = ("idx", "images", "npz", "table")
 COLORS = ("grayscale", "rgb")
+MISSING = ("refuse", "drop", "impute")  # tables: what a missing value gets
 # A journal file, not SQLite: several local worker processes can share it safely, so `--workers N` needs
 # no other storage; optuna-dashboard reads it as it is (`optuna-dashboard mlruns/optuna.journal`).
 DEFAULT_STORAGE = "journal:///mlruns/optuna.journal"
@@ -70,7 +71,11 @@ class DataConfig:
     test_subset: int | None = None
     image_size: tuple[int, int] | None = None  # images: [height, width] to resize to
     color: str | None = None  # images: grayscale | rgb; None = as the files are
-    test_fraction: float = 0.2  # images without train/ and test/ folders: the part kept apart as test
+    test_fraction: float = 0.2  # images without train/ and test/ folders, tables without a test file: the test part
+    label: str | None = None  # tables: the column holding the class
+    categorical: tuple[str, ...] = ()  # tables: columns one-hot encoded inside the model
+    missing: str = "refuse"  # tables: refuse | drop (the rows) | impute (mean or most frequent, fitted on train)
+    test_file: str | None = None  # tables: the test rows; relative to the table's folder; None = split them off
 
 
 @dataclass(frozen=True)
@@ -255,7 +260,29 @@ def _parse_data(check: Checker, raw: dict) -> DataConfig:
         image_size=_image_size(check, raw.get("image_size")),
         color=None if color is None else check.choice(color, "data.color", COLORS),
         test_fraction=test_fraction,
+        **_table_keys(check, raw),
     )
+
+
+def _table_keys(check: Checker, raw: dict) -> dict:
+    """label, categorical, missing and test_file: meaningful for `dataset: table` only, required label."""
+    given = [key for key in ("label", "categorical", "missing", "test_file") if key in raw]
+    if raw.get("dataset") != "table":
+        if given:
+            check.fail(f"data.{given[0]}", "applies to data.dataset 'table' only")
+        return {}
+    categorical = raw.get("categorical", [])
+    if not isinstance(categorical, list):
+        check.fail("data.categorical", f"must be a list of column names, got {check.quote(categorical)}")
+    test_file, label = raw.get("test_file"), raw.get("label")
+    if label is None:
+        check.fail("data.label", "data.dataset 'table' needs the name of the column that holds the class")
+    if label in categorical:
+        check.fail("data.categorical", f"{check.quote(label)} is the label column, not a feature")
+    return {"label": check.text(label, "data.label"),
+            "categorical": tuple(check.text(c, "data.categorical") for c in categorical),
+            "missing": check.choice(raw.get("missing", "refuse"), "data.missing", MISSING),
+            "test_file": None if test_file is None else check.text(test_file, "data.test_file")}
 
 
 def _image_size(check: Checker, value: Any) -> tuple[int, int] | None:

@@ -24,7 +24,7 @@ from pipeline.config import SweepConfig, check_model_name
 from pipeline.data import Splits, describe_folder, load_splits, located_folder
 from pipeline.errors import DataError, ExportError
 from pipeline.hyperparameters import Hyperparameters
-from pipeline.model import build_model
+from pipeline.model import build_model, model_inputs
 from pipeline.preprocessing import fit_stats
 from pipeline.processes import pid_alive
 from pipeline.study import best_complete_trial, load_existing_study
@@ -92,7 +92,7 @@ def _study_data(study: optuna.Study, config: SweepConfig, data_given: bool) -> S
 
 def evaluate(model, inputs: np.ndarray, labels: np.ndarray) -> float:
     """Accuracy of a model on raw inputs, scored exactly as the trials are."""
-    return score(model.predict(inputs, batch_size=TEST_BATCH, verbose=0), labels)[0]
+    return score(model.predict(model_inputs(inputs), batch_size=TEST_BATCH, verbose=0), labels)[0]
 
 
 def _check_destination(out: Path, force: bool) -> None:
@@ -114,8 +114,7 @@ def _refit(params: Hyperparameters, data: Splits, epochs: int, run):
     combined = data.with_validation_in_train()
     params = params.replace(epochs=epochs)
     start_fresh(0)
-    model = build_model(params, combined.input_shape, len(combined.class_names), fit_stats(combined.x_train),
-                        combined.input_dtype)
+    model = build_model(params, combined.inputs, len(combined.class_names), fit_stats(combined.x_train))
     train_and_evaluate(model, combined, params, hooks=[run.log_epoch])
     return model
 
@@ -127,7 +126,7 @@ def _metadata(config: SweepConfig, best: optuna.trial.FrozenTrial, params: Hyper
         "objective": {"metric": config.study.metric, "value": best.value},
         "test_accuracy": test_accuracy, "trial_test_accuracy": logged.get(keys.TEST_ACCURACY),
         "test_images": int(len(data.y_test)), "class_names": list(data.class_names),
-        "input": {"shape": list(data.input_shape), "dtype": str(data.x_test.dtype)},
+        "input": data.inputs.describe(),
         "mlflow": {"trial_run_id": best.user_attrs[keys.RUN_ID], "export_run_id": export_run,
                    "registered_model": name, "version": None, "alias": keys.CHAMPION,
                    "model_uri": f"models:/{name}@{keys.CHAMPION}"},

@@ -1,8 +1,10 @@
 """Predictions from an exported or registered model: class names and probabilities for the user's inputs.
 
-The model says what it takes (its input's shape and dtype) and the export or the MLflow model says its
-class names. Inputs come as they are: pictures of any size and mode (converted to the model's channels
-and resized to its input), IDX files, CSV rows of pixels with or without a label column, .npz files.
+The model says what it takes (its input's shape and dtype, or a table's columns) and the export or the
+MLflow model says its class names. Inputs come as they are: pictures of any size and mode (converted to
+the model's channels and resized to its input), IDX files, CSV rows of pixels with or without a label
+column, .npz files; for a table's model, CSV or Parquet rows (columns the model does not take, such as
+the label, are ignored).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import numpy as np
 from pipeline.data import read_idx, read_pixel_csv
 from pipeline.data.images import SUFFIXES as IMAGE_SUFFIXES
 from pipeline.data.images import decode
+from pipeline.data.tables import read_table
 from pipeline.errors import DataError, PredictError, TrackingError
 
 METADATA_FILE = "metadata.json"
@@ -27,6 +30,10 @@ class Classifier:
 
     model: object
     class_names: tuple[str, ...]
+
+    @property
+    def is_table(self) -> bool:
+        return isinstance(self.model.input, dict)
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -81,10 +88,12 @@ def load_model(spec: str, tracking_uri: str | None = None) -> Classifier:
     return Classifier(model, tuple(names) if names else _numbered(model))
 
 
-def read_inputs(path: Path, classifier: Classifier) -> np.ndarray:
+def read_inputs(path: Path, classifier: Classifier):
     """The inputs one file holds, shaped and typed as the model takes them."""
     if not path.is_file():
         raise PredictError(f"{path}: no such input file")
+    if classifier.is_table:
+        return _read_rows(path, classifier)
     shape, suffix = classifier.input_shape, path.suffix.lower()
     try:
         if suffix in IMAGE_SUFFIXES:
@@ -114,6 +123,18 @@ def format_predictions(predictions: list[Prediction], as_json: bool) -> str:
     if as_json:
         return json.dumps([p.as_dict() for p in predictions], indent=2)
     return "\n".join(f"{p.source}[{p.index}]\t{p.label}\t{p.probabilities.max():.4f}" for p in predictions)
+
+
+def _read_rows(path: Path, classifier: Classifier) -> dict:
+    """A table's rows as the model's named inputs."""
+    from pipeline.tracking.table_pyfunc import table_feed
+
+    try:
+        return table_feed(classifier.model, read_table(path))
+    except DataError as exc:
+        raise PredictError(str(exc)) from None
+    except ValueError as exc:
+        raise PredictError(f"{path}: {exc}") from None
 
 
 def _numbered(model) -> tuple[str, ...]:

@@ -58,20 +58,24 @@ def _fmt(value) -> str:
 def format_export(info: dict, out) -> str:
     """What `sweep export` wrote, where it is registered, and how to serve it."""
     registry = info["mlflow"]
+    table = "columns" in info["input"]
     return "\n".join([
         f"Exported trial #{info['trial_number']} of study '{info['study']}'"
         f"{' (refit on train + validation)' if info['refit'] else ''} to {out}/",
         f"  model.keras, saved_model/, metadata.json; raw {_shape(info['input'])} in, "
         f"{len(info['class_names'])} class probabilities out",
-        f"  test_accuracy {info['test_accuracy']:.4f} on {info['test_images']} raw test images",
+        f"  test_accuracy {info['test_accuracy']:.4f} on {info['test_images']} raw test "
+        f"{'rows' if table else 'images'}",
         f"  registered as {registry['registered_model']} version {registry['version']} "
         f"(alias @{registry['alias']})",
         f"Serve it:\n  mlflow models serve -m {registry['model_uri']} --env-manager local --host 127.0.0.1 --port 5001",
-        f"Predict:\n  sweep predict {out} image.png",
+        f"Predict:\n  sweep predict {out} {'rows.csv' if table else 'image.png'}",
     ])
 
 
 def _shape(spec: dict) -> str:
+    if "columns" in spec:
+        return f"rows of {len(spec['columns'])} columns"
     return f"{'x'.join(map(str, spec['shape']))} {spec['dtype']}"
 
 

@@ -21,6 +21,9 @@ def load_tensorflow(verbose: bool = False, threads: int | None = None) -> None:
         tf.config.list_physical_devices()  # device discovery prints the CUDA lines; do it now, silenced
     if not verbose:
         logging.getLogger("tensorflow").setLevel(logging.ERROR)  # e.g. retracing warnings after each trial
+    # A table's model keys its inputs by column name, and a name Keras cannot give a layer ("/" in it) makes
+    # Keras warn at every build and load, though it maps the inputs by key all the same.
+    warnings.filterwarnings("ignore", message="When providing `inputs` as a dict")
     if threads:
         _set_threads(tf, threads)
 

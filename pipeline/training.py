@@ -15,6 +15,7 @@ import numpy as np
 
 from pipeline.data import Splits
 from pipeline.hyperparameters import Hyperparameters
+from pipeline.model import model_inputs
 
 # Called after each epoch with (epoch starting at 1, {"loss": .., "accuracy": .., "val_loss": ..,
 # "val_accuracy": ..}); returning True stops training after that epoch.
@@ -53,12 +54,12 @@ def train_and_evaluate(model: keras.Model, data: Splits, params: Hyperparameters
     """Fit for params.epochs (or until a hook stops it), then score the test set once."""
     result = TrainResult()
     model.fit(
-        data.x_train, data.y_train,
-        validation_data=(data.x_val, data.y_val) if len(data.y_val) else None,
+        model_inputs(data.x_train), data.y_train,
+        validation_data=(model_inputs(data.x_val), data.y_val) if len(data.y_val) else None,
         epochs=params.epochs, batch_size=params.batch_size,
         callbacks=[_HookCallback(result, hooks)], verbose=0,
     )
-    probabilities = model.predict(data.x_test, batch_size=TEST_BATCH, verbose=0)
+    probabilities = model.predict(model_inputs(data.x_test), batch_size=TEST_BATCH, verbose=0)
     result.test_predictions = probabilities.argmax(axis=1)
     result.test_accuracy, result.test_loss = score(probabilities, data.y_test)
     return result

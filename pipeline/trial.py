@@ -63,7 +63,7 @@ def _run(trial: optuna.Trial, context: TrialContext) -> float:
                             trial.number, params.as_dict()) as run:
         trial.set_user_attr(keys.RUN_ID, run.run_id)
         run.log_dataset(context.dataset)
-        model = build_model(params, data.input_shape, len(data.class_names), context.stats, data.input_dtype)
+        model = build_model(params, data.inputs, len(data.class_names), context.stats)
         hooks = [run.log_epoch, pruning_hook(trial, metric), context.stop.check]
         result = train_and_evaluate(model, data, params, hooks=hooks)
         run.log_results({keys.TEST_ACCURACY: result.test_accuracy, keys.TEST_LOSS: result.test_loss,

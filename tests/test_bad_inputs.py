@@ -138,6 +138,14 @@ def kaggle_header_only(tmp: Path) -> Path:
     return folder
 
 
+def table(tmp: Path, csv: str, **changes) -> list[str]:
+    """sweeps/table.yaml on a small CSV of ours, stores in tmp."""
+    (tmp / "rows.csv").write_text(csv)
+    return ["run", str(write_sweep(tmp, "table.yaml", data__data_dir=str(tmp / "rows.csv"),
+                                   study__storage=f"sqlite:///{tmp}/optuna.db", study__n_trials=1,
+                                   tracking__tracking_uri=f"sqlite:///{tmp}/mlflow.db", **changes))]
+
+
 CASES = {
     # Sweep files: validated into typed objects before anything starts.
     "unknown key": Case(lambda t, d: ["run", str(tiny(t, d, study__trials=3))], 2, "study.trials: unknown key"),
@@ -182,6 +190,16 @@ CASES = {
         "class 9 ('Ankle boot') has 1 training image"),
     "Kaggle CSV with only a header": Case(lambda t, d: ["run", str(tiny(t, kaggle_header_only(t)))], 2,
                                           "has no rows"),
+    "table without its label column": Case(lambda t, d: table(t, "a,b\n1,2\n3,4\n"), 2,
+                                           "rows.csv: no column 'cultivar'; the table's columns are 'a', 'b'"),
+    "empty table": Case(lambda t, d: table(t, "a,cultivar\n"), 2, "rows.csv: the table holds no rows"),
+    "text in a numeric column": Case(lambda t, d: table(t, "a,b,cultivar\n1,x,p\n2,y,q\n"), 2,
+                                     "column 'b' is not numeric (e.g. 'x'); list it in data.categorical"),
+    "missing values in a table": Case(lambda t, d: table(t, "a,b,cultivar\n1,,p\n,,q\n3,4,\n"), 2,
+                                      "missing values in 'a' (1 rows), 'b' (2 rows), 'cultivar' (1 rows); set "
+                                      "data.missing to drop"),
+    "table keys on an image source": Case(lambda t, d: ["run", str(tiny(t, d, data__label="y"))], 2,
+                                          "data.label: applies to data.dataset 'table' only"),
     # Other commands.
     "report into a missing folder": Case(lambda t, d: report_to(t, t / "no" / "report.md"), 2,
                                          "report.md: cannot write the report (No such file or directory)"),
@@ -204,13 +222,14 @@ def model_dir(tmp_path_factory) -> Path:
     """A tiny export folder for the predict cases: a .keras model with the real model's input."""
     import keras
 
+    from pipeline.data.records import InputSpec
     from pipeline.hyperparameters import Hyperparameters
     from pipeline.model import build_model
     from pipeline.preprocessing import fit_stats
 
     folder = tmp_path_factory.mktemp("model")
     images = np.zeros((4, 28, 28), np.uint8)
-    build_model(Hyperparameters(units=4), (28, 28), 10, fit_stats(images)).save(folder / "model.keras")
+    build_model(Hyperparameters(units=4), InputSpec((28, 28), "uint8"), 10, fit_stats(images)).save(folder / "model.keras")
     assert isinstance(keras.saving.load_model(folder / "model.keras"), keras.Model)
     return folder
 

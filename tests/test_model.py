@@ -6,6 +6,7 @@ import keras
 import numpy as np
 import pytest
 
+from pipeline.data.records import InputSpec
 from pipeline.hyperparameters import ACTIVATIONS, OPTIMIZERS, Hyperparameters
 from pipeline.model import build_model
 from pipeline.preprocessing import fit_stats
@@ -14,7 +15,7 @@ IMAGES = np.random.default_rng(0).integers(0, 256, (64, 28, 28), dtype=np.uint8)
 
 
 def build(params: Hyperparameters) -> keras.Model:
-    return build_model(params, (28, 28), 10, fit_stats(IMAGES))
+    return build_model(params, InputSpec((28, 28), "uint8"), 10, fit_stats(IMAGES))
 
 
 def test_default_params_build_the_reference_network_with_its_preprocessing_inside():

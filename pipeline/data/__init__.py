@@ -1,8 +1,8 @@
 """The sweep's data: loaded from the source the sweep file names (`data.dataset`), checked, split three ways.
 
 Sources: Keras' datasets by name (fashion_mnist, mnist, cifar10, cifar100), a folder of IDX files (`idx`),
-a folder of images in class folders (`images`), a NumPy .npz file (`npz`). Each gives the same RawData:
-inputs as the source has them, integer labels and class names; everything downstream (the model's input,
+a folder of images in class folders (`images`), a NumPy .npz file (`npz`), a CSV or Parquet table
+(`table`). Each gives the same RawData: inputs as the source has them, integer labels and class names; everything downstream (the model's input,
 the classes, plots, export, predict) follows from it.
 """
 
@@ -20,6 +20,7 @@ from pipeline.data.npz import load_npz
 from pipeline.data.records import (RawData, Splits, array_digest, describe_folder, located_folder,
                                    portable_folder)
 from pipeline.data.split import split_data
+from pipeline.data.tables import impute, load_table
 
 SOURCES = (*KERAS_DATASETS, *FOLDER_SOURCES)  # FOLDER_SOURCES: the user's own files, named by data.data_dir
 
@@ -37,6 +38,8 @@ def load_raw(data: DataConfig, seed: int, workers: int = 1) -> RawData:
         return load_idx_folder(path)
     if data.dataset == "npz":
         return load_npz(path)
+    if data.dataset == "table":
+        return load_table(path, data, seed)
     return load_image_folder(path, data.image_size, data.color, data.test_fraction, seed, workers)
 
 
@@ -47,4 +50,5 @@ def load_splits(data: DataConfig, seed: int, workers: int = 1) -> Splits:
     """
     raw = load_raw(data, seed, workers)
     check_fits(raw.x_train.nbytes + raw.x_test.nbytes, workers, raw.source)
-    return split_data(raw, data.validation_fraction, seed, data.subset, data.test_subset)
+    splits = split_data(raw, data.validation_fraction, seed, data.subset, data.test_subset)
+    return impute(splits) if data.missing == "impute" else splits

@@ -1,7 +1,8 @@
 """What every data source gives: the raw arrays with their class names, and the three-way split.
 
-Arrays stay as the source has them (uint8 images, float features): the model's own preprocessing layers
-turn them into what the network needs, so the model takes what a user has.
+Arrays stay as the source has them (uint8 images, float features, a table's rows as a structured array
+with one field per column): the model's own preprocessing layers turn them into what the network needs,
+so the model takes what a user has.
 """
 
 from __future__ import annotations
@@ -32,6 +33,32 @@ class RawData:
 
 
 @dataclass(frozen=True)
+class InputSpec:
+    """What the model takes: arrays of one shape and dtype, or (a table) one named input per column."""
+
+    shape: tuple[int, ...]
+    dtype: str
+    columns: tuple[tuple[str, str], ...] = ()  # a table's (name, "number" | "text") in the file's order
+
+    @classmethod
+    def of(cls, x: np.ndarray) -> "InputSpec":
+        if x.dtype.names is None:
+            return cls(tuple(x.shape[1:]), x.dtype.name)
+        kinds = tuple((name, "text" if x.dtype[name].kind == "U" else "number") for name in x.dtype.names)
+        return cls((len(kinds),), "table", kinds)
+
+    @property
+    def is_table(self) -> bool:
+        return bool(self.columns)
+
+    def describe(self) -> dict:
+        """As metadata.json and the report state it."""
+        if self.is_table:
+            return {"columns": {name: kind for name, kind in self.columns}}
+        return {"shape": list(self.shape), "dtype": self.dtype}
+
+
+@dataclass(frozen=True)
 class Splits:
     """Raw inputs split three ways; train fits, validation chooses, test is only reported."""
 
@@ -45,12 +72,8 @@ class Splits:
     source: str
 
     @property
-    def input_shape(self) -> tuple[int, ...]:
-        return tuple(self.x_train.shape[1:])
-
-    @property
-    def input_dtype(self) -> str:
-        return self.x_train.dtype.name
+    def inputs(self) -> InputSpec:
+        return InputSpec.of(self.x_train)
 
     def train_digest(self) -> str:
         return array_digest(self.x_train, self.y_train)
@@ -77,7 +100,7 @@ def checked(raw: RawData) -> RawData:
         if len(inputs) != len(labels) or labels.ndim != 1:
             raise DataError(f"{raw.source}: {split} has {len(inputs)} inputs for labels of shape {labels.shape}; "
                             "expected one label per input")
-        if inputs.dtype.kind not in "uif":
+        if inputs.dtype.kind not in "uif" and inputs.dtype.names is None:
             raise DataError(f"{raw.source}: {split} inputs are {inputs.dtype}; expected numbers")
         top = len(raw.class_names) - 1
         if labels.dtype.kind not in "iu" or (len(labels) and (labels.min() < 0 or labels.max() > top)):

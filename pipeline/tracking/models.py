@@ -14,26 +14,45 @@ import keras
 import mlflow
 import mlflow.keras
 import numpy as np
+import pandas as pd
 from mlflow.models import infer_signature
 
 from pipeline import keys, stores
 from pipeline.errors import TrackingError
+from pipeline.tracking import table_pyfunc
+from pipeline.tracking.table_pyfunc import KERAS_ARTIFACT, table_feed
 
 
 def log_model(model: keras.Model, example: np.ndarray, class_names: tuple[str, ...]) -> str:
-    """The model as an mlflow.keras model of the active run, with signature, input example and class names.
+    """The model as an MLflow model of the active run, with signature, input example and class names.
 
-    The signature is the raw input the model takes (e.g. uint8 28x28) and the probabilities it returns,
-    so `mlflow models serve` and pyfunc callers send what they have; the class names, in the model's
-    metadata, say what each probability is. Returns the model's URI.
+    The signature is the raw input the model takes (e.g. uint8 28x28, or a table's columns) and the
+    probabilities it returns, so `mlflow models serve` and pyfunc callers send what they have; the class
+    names, in the model's metadata, say what each probability is. Returns the model's URI.
     """
+    if example.dtype.names is not None:
+        return _log_table_model(model, example, class_names)
     signature = infer_signature(example, keras.ops.convert_to_numpy(model(example, training=False)))
     info = mlflow.models.Model.log(
         artifact_path=None, name=keys.MODEL, flavor=_KERAS_FLAVOR, flavor_name="mlflow.keras", model=model,
         signature=signature, input_example=example, validate_serving_input=False,
-        metadata={keys.CLASS_NAMES: list(class_names)},
-        # Pinning the requirements skips MLflow's slow import-tracing of the whole process.
-        pip_requirements=[f"keras=={keras.__version__}", f"tensorflow=={_tensorflow_version()}"])
+        metadata={keys.CLASS_NAMES: list(class_names)}, pip_requirements=_requirements())
+    return info.model_uri
+
+
+def _log_table_model(model: keras.Model, example: np.ndarray, class_names: tuple[str, ...]) -> str:
+    """A table's model behind table_pyfunc, so that it is served DataFrame rows as they come."""
+    frame = pd.DataFrame({name: example[name].astype(str if example.dtype[name].kind == "U" else np.float64)
+                          for name in example.dtype.names})
+    probabilities = pd.DataFrame(model.predict(table_feed(model, frame), verbose=0), columns=list(class_names))
+    with tempfile.TemporaryDirectory(prefix="sweep-model-") as folder:
+        path = os.path.join(folder, "model.keras")
+        model.save(path)
+        info = mlflow.pyfunc.log_model(
+            name=keys.MODEL, python_model=table_pyfunc.__file__, artifacts={KERAS_ARTIFACT: path},
+            model_config={"class_names": list(class_names)}, signature=infer_signature(frame, probabilities),
+            input_example=frame, metadata={keys.CLASS_NAMES: list(class_names)},
+            pip_requirements=[*_requirements(), f"pandas=={pd.__version__}"])
     return info.model_uri
 
 
@@ -70,10 +89,24 @@ def load_model(uri: str, tracking_uri: str | None = None) -> keras.Model:
     try:
         with tempfile.TemporaryDirectory(prefix="sweep-model-") as folder:
             local = mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=folder)
-            return mlflow.keras.load_model(local)
+            return _load_local(local)
     except Exception as exc:  # MLflow and Keras raise many types for a missing or damaged model
         raise TrackingError(f"cannot load {uri} from {mlflow.get_tracking_uri()}: "
                             f"{type(exc).__name__}: {exc}") from None
+
+
+def _load_local(folder: str) -> keras.Model:
+    """The Keras model of a downloaded MLflow model: the keras flavor's, or the one a table's pyfunc holds."""
+    flavors = mlflow.models.Model.load(folder).flavors
+    if "keras" in flavors:
+        return mlflow.keras.load_model(folder)
+    artifact = flavors["python_function"]["artifacts"][KERAS_ARTIFACT]["path"]
+    return keras.saving.load_model(os.path.join(folder, artifact), safe_mode=True)
+
+
+def _requirements() -> list[str]:
+    """Pinning the requirements skips MLflow's slow import-tracing of the whole process."""
+    return [f"keras=={keras.__version__}", f"tensorflow=={_tensorflow_version()}"]
 
 
 def _save_keras_model(path: str, validate_serving_input: bool = True, **kwargs) -> None:

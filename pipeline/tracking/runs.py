@@ -17,6 +17,7 @@ from typing import Iterator
 
 import mlflow
 import numpy as np
+import pandas as pd
 from mlflow.entities import Metric, RunStatus, RunTag
 
 from pipeline import keys
@@ -209,4 +210,14 @@ def numpy_dataset(features: np.ndarray, targets: np.ndarray, name: str, source: 
     with warnings.catch_warnings():
         # MLflow registers two identical local-path source types and warns that it picked one.
         warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted")
-        return mlflow.data.from_numpy(features, targets=targets, name=name, source=source, digest=digest)
+        # ... and, for a table, that the integer label column could not hold missing values (it has none).
+        warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer")
+        if features.dtype.names is None:
+            return mlflow.data.from_numpy(features, targets=targets, name=name, source=source, digest=digest)
+        # A table's rows: MLflow's pandas dataset records its columns by name and type.
+        frame = pd.DataFrame({column: features[column] for column in features.dtype.names})
+        target = "label" if "label" not in frame.columns else "_label"
+        frame[target] = targets
+        dataset = mlflow.data.from_pandas(frame, targets=target, name=name, source=source, digest=digest)
+        dataset.schema  # inferred (and cached) here, under the warning filters above
+        return dataset
