@@ -33,7 +33,11 @@ class Classifier:
 
     @property
     def is_table(self) -> bool:
-        return isinstance(self.model.input, dict)
+        """A table's model takes a dict of named columns; a Sequential model never called has no `.input`."""
+        try:
+            return isinstance(self.model.input, dict)
+        except AttributeError:
+            return False
 
     @property
     def input_shape(self) -> tuple[int, ...]:
