@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from pipeline.config import (DEFAULT_STORAGE, DEFAULT_TRACKING_URI, check_data_source, check_run, load_sweep,
-                             with_overrides)
+                             with_confirm, with_overrides)
 from pipeline.errors import BadInputError, SweepConfigError, SweepError
 
 EXIT_SIGNAL_BASE = 128  # the shell's convention: a command ended by signal N exits 128 + N (Ctrl-C: 130)
@@ -29,6 +29,24 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
     run.add_argument("--verbose", action="store_true", help="show TensorFlow's own start-up messages")
     run.set_defaults(handler=_run)
+
+    confirm = commands.add_parser("confirm", help="retrain a finished study's top configurations with more seeds")
+    confirm.add_argument("sweep_file", nargs="?", help="the sweep file (or give --study)")
+    confirm.add_argument("--study", help="the study's name, instead of its sweep file")
+    confirm.add_argument("--top-k", type=int, help="configurations to confirm (default study.confirm.top_k or 3)")
+    confirm.add_argument("--seeds", type=int, help="seeds per configuration, the search trial included "
+                         "(default study.confirm.seeds or 3)")
+    confirm.add_argument("--workers", type=int, default=1, help="worker processes sharing the retrainings")
+    _add_store_options(confirm)
+    confirm.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
+    confirm.add_argument("--verbose", action="store_true", help="show TensorFlow's own start-up messages")
+    confirm.set_defaults(handler=_confirm)
+
+    compare = commands.add_parser("compare", help="two studies side by side: is the difference larger than noise?")
+    compare.add_argument("studies", nargs=2, metavar="STUDY", help="a sweep file, or a study name in --storage")
+    compare.add_argument("--storage", help=f"Optuna storage URL for study names (default {DEFAULT_STORAGE})")
+    compare.add_argument("--tracking-uri", help=f"MLflow tracking URI (default {DEFAULT_TRACKING_URI})")
+    compare.set_defaults(handler=_compare)
 
     export = commands.add_parser("export", help="export the best trial as a self-contained, registered model")
     export.add_argument("sweep_file", nargs="?", help="the sweep file (or give --study)")
@@ -114,7 +132,47 @@ def _run(args: argparse.Namespace) -> int:
 
         outcome = run_sweep(config, pool, show_progress=not args.no_progress)
     print(format_summary(outcome, config.study.metric))
+    if outcome.stopped_by:
+        return EXIT_SIGNAL_BASE + outcome.stopped_by
+    return _confirm_with(config, args) if config.study.confirm else 0
+
+
+def _confirm(args: argparse.Namespace) -> int:
+    config = with_confirm(_config(args), args.top_k, args.seeds)
+    check_run(config, args.workers)
+    return _confirm_with(config, args)
+
+
+def _confirm_with(config, args: argparse.Namespace) -> int:
+    """The confirmation `sweep confirm` runs, and `sweep run` after its search when the file asks."""
+    from pipeline.worker_pool import WorkerPool
+
+    with WorkerPool(config, args.workers, args.verbose).start_all() as pool:
+        from pipeline.report import format_confirmation
+        from pipeline.supervisor import run_confirmation
+
+        outcome = run_confirmation(config, pool, show_progress=not args.no_progress)
+    print(format_confirmation(outcome, config.study.metric))
     return EXIT_SIGNAL_BASE + outcome.stopped_by if outcome.stopped_by else 0
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from pipeline.compare import render, side
+
+    configs = [_compared_config(spec, args) for spec in args.studies]
+    print(render(*(side(config) for config in configs)))
+    return 0
+
+
+def _compared_config(spec: str, args: argparse.Namespace):
+    """A sweep file when one is there, else a study name in --storage."""
+    if spec.endswith((".yaml", ".yml")) or Path(spec).is_file():
+        config = load_sweep(spec)
+    else:
+        from pipeline.study import load_study_config
+
+        config = load_study_config(args.storage or DEFAULT_STORAGE, spec)
+    return with_overrides(config, storage=args.storage, tracking_uri=args.tracking_uri)
 
 
 def _export(args: argparse.Namespace) -> int:
@@ -133,11 +191,13 @@ def _export(args: argparse.Namespace) -> int:
 
 def _report(args: argparse.Namespace) -> int:
     config = _config(args)
-    from pipeline.report import format_table, trials_table
+    from pipeline.report import format_table, study_conclusions, trials_table
     from pipeline.study import load_existing_study
 
-    text = format_table(trials_table(load_existing_study(config.study.storage, config.study.name), config),
-                        args.format)
+    study = load_existing_study(config.study.storage, config.study.name)
+    text = format_table(trials_table(study, config), args.format)
+    if args.format != "csv":  # CSV stays one table for spreadsheets; the others add confirmation and verdict
+        text = f"{text}\n\n{study_conclusions(study, config)}\n"
     if args.out:
         _write_report(args.out, text)
     else:

@@ -47,6 +47,14 @@ class PrunerConfig:
 
 
 @dataclass(frozen=True)
+class ConfirmConfig:
+    """Retrain the `top_k` best configurations with `seeds` seeds each (the search trial is one)."""
+
+    top_k: int = 3
+    seeds: int = 3
+
+
+@dataclass(frozen=True)
 class StudyConfig:
     name: str
     direction: str = "maximize"
@@ -60,6 +68,7 @@ class StudyConfig:
     threads: int | None = None
     max_failures_in_a_row: int = 3
     trials_per_process: int = 10
+    confirm: ConfirmConfig | None = None  # run after the search; `sweep confirm` runs it on a finished study
 
 
 @dataclass(frozen=True)
@@ -152,6 +161,14 @@ def with_overrides(config: SweepConfig, **overrides: Any) -> SweepConfig:
     )
 
 
+def with_confirm(config: SweepConfig, top_k: int | None, seeds: int | None) -> SweepConfig:
+    """`sweep confirm`'s --top-k and --seeds over the file's study.confirm (or its defaults), validated."""
+    settings = config.study.confirm or ConfirmConfig()
+    confirm = confirm_settings(config.path, settings.top_k if top_k is None else top_k,
+                               settings.seeds if seeds is None else seeds)
+    return dataclasses.replace(config, study=dataclasses.replace(config.study, confirm=confirm))
+
+
 def load_sweep(path: str | Path) -> SweepConfig:
     """Read and validate a sweep file; raise SweepConfigError naming file, key and what is allowed."""
     path = Path(path)
@@ -224,7 +241,27 @@ def _parse_study(check: Checker, raw: dict) -> StudyConfig:
         threads=None if raw.get("threads") is None else check.positive_int(raw["threads"], "study.threads"),
         max_failures_in_a_row=check.positive_int(raw.get("max_failures_in_a_row", 3), "study.max_failures_in_a_row"),
         trials_per_process=check.non_negative_int(raw.get("trials_per_process", 10), "study.trials_per_process"),
+        confirm=_parse_confirm(check, raw.get("confirm")),
     )
+
+
+def _parse_confirm(check: Checker, raw: Any) -> ConfirmConfig | None:
+    if raw is None:
+        return None
+    raw = check.mapping(raw, "study.confirm")
+    check.keys(raw, "study.confirm", ConfirmConfig)
+    return confirm_settings(check.path, raw.get("top_k", 3), raw.get("seeds", 3),
+                            ("study.confirm.top_k", "study.confirm.seeds"))
+
+
+def confirm_settings(path: Path, top_k: Any, seeds: Any, names: tuple[str, str] = ("--top-k", "--seeds")
+                     ) -> ConfirmConfig:
+    """How many configurations to confirm, and with how many seeds (the search trial counts as one)."""
+    check = Checker(path)
+    top_k = check.positive_int(top_k, names[0])
+    if check.integer(seeds, names[1]) < 2:
+        check.fail(names[1], f"must be at least 2 (the search trial is the first seed), got {seeds}")
+    return ConfirmConfig(top_k, seeds)
 
 
 def _parse_pruner(check: Checker, raw: Any) -> PrunerConfig:

@@ -1,5 +1,9 @@
 """Export the best trial as a model to ship: the trial's own model, raw input in, class probabilities out.
 
+Where the study has a confirmation (pipeline.confirmation), the best is its winner, the configuration with
+the best mean validation over its seeds, and the model shipped is that configuration's seed with the best
+validation score; the metadata gives the test accuracy as mean ± sd over the seeds beside the model's own.
+
 No rebuild: the model a trial logged already holds its preprocessing, so export takes it as it is (or,
 with --refit, trains the same model on train + validation). The export is checked before it is written:
 evaluated on the raw test set it must reproduce the test accuracy the trial logged. Files are built in
@@ -13,13 +17,14 @@ import json
 import os
 import shutil
 import tempfile
+from dataclasses import dataclass
 from importlib import metadata as package_metadata
 from pathlib import Path
 
 import numpy as np
 import optuna
 
-from pipeline import keys, tracking
+from pipeline import confirmation, keys, tracking
 from pipeline.config import SweepConfig, check_model_name
 from pipeline.data import Splits, describe_folder, load_splits, located_folder
 from pipeline.errors import DataError, ExportError
@@ -48,10 +53,10 @@ def export_best(config: SweepConfig, out: Path, refit: bool = False, name: str |
         config.registered_model_name, f"{config.path}: study.name (the default registered model name)")
     _check_destination(out, force)
     study = load_existing_study(config.study.storage, config.study.name)
-    best = best_complete_trial(study)
-    params, source_run = Hyperparameters.from_dict(best.user_attrs[keys.PARAMS]), best.user_attrs[keys.RUN_ID]
-    data = _study_data(study, config, data_given)
     tracker = tracking.connect(config.tracking.tracking_uri, config.experiment_name)
+    best = _choose(study, config, tracker.tracking_uri)
+    params, source_run = Hyperparameters.from_dict(best.params), best.run_id
+    data = _study_data(study, config, data_given)
     tracking.end_dead_export_runs(tracker, config.study.name)
     _remove_stale_staging(out)
     logged = tracking.run_metrics(tracker.tracking_uri, source_run)
@@ -73,6 +78,28 @@ def export_best(config: SweepConfig, out: Path, refit: bool = False, name: str |
         info["mlflow"]["version"] = models.register_champion(model_uri, registered_name, _description(info))
         _replace_file(out / METADATA_FILE, json.dumps(info, indent=2) + "\n")
     return info
+
+
+@dataclass(frozen=True)
+class _Choice:
+    """What export ships: the best trial, or the confirmed configuration's best seed."""
+
+    number: int  # the search trial (of the configuration)
+    params: dict
+    value: float  # the shipped model's own objective
+    run_id: str  # the run whose model is shipped
+    confirmed: confirmation.Confirmed | None = None
+
+
+def _choose(study: optuna.Study, config: SweepConfig, tracking_uri: str) -> _Choice:
+    confirmed = confirmation.results(study, confirmation.find(config.study.storage, config.study.name),
+                                     lambda run_id: tracking.test_accuracy(tracking_uri, run_id))
+    if confirmed and len(confirmed[0].values) > 1:
+        winner = confirmed[0]
+        seed = winner.best_seed
+        return _Choice(winner.trial_number, winner.params, winner.values[seed], winner.run_ids[seed], winner)
+    best = best_complete_trial(study)
+    return _Choice(best.number, best.user_attrs[keys.PARAMS], best.value, best.user_attrs[keys.RUN_ID])
 
 
 def _study_data(study: optuna.Study, config: SweepConfig, data_given: bool) -> Splits:
@@ -119,7 +146,7 @@ def _refit(params: Hyperparameters, data: Splits, epochs: int, run):
     return model
 
 
-def _metadata(config: SweepConfig, best: optuna.trial.FrozenTrial, params: Hyperparameters, logged: dict,
+def _metadata(config: SweepConfig, best: _Choice, params: Hyperparameters, logged: dict,
               data: Splits, test_accuracy: float, refit: bool, export_run: str, name: str) -> dict:
     return {
         "study": config.study.name, "trial_number": best.number, "params": params.as_dict(),
@@ -127,7 +154,8 @@ def _metadata(config: SweepConfig, best: optuna.trial.FrozenTrial, params: Hyper
         "test_accuracy": test_accuracy, "trial_test_accuracy": logged.get(keys.TEST_ACCURACY),
         "test_images": int(len(data.y_test)), "class_names": list(data.class_names),
         "input": data.inputs.describe(),
-        "mlflow": {"trial_run_id": best.user_attrs[keys.RUN_ID], "export_run_id": export_run,
+        "confirmation": _confirmation_info(best),
+        "mlflow": {"trial_run_id": best.run_id, "export_run_id": export_run,
                    "registered_model": name, "version": None, "alias": keys.CHAMPION,
                    "model_uri": f"models:/{name}@{keys.CHAMPION}"},
         "dataset": {"source": data.source, "digest": data.train_digest()},
@@ -135,11 +163,24 @@ def _metadata(config: SweepConfig, best: optuna.trial.FrozenTrial, params: Hyper
     }
 
 
+def _confirmation_info(best: _Choice) -> dict | None:
+    c = best.confirmed
+    if c is None:
+        return None
+    return {"seeds": len(c.values), "objective_mean": c.mean, "objective_sd": c.std, "test_accuracy_mean": c.test_mean,
+            "test_accuracy_sd": c.test_std, "shipped_seed_run_id": best.run_id}
+
+
 def _description(info: dict) -> str:
     how = "refit on train + validation" if info["refit"] else "the trial's own model"
-    return (f"Study '{info['study']}', trial #{info['trial_number']} ({how}): "
+    text = (f"Study '{info['study']}', trial #{info['trial_number']} ({how}): "
             f"{info['objective']['metric']} {info['objective']['value']:.4f}, "
             f"test accuracy {info['test_accuracy']:.4f} on {info['test_images']} test inputs.")
+    confirmed = info["confirmation"]
+    if confirmed:
+        text += (f" Confirmed over {confirmed['seeds']} seeds: test accuracy {confirmed['test_accuracy_mean']:.4f} "
+                 f"± {confirmed['test_accuracy_sd']:.4f} (this model's own: {info['test_accuracy']:.4f}).")
+    return text
 
 
 def _versions() -> dict:

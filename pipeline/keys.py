@@ -14,15 +14,18 @@ PARAMS = "hyperparameters"  # the complete set, searched and fixed
 RUN_ID = "mlflow_run_id"
 HOST, PID = "host", "pid"  # the process running the trial, so a dead one can be told from a live one
 ERROR = "error"
+# ... and a confirmation's retraining (pipeline.confirmation): the search trial it repeats, with which seed
+SOURCE_TRIAL, REPEAT, SEED, SOURCE_RUN_ID = "source_trial", "repeat", "seed", "source_run_id"
 
 # MLflow: run tags
-ROLE = "sweep.role"  # parent | trial | export
+ROLE = "sweep.role"  # parent | trial | confirmation | export
 STUDY = "sweep.study"
 STORAGE = "sweep.study_storage"  # stores.identity of the study's storage: a study is its name in its storage
 TRIAL = "sweep.trial_number"
 STATE = "sweep.trial_state"  # COMPLETE | PRUNED | FAIL (the Optuna state; run status says FINISHED/KILLED/FAILED)
 RUN_ERROR = "sweep.error"
-SOURCE_RUN = "sweep.source_run_id"  # an export run's trial run
+SOURCE_RUN = "sweep.source_run_id"  # the trial run an export or a confirmation's retraining comes from
+REPEAT_TAG, SEED_TAG = "sweep.repeat", "sweep.seed"  # a retraining's repeat (1..seeds-1) and training seed
 RUN_HOST, RUN_PID = "sweep.host", "sweep.pid"  # the process writing an export run
 REFIT = "sweep.refit"
 BEST_TRIAL, BEST_VALUE, BEST_RUN = "sweep.best_trial_number", "sweep.best_value", "sweep.best_run_id"
@@ -38,4 +41,6 @@ MODEL = "model"
 CLASS_NAMES = "class_names"  # in a logged model's metadata
 PLOTS = "plots"
 SWEEP_DIR = "sweep"
+CONFIRMATION_DIR = "confirmation"  # the parent run's confirmation table
+VERDICT_DIR = "verdict"  # the parent run's "is my sweep done?" text and plot
 CHAMPION = "champion"

@@ -83,5 +83,27 @@ def study_figures(study: optuna.Study) -> dict[str, object]:
     return figures
 
 
+def best_so_far_figure(verdict, metric: str):
+    """Each finished trial's objective, the best so far, and the seed-noise band under the best
+    (a pipeline.verdict.Verdict)."""
+    figure, axis = plt.subplots(figsize=(9, 4.5))
+    numbers = np.arange(len(verdict.values))
+    done = [(n, v) for n, v in zip(numbers, verdict.values) if v is not None]
+    if done:
+        axis.scatter(*zip(*done), s=14, color="tab:gray", alpha=0.6, label=f"trial {metric}")
+    curve = np.array([np.nan if b is None else b for b in verdict.best_so_far], dtype=float)
+    noise_sd = verdict.noise.sd
+    axis.step(numbers, curve, where="post", color="tab:blue", label="best so far")
+    if noise_sd:
+        axis.fill_between(numbers, curve - noise_sd, curve, step="post", color="tab:blue", alpha=0.15,
+                          label=f"seed noise ({noise_sd:.4f})")
+    axis.set(xlabel="finished trial", ylabel=metric, title="Is the sweep done?")
+    axis.grid(alpha=0.3)
+    axis.legend(loc="lower right")
+    figure.text(0.01, 0.01, verdict.text, fontsize=8, wrap=True)
+    figure.tight_layout(rect=(0, 0.06, 1, 1))
+    return figure
+
+
 def close(figure) -> None:
     plt.close(figure)

@@ -15,12 +15,16 @@ from pipeline.study import finished_count
 class Progress:
     """A progress bar over the study's total trials, with one line per finished trial, read from storage."""
 
-    def __init__(self, study: optuna.Study, config: SweepConfig, tracking_uri: str, enabled: bool):
+    def __init__(self, study: optuna.Study, config: SweepConfig, tracking_uri: str, enabled: bool,
+                 total: int | None = None, desc: str | None = None):
+        """`total` and `desc` default to the search's; a confirmation counts its retrainings instead, and
+        shows no best (one seed's luck is what it is there to discount)."""
         self.study, self.metric, self.tracking_uri = study, config.study.metric, tracking_uri
         self.best: float | None = None
+        self.show_best = total is None
         self.seen = {t.number for t in study.get_trials(deepcopy=False) if t.state.is_finished()}
-        self.bar = tqdm(total=config.study.n_trials, initial=finished_count(study), desc=config.study.name,
-                        unit="trial", disable=not enabled, dynamic_ncols=True)
+        self.bar = tqdm(total=config.study.n_trials if total is None else total, initial=finished_count(study),
+                        desc=desc or config.study.name, unit="trial", disable=not enabled, dynamic_ncols=True)
 
     def __enter__(self) -> "Progress":
         return self
@@ -37,7 +41,7 @@ class Progress:
             if trial.state.is_finished() and trial.number not in self.seen:
                 self.seen.add(trial.number)
                 self._report(trial)
-        if any(t.state == TrialState.COMPLETE for t in study.get_trials(deepcopy=False)):
+        if self.show_best and any(t.state == TrialState.COMPLETE for t in study.get_trials(deepcopy=False)):
             if study.best_value != self.best:
                 self.best = study.best_value
                 self.bar.set_postfix({f"best {self.metric}": f"{self.best:.4f}"})
@@ -54,13 +58,16 @@ def format_trial_line(trial: optuna.trial.FrozenTrial, metric: str, results: dic
     """`trial 3 PRUNED val_accuracy=0.8812 test_accuracy=0.8790 units=256 ... epochs=4/30 ...`: a trial
     that stopped early shows the epochs it ran out of those it asked for."""
     parts = [f"trial {trial.number} {trial.state.name}"]
+    if keys.SOURCE_TRIAL in trial.user_attrs:  # a confirmation's retraining: name the trial it repeats
+        parts = [f"trial {trial.user_attrs[keys.SOURCE_TRIAL]} seed {trial.user_attrs[keys.REPEAT] + 1} "
+                 f"{trial.state.name}"]
     if trial.value is not None:
         parts.append(f"{metric}={trial.value:.4f}")
     if keys.TEST_ACCURACY in results:
         parts.append(f"test_accuracy={results[keys.TEST_ACCURACY]:.4f}")
     params = dict(trial.user_attrs.get(keys.PARAMS, trial.params))
     ran = len(trial.intermediate_values)
-    if "epochs" in params and ran != params["epochs"]:
+    if "epochs" in params and ran != params["epochs"] and keys.SOURCE_TRIAL not in trial.user_attrs:
         params["epochs"] = f"{ran}/{params['epochs']}"
     parts += [f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items()]
     if trial.state == TrialState.FAIL:

@@ -25,6 +25,46 @@ class SweepOutcome:
     stopped_by: int | None = None  # the signal that stopped the sweep
 
 
+@dataclass
+class ConfirmationOutcome:
+    """What a confirmation found: its configurations, best mean first (pipeline.confirmation.Confirmed)."""
+
+    study_name: str
+    results: list
+    differs_from_raw: bool  # the confirmed winner is not the single best trial
+    parent_run_id: str | None
+    stopped_by: int | None = None
+
+
+def format_confirmation(outcome: ConfirmationOutcome, metric: str) -> str:
+    from pipeline import confirmation
+
+    if not outcome.results:
+        return f"Study '{outcome.study_name}': nothing confirmed yet."
+    winner = outcome.results[0]
+    choice = ("differs from the single best trial" if outcome.differs_from_raw
+              else "is the single best trial's configuration")
+    return "\n".join([
+        f"Confirmation of study '{outcome.study_name}' ({len(winner.values)} seeds per configuration):",
+        confirmation.table(outcome.results, metric),
+        f"Winner: trial {winner.trial_number}, {metric} {winner.mean:.4f} ± {winner.std:.4f}, test_accuracy "
+        f"{winner.test_mean:.4f} ± {winner.test_std:.4f}; the confirmed choice {choice}.",
+        *([f"Parent run: {outcome.parent_run_id}"] if outcome.parent_run_id else []),
+    ])
+
+
+def study_conclusions(study, config) -> str:
+    """The confirmation table (if any) and the verdict, as `sweep report` prints them below the trials."""
+    from pipeline import confirmation, verdict
+
+    uri = config.tracking.tracking_uri
+    confirmed = confirmation.results(study, confirmation.find(config.study.storage, config.study.name),
+                                     lambda run_id: tracking.test_accuracy(uri, run_id))
+    parts = [f"Confirmation (best mean {config.study.metric} first):\n"
+             f"{confirmation.table(confirmed, config.study.metric)}"] if confirmed else []
+    return "\n\n".join([*parts, verdict.describe(verdict.for_study(study, confirmed))])
+
+
 def format_summary(outcome: SweepOutcome, metric: str) -> str:
     """Best trial, its params and metrics, its run, and how to open the store in the MLflow UI."""
     lines = [f"Study '{outcome.study_name}': {outcome.finished_trials} finished trials "
@@ -66,6 +106,9 @@ def format_export(info: dict, out) -> str:
         f"{len(info['class_names'])} class probabilities out",
         f"  test_accuracy {info['test_accuracy']:.4f} on {info['test_images']} raw test "
         f"{'rows' if table else 'images'}",
+        *([f"  confirmed over {info['confirmation']['seeds']} seeds: test_accuracy "
+           f"{info['confirmation']['test_accuracy_mean']:.4f} ± {info['confirmation']['test_accuracy_sd']:.4f}"]
+          if info.get("confirmation") else []),
         f"  registered as {registry['registered_model']} version {registry['version']} "
         f"(alias @{registry['alias']})",
         f"Serve it:\n  mlflow models serve -m {registry['model_uri']} --env-manager local --host 127.0.0.1 --port 5001",

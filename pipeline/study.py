@@ -40,7 +40,7 @@ def open_study(config: SweepConfig, worker: int = 0) -> optuna.Study:
     """
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     storage = optuna_storage(config.study.storage)
-    with _storage_errors(config.study.storage):
+    with storage_errors(config.study.storage):
         study = optuna.create_study(storage=storage, study_name=config.study.name, load_if_exists=True,
                                     direction=config.study.direction, pruner=make_pruner(config.study.pruner))
     if study.direction.name.lower() != config.study.direction:
@@ -62,7 +62,7 @@ def optuna_storage(url: str):
     marked FAILED too.
     """
     url = stores.resolve_uri(url)
-    with _storage_errors(url):
+    with storage_errors(url):
         if stores.is_journal(url):
             backend = optuna.storages.journal.JournalFileBackend(str(stores.journal_path(url)))
             return optuna.storages.JournalStorage(backend)
@@ -89,7 +89,7 @@ def _rdb_storage(url: str, heartbeats: bool, attempts: int = 3) -> optuna.storag
 
 
 @contextlib.contextmanager
-def _storage_errors(url: str) -> Iterator[None]:
+def storage_errors(url: str) -> Iterator[None]:
     """What the storage libraries raise for a store that cannot be used, as one line naming it."""
     import sqlalchemy.exc
 
@@ -112,7 +112,7 @@ def load_existing_study(storage: str, name: str) -> optuna.Study:
     if local is not None and not local.is_file():
         raise StudyNotFound(f"no study storage at {url}; run `sweep run` first")
     backend = optuna_storage(url)
-    with _storage_errors(url):
+    with storage_errors(url):
         names = optuna.get_all_study_names(backend)
         if name not in names:
             raise StudyNotFound(f"no study named '{name}' in {url}; studies there: {', '.join(names) or 'none'}")

@@ -15,14 +15,14 @@ import dataclasses
 import optuna
 from optuna.trial import TrialState
 
-from pipeline import keys, plots, processes, stores, tracking
+from pipeline import confirmation, keys, plots, processes, stores, tracking, verdict
 from pipeline.config import SweepConfig
 from pipeline.data import describe_folder
-from pipeline.errors import SweepConfigError, SweepError
+from pipeline.errors import BadInputError, SweepConfigError, SweepError
 from pipeline.progress import Progress
-from pipeline.report import SweepOutcome
-from pipeline.study import (best_complete_trial, budget_left, budget_spent, check_space_fits, fail_dead_trials,
-                            find_study, finished_count, open_study)
+from pipeline.report import ConfirmationOutcome, SweepOutcome
+from pipeline.study import (StudyNotFound, best_complete_trial, budget_left, budget_spent, check_space_fits,
+                            fail_dead_trials, find_study, finished_count, load_existing_study, open_study)
 from pipeline.worker import Go, Ready
 from pipeline.worker_pool import STOP_SIGNALS, WorkerPool
 
@@ -73,11 +73,81 @@ def _supervise(pool: WorkerPool, config: SweepConfig, study: optuna.Study, track
         tracking.close_parent_run(parent_id, "KILLED")
         raise SweepError(failure.message, failure.exit_code)
     _refresh_study_plots(study, parent_id)
+    confirmed = confirmation.results(study, confirmation.find(config.study.storage, config.study.name),
+                                     lambda run_id: tracking.test_accuracy(tracker.tracking_uri, run_id))
+    _log_conclusions(study, confirmed, config.study.metric, parent_id)
     tracking.close_parent_run(parent_id, "KILLED" if pool.stopped_by else "FINISHED")
     message = ""
     if pool.stopped_by:
         message = f"interrupted: the current trial was marked FAIL ({STOP_SIGNALS[pool.stopped_by]})"
     return _outcome(config, study, tracker.tracking_uri, parent_id, before, message, pool.stopped_by)
+
+
+def run_confirmation(config: SweepConfig, pool: WorkerPool, show_progress: bool = True) -> ConfirmationOutcome:
+    """Retrain the study's top configurations with more seeds (pipeline.confirmation), resuming any earlier
+    confirmation of it; bad settings and a missing study are refused before anything is written."""
+    settings = config.study.confirm
+    with pool.forwarding_signals():
+        tracking.check_reachable(config.tracking.tracking_uri)
+        try:
+            study = load_existing_study(config.study.storage, config.study.name)
+        except StudyNotFound as exc:
+            raise BadInputError(f"{exc}; a confirmation needs a study that has run") from None
+        retrainings = confirmation.plan(study, config, settings.top_k, settings.seeds)
+        queue = confirmation.find(config.study.storage, config.study.name)
+        if queue is not None and _all_done(queue, retrainings):
+            pool.stop()
+            return _confirmation_outcome(config, study, queue, None)
+        _check_same_data(study, pool.wait_until_ready(), config)
+        tracker = tracking.connect(config.tracking.tracking_uri, config.experiment_name)
+        queue = confirmation.open_confirmation(config)
+        fail_dead_trials(queue)
+        confirmation.enqueue_missing(queue, retrainings)
+        parent_id = tracking.open_parent_run(tracker, config.study.name, config.storage_identity, config.path,
+                                             _settings(config))
+        try:
+            with processes.shared_tracking_server(tracker.tracking_uri, pool.size) as worker_uri:
+                pool.release(Go(parent_id, worker_uri, phase="confirm"))
+                with Progress(queue, config, tracker.tracking_uri, show_progress, total=len(retrainings),
+                              desc=f"{config.study.name} confirm") as progress:
+                    failure = pool.watch(progress, lambda: confirmation.queue_empty(queue),
+                                         lambda: fail_dead_trials(queue))
+        except BaseException:
+            tracking.close_parent_run(parent_id, "KILLED")
+            raise
+        if failure is not None:
+            tracking.close_parent_run(parent_id, "KILLED")
+            raise SweepError(failure.message, failure.exit_code)
+        outcome = _confirmation_outcome(config, study, queue, parent_id)
+        _log_conclusions(study, outcome.results, config.study.metric, parent_id)
+        tracking.close_parent_run(parent_id, "KILLED" if pool.stopped_by else "FINISHED")
+        return dataclasses.replace(outcome, stopped_by=pool.stopped_by)
+
+
+def _all_done(queue: optuna.Study, retrainings: list) -> bool:
+    held = {(t.user_attrs.get(keys.SOURCE_TRIAL), t.user_attrs.get(keys.REPEAT))
+            for t in queue.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))}
+    return all((r.trial_number, r.repeat) in held for r in retrainings)
+
+
+def _confirmation_outcome(config: SweepConfig, study: optuna.Study, queue: optuna.Study,
+                          parent_id: str | None) -> ConfirmationOutcome:
+    uri = config.tracking.tracking_uri
+    results = confirmation.results(study, queue, lambda run_id: tracking.test_accuracy(uri, run_id))
+    return ConfirmationOutcome(config.study.name, results, confirmation.raw_winner_differs(study, results),
+                               parent_id)
+
+
+def _log_conclusions(study: optuna.Study, confirmed: list, metric: str, parent_id: str) -> None:
+    """The confirmation table (when there is one) and the verdict, as text and a plot, on the parent run."""
+    if confirmed:
+        tracking.log_parent_text(parent_id, confirmation.table(confirmed, metric) + "\n",
+                                 f"{keys.CONFIRMATION_DIR}/confirmation.md")
+    judged = verdict.for_study(study, confirmed)
+    tracking.log_parent_text(parent_id, verdict.describe(judged) + "\n", f"{keys.VERDICT_DIR}/verdict.txt")
+    figure = plots.best_so_far_figure(judged, metric)
+    tracking.log_study_figures(parent_id, {"best_so_far": figure})
+    plots.close(figure)
 
 
 def _check_same_data(study: optuna.Study | None, data: Ready, config: SweepConfig) -> None:

@@ -14,14 +14,14 @@ from pathlib import Path
 
 import optuna
 
-from pipeline import keys, plots, tracking
+from pipeline import confirmation, keys, plots, tracking
 from pipeline.config import SweepConfig
 from pipeline.data import Splits
-from pipeline.hyperparameters import suggest_params
+from pipeline.hyperparameters import Hyperparameters, suggest_params
 from pipeline.model import build_model
 from pipeline.preprocessing import FeatureStats
 from pipeline.processes import StopRequest
-from pipeline.study import claim_trial, refuse_surplus
+from pipeline.study import SurplusTrialError, claim_trial, refuse_surplus
 from pipeline.tracking import models
 from pipeline.training import TrainResult, start_fresh, train_and_evaluate
 
@@ -52,30 +52,52 @@ def run_trial(trial: optuna.Trial, context: TrialContext) -> float:
 
 
 def _run(trial: optuna.Trial, context: TrialContext) -> float:
-    config, data = context.config, context.data
+    config = context.config
     claim_trial(trial)
     refuse_surplus(trial, config.study.n_trials)
     params = suggest_params(trial, config.search_space)
     trial.set_user_attr(keys.PARAMS, params.as_dict())
     start_fresh(config.study.seed + trial.number)
-    metric = config.study.metric
     with tracking.trial_run(context.tracker, context.parent_id, config.study.name, config.storage_identity,
                             trial.number, params.as_dict()) as run:
         trial.set_user_attr(keys.RUN_ID, run.run_id)
-        run.log_dataset(context.dataset)
-        model = build_model(params, data.inputs, len(data.class_names), context.stats)
-        hooks = [run.log_epoch, pruning_hook(trial, metric), context.stop.check]
-        result = train_and_evaluate(model, data, params, hooks=hooks)
-        run.log_results({keys.TEST_ACCURACY: result.test_accuracy, keys.TEST_LOSS: result.test_loss,
-                         keys.EPOCHS_RUN: result.epochs_run, keys.PEAK_RSS_MB: _peak_rss_mb()})
-        _log_plots(run, result, data)
-        if result.stopped_early:
-            run.state = "PRUNED"
-        else:
-            models.log_model(model, data.x_val[:5], data.class_names)
+        result = _train_and_record(run, params, context, pruning_hook(trial, config.study.metric))
     if result.stopped_early:
         raise optuna.TrialPruned(f"pruned after epoch {result.epochs_run}")
-    return result.last(metric)
+    return result.last(config.study.metric)
+
+
+def run_retraining(trial: optuna.Trial, context: TrialContext) -> float:
+    """Optuna's objective for a confirmation: a queued configuration trained in full with its own seed."""
+    claim_trial(trial)
+    if not confirmation.is_planned(trial):
+        raise SurplusTrialError(f"retraining {trial.number} was not queued (the queue ran dry meanwhile)")
+    config, attrs = context.config, trial.user_attrs
+    params = Hyperparameters.from_dict(attrs[keys.PARAMS])
+    start_fresh(attrs[keys.SEED])
+    with tracking.retraining_run(context.tracker, context.parent_id, config.study.name, config.storage_identity,
+                                 attrs, params.as_dict()) as run:
+        trial.set_user_attr(keys.RUN_ID, run.run_id)
+        result = _train_and_record(run, params, context)
+    return result.last(config.study.metric)
+
+
+def _train_and_record(run: tracking.RunRecorder, params: Hyperparameters, context: TrialContext,
+                      prune=None) -> TrainResult:
+    """Build, train and score one model, logging its curves, results, plots and (unless pruned) the model."""
+    data = context.data
+    run.log_dataset(context.dataset)
+    model = build_model(params, data.inputs, len(data.class_names), context.stats)
+    hooks = [run.log_epoch, *([prune] if prune else []), context.stop.check]
+    result = train_and_evaluate(model, data, params, hooks=hooks)
+    run.log_results({keys.TEST_ACCURACY: result.test_accuracy, keys.TEST_LOSS: result.test_loss,
+                     keys.EPOCHS_RUN: result.epochs_run, keys.PEAK_RSS_MB: _peak_rss_mb()})
+    _log_plots(run, result, data)
+    if result.stopped_early:
+        run.state = "PRUNED"
+    else:
+        models.log_model(model, data.x_val[:5], data.class_names)
+    return result
 
 
 def _log_plots(run: tracking.RunRecorder, result: TrainResult, data: Splits) -> None:

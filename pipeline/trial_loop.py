@@ -1,5 +1,6 @@
-"""The body of a worker process: the sweep's data loaded once, then trials until the study's budget or
-this worker's share of `trials_per_process` is spent, a stop signal arrives, or something stops the sweep.
+"""The body of a worker process: the sweep's data loaded once, then trials until the study's budget (or,
+confirming, the queue of retrainings) or this worker's share of `trials_per_process` is spent, a stop
+signal arrives, or something stops the sweep.
 
 Imported only inside a worker, after TensorFlow has been loaded quietly (pipeline.worker.main).
 """
@@ -12,14 +13,14 @@ import itertools
 import optuna
 from optuna.trial import TrialState
 
-from pipeline import keys, tracking
+from pipeline import confirmation, keys, tracking
 from pipeline.config import SweepConfig, with_overrides
 from pipeline.data import Splits, load_splits, portable_folder
 from pipeline.errors import StudyError, TrackingError
 from pipeline.preprocessing import fit_stats
 from pipeline.processes import StopRequest
 from pipeline.study import SurplusTrialError, budget_spent, open_study
-from pipeline.trial import TrialContext, run_trial
+from pipeline.trial import TrialContext, run_retraining, run_trial
 from pipeline.worker import Finished, Ready, WorkerSpec
 
 
@@ -32,30 +33,34 @@ def serve(spec: WorkerSpec, connection, stop: StopRequest) -> Finished:
         return Finished("dismissed")
     config = with_overrides(spec.config, tracking_uri=go.tracking_uri)
     tracker = tracking.connect(go.tracking_uri, config.experiment_name)
-    study = open_study(config, spec.number)
     context = TrialContext(config, data, fit_stats(data.x_train), _dataset_record(config, data), tracker,
                            go.parent_id, stop)
-    objective = functools.partial(run_trial, context=context)
-    return _run_trials(study, config, objective, stop, go.parent_id)
+    if go.phase == "confirm":
+        queue = confirmation.open_confirmation(config)
+        return _run_trials(queue, config, functools.partial(run_retraining, context=context), stop,
+                           lambda: confirmation.queue_empty(queue))
+    study = open_study(config, spec.number)
+    return _run_trials(study, config, functools.partial(run_trial, context=context), stop,
+                       lambda: budget_spent(study, config), [_BestRecorder(go.parent_id, config.study.metric)])
 
 
-def _run_trials(study: optuna.Study, config: SweepConfig, objective, stop: StopRequest, parent_id: str) -> Finished:
-    """One trial at a time until the budget or this worker's share is spent.
+def _run_trials(study: optuna.Study, config: SweepConfig, objective, stop: StopRequest, done,
+                callbacks: list = ()) -> Finished:
+    """One trial at a time until `done()` (the budget is spent, the queue empty) or this worker's share is.
 
     A trial's own failure (an exception, a NaN loss) is recorded by Optuna as FAIL and the loop goes on;
     losing the tracking store or too many failures in a row stop the sweep.
     """
     guard = _FailureGuard(config.study.max_failures_in_a_row)
-    best = _BestRecorder(parent_id, config.study.metric)
     share = config.study.trials_per_process
     for ran in itertools.count():
         stop.check()
-        if budget_spent(study, config):
+        if done():
             return Finished("budget")
         if share and ran >= share:
             return Finished("share")
         try:
-            study.optimize(objective, n_trials=1, catch=(), callbacks=[best])
+            study.optimize(objective, n_trials=1, catch=(), callbacks=list(callbacks))
         except SurplusTrialError:
             return Finished("budget")
         except TrackingError as exc:

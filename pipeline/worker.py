@@ -43,6 +43,7 @@ class Ready:
 class Go:
     parent_id: str
     tracking_uri: str
+    phase: str = "search"  # search: trials of the study | confirm: the retrainings queued in its confirmation
 
 
 @dataclass(frozen=True)

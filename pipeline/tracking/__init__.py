@@ -3,13 +3,15 @@
 Keras models in MLflow live in `pipeline.tracking.models`, imported only where TensorFlow is wanted.
 """
 
-from pipeline.tracking.reading import run_metrics, runs_url, trial_runs_frame, ui_command
+from pipeline.tracking.reading import run_metrics, runs_url, test_accuracy, trial_runs_frame, ui_command
 from pipeline.tracking.runs import (RunRecorder, close_parent_run, end_dead_export_runs, export_run, fail_stale_run,
-                                    log_study_figures, numpy_dataset, open_parent_run, record_best, trial_run)
+                                    log_parent_text, log_study_figures, numpy_dataset, open_parent_run, record_best,
+                                    retraining_run, trial_run)
 from pipeline.tracking.store import STORE_ERRORS, Tracker, check_reachable, connect
 
 __all__ = [
     "STORE_ERRORS", "RunRecorder", "Tracker", "check_reachable", "close_parent_run", "connect", "end_dead_export_runs",
-    "export_run", "fail_stale_run", "log_study_figures", "numpy_dataset", "open_parent_run", "record_best",
-    "run_metrics", "runs_url", "trial_run", "trial_runs_frame", "ui_command",
+    "export_run", "fail_stale_run", "log_parent_text", "log_study_figures", "numpy_dataset", "open_parent_run",
+    "record_best", "retraining_run", "run_metrics", "runs_url", "test_accuracy", "trial_run", "trial_runs_frame",
+    "ui_command",
 ]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import mlflow
 
 from pipeline import keys, stores
@@ -18,6 +20,11 @@ def run_metrics(tracking_uri: str, run_id: str) -> dict[str, float]:
         return {} if client is None else dict(client.get_run(run_id).data.metrics)
     except STORE_ERRORS:
         return {}
+
+
+def test_accuracy(tracking_uri: str, run_id: str | None) -> float:
+    """A run's test accuracy; NaN when it has none (or the store cannot say)."""
+    return run_metrics(tracking_uri, run_id).get(keys.TEST_ACCURACY, math.nan) if run_id else math.nan
 
 
 def trial_runs_frame(tracking_uri: str, experiment_name: str, study_name: str, storage: str):

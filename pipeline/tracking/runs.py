@@ -81,6 +81,11 @@ def log_study_figures(parent_id: str, figures: dict) -> None:
         client.log_figure(parent_id, figure, f"{keys.PLOTS}/{name}.png")
 
 
+def log_parent_text(parent_id: str, text: str, path: str) -> None:
+    """A text artifact on the parent run (the confirmation table, the verdict), replaced when rewritten."""
+    mlflow.MlflowClient().log_text(parent_id, text, path)
+
+
 def record_best(parent_id: str, metric: str, trial_number: int, value: float, run_id: str | None) -> None:
     """Keep the parent run pointing at the best trial so far; the metric's steps trace the history."""
     client = mlflow.MlflowClient()
@@ -120,6 +125,18 @@ def trial_run(tracker: Tracker, parent_id: str, study_name: str, storage: str, t
     """A nested child run for one trial; its final status follows the recorder's state or the error."""
     tags = {keys.ROLE: "trial", keys.STUDY: study_name, keys.STORAGE: storage, keys.TRIAL: str(trial_number)}
     with _run(tracker, f"trial-{trial_number:04d}", tags, params, parent_id) as recorder:
+        yield recorder
+
+
+@contextlib.contextmanager
+def retraining_run(tracker: Tracker, parent_id: str, study_name: str, storage: str, attrs: dict,
+                   params: dict) -> Iterator[RunRecorder]:
+    """A nested child run for one of a confirmation's retrainings, linked to the trial it repeats."""
+    trial = attrs[keys.SOURCE_TRIAL]
+    tags = {keys.ROLE: "confirmation", keys.STUDY: study_name, keys.STORAGE: storage, keys.TRIAL: str(trial),
+            keys.REPEAT_TAG: str(attrs[keys.REPEAT]), keys.SEED_TAG: str(attrs[keys.SEED]),
+            keys.SOURCE_RUN: attrs[keys.SOURCE_RUN_ID]}
+    with _run(tracker, f"trial-{trial:04d}-seed-{attrs[keys.REPEAT] + 1}", tags, params, parent_id) as recorder:
         yield recorder
 
 
