@@ -146,6 +146,17 @@ def table(tmp: Path, csv: str, **changes) -> list[str]:
                                    tracking__tracking_uri=f"sqlite:///{tmp}/mlflow.db", **changes))]
 
 
+def one_trial_study(tmp: Path, data_dir: Path) -> list[str]:
+    """A study with one COMPLETE trial (scripted, no training), asked to confirm its top 3."""
+    import optuna
+
+    path = tiny(tmp, data_dir)
+    study = optuna.create_study(study_name="fashion-mnist-smoke", storage=f"sqlite:///{tmp}/optuna.db",
+                                direction="maximize")
+    study.add_trial(optuna.trial.create_trial(value=0.8, user_attrs={"hyperparameters": {}, "mlflow_run_id": "x"}))
+    return ["confirm", str(path), "--top-k", "3"]
+
+
 CASES = {
     # Sweep files: validated into typed objects before anything starts.
     "unknown key": Case(lambda t, d: ["run", str(tiny(t, d, study__trials=3))], 2, "study.trials: unknown key"),
@@ -200,6 +211,14 @@ CASES = {
                                       "data.missing to drop"),
     "table keys on an image source": Case(lambda t, d: ["run", str(tiny(t, d, data__label="y"))], 2,
                                           "data.label: applies to data.dataset 'table' only"),
+    "confirm more configurations than completed": Case(one_trial_study, 2,
+                                                       "has 1 COMPLETE trial(s); cannot confirm the top 3"),
+    "confirm with too few seeds": Case(lambda t, d: ["confirm", str(tiny(t, d)), "--seeds", "0"], 2,
+                                       "--seeds: must be at least 2 (the search trial is the first seed), got 0"),
+    "confirm a study that never ran": Case(lambda t, d: ["confirm", str(tiny(t, d))], 2,
+                                           "no study storage at sqlite:///"),
+    "confirm settings in the sweep file": Case(lambda t, d: ["run", str(tiny(t, d, study__confirm={"top_k": 0}))],
+                                               2, "study.confirm.top_k: must be at least 1"),
     # Other commands.
     "report into a missing folder": Case(lambda t, d: report_to(t, t / "no" / "report.md"), 2,
                                          "report.md: cannot write the report (No such file or directory)"),
