@@ -8,8 +8,8 @@ import signal
 import sys
 from pathlib import Path
 
-from pipeline.config import (DEFAULT_STORAGE, DEFAULT_TRACKING_URI, check_data_source, check_run, load_sweep,
-                             with_confirm, with_overrides)
+from pipeline.config import (DEFAULT_STORAGE, DEFAULT_TRACKING_URI, check_data_source, check_run, export_limits,
+                             load_sweep, with_confirm, with_overrides)
 from pipeline.errors import BadInputError, SweepConfigError, SweepError
 
 EXIT_SIGNAL_BASE = 128  # the shell's convention: a command ended by signal N exits 128 + N (Ctrl-C: 130)
@@ -55,6 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--refit", action="store_true", help="retrain the best params on train + validation")
     export.add_argument("--name", help="registered model name (default: tracking.registered_model or study)")
     export.add_argument("--force", action="store_true", help="replace an existing export in --out")
+    export.add_argument("--max-latency-ms", type=float, help="only a model predicting within X ms per image (batch 1)")
+    export.add_argument("--max-params", type=int, help="only a model with at most N parameters")
+    export.add_argument("--max-model-mb", type=float, help="only a model whose saved file is at most Y MB")
     _add_store_options(export)
     export.add_argument("--verbose", action="store_true", help="show TensorFlow's own start-up messages")
     export.set_defaults(handler=_export)
@@ -177,6 +180,7 @@ def _compared_config(spec: str, args: argparse.Namespace):
 
 def _export(args: argparse.Namespace) -> int:
     config = _config(args)
+    export_limits(args.max_params, args.max_latency_ms, args.max_model_mb)  # refused before TensorFlow loads
     from pipeline.tensorflow_setup import load_tensorflow
 
     load_tensorflow(args.verbose)
@@ -184,7 +188,8 @@ def _export(args: argparse.Namespace) -> int:
     from pipeline.report import format_export
 
     info = export_best(config, Path(args.out), refit=args.refit, name=args.name, force=args.force,
-                       data_given=args.data_dir is not None)
+                       data_given=args.data_dir is not None,
+                       limits=export_limits(args.max_params, args.max_latency_ms, args.max_model_mb))
     print(format_export(info, Path(args.out)))
     return 0
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import optuna
 from optuna.trial import TrialState
 
-from pipeline import confirmation, keys, tracking
+from pipeline import confirmation, keys, objectives, tracking
 from pipeline.config import SweepConfig
 from pipeline.study import best_complete_trial, load_existing_study
 from pipeline.verdict import Noise, noise_from_neighbours, noise_from_seeds
@@ -56,8 +56,9 @@ def side(config: SweepConfig) -> Side:
         params, values, tests = winner.params, winner.values, winner.tests
         noise = noise_from_seeds([c.values for c in confirmed], "the confirmation's seeds")
     else:
-        params, values, tests = best.user_attrs[keys.PARAMS], (best.value,), (test_of(best.user_attrs[keys.RUN_ID]),)
-        noise = noise_from_neighbours([(t.user_attrs[keys.PARAMS], t.value) for t in finished
+        params, values = best.user_attrs[keys.PARAMS], (objectives.value(best),)
+        tests = (test_of(best.user_attrs[keys.RUN_ID]),)
+        noise = noise_from_neighbours([(t.user_attrs[keys.PARAMS], objectives.value(t)) for t in finished
                                        if t.state == TrialState.COMPLETE])
     return Side(config.study.name, config.study.metric, len(finished), _wall_seconds(finished), params,
                 tuple(values), tuple(tests), bool(confirmed), noise)

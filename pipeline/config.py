@@ -13,7 +13,7 @@ from typing import Any, Mapping
 
 import yaml
 
-from pipeline import stores
+from pipeline import keys, stores
 from pipeline.errors import SweepConfigError
 from pipeline.hyperparameters import NAMES, FixedParam, ParamSpec, parse_param
 from pipeline.validation import Checker, quote
@@ -21,6 +21,10 @@ from pipeline.validation import Checker, quote
 SAMPLERS = ("tpe", "random")
 PRUNERS = ("median", "successive_halving", "hyperband", "none")
 OBJECTIVES = {"val_accuracy": "maximize", "val_loss": "minimize"}
+# What shipping a model costs, as a sweep file names it: (the measurement it reads, the constraint capping it).
+QUANTITIES = {"latency_ms": (keys.LATENCY_B1, "max_latency_ms"), "params_count": (keys.PARAMS_COUNT, "max_params"),
+              "model_mb": (keys.MODEL_MB, "max_model_mb")}
+LIMIT_OF = {limit: measurement for measurement, limit in QUANTITIES.values()}
 # Keras' datasets by name, then the sources that are the user's own files (pipeline.data.SOURCES, checked
 # by a test: config stays free of the data libraries so that `sweep --help` starts at once).
 DATASETS = ("fashion_mnist", "mnist", "cifar10", "cifar100", "idx", "images", "npz", "table")
@@ -47,6 +51,28 @@ class PrunerConfig:
 
 
 @dataclass(frozen=True)
+class Constraints:
+    """Upper limits on the served model (pipeline.objectives); None means no limit. Latency is milliseconds
+    per image at batch 1."""
+
+    max_params: int | None = None
+    max_latency_ms: float | None = None
+    max_model_mb: float | None = None
+
+    def limits(self) -> dict[str, float]:
+        """{measurement key: limit} for the limits given."""
+        return {LIMIT_OF[name]: value for name, value in vars(self).items() if value is not None}
+
+    def excess(self, measured: dict) -> list[float]:
+        """Optuna's convention: one value per limit, <= 0 when met. Relative, so that limits in different
+        units weigh alike when naming the closest trial."""
+        return [(measured[key] - limit) / limit for key, limit in self.limits().items()]
+
+    def __bool__(self) -> bool:
+        return bool(self.limits())
+
+
+@dataclass(frozen=True)
 class ConfirmConfig:
     """Retrain the `top_k` best configurations with `seeds` seeds each (the search trial is one)."""
 
@@ -69,6 +95,8 @@ class StudyConfig:
     max_failures_in_a_row: int = 3
     trials_per_process: int = 10
     confirm: ConfirmConfig | None = None  # run after the search; `sweep confirm` runs it on a finished study
+    objectives: tuple[str, ...] = ()  # several: a multi-objective study, `metric` first; () = `metric` alone
+    constraints: Constraints = Constraints()
 
 
 @dataclass(frozen=True)
@@ -101,6 +129,11 @@ class SweepConfig:
     data: DataConfig
     tracking: TrackingConfig
     search_space: Mapping[str, ParamSpec] = field(default_factory=dict)
+
+    @property
+    def directions(self) -> list[str]:
+        """The study's direction per objective: the metric's, then minimize for every cost."""
+        return [self.study.direction] + ["minimize"] * (len(self.study.objectives) - 1)
 
     @property
     def experiment_name(self) -> str:
@@ -224,7 +257,12 @@ def parse_sweep(raw: Any, path: Path) -> SweepConfig:
 
 def _parse_study(check: Checker, raw: dict) -> StudyConfig:
     check.keys(raw, "study", StudyConfig)
-    metric = check.choice(raw.get("metric", "val_accuracy"), "study.metric", tuple(OBJECTIVES))
+    objectives = _parse_objectives(check, raw.get("objectives"))
+    constraints = _parse_constraints(check, raw.get("constraints"), objectives)
+    metric = check.choice(raw.get("metric", objectives[0] if objectives else "val_accuracy"), "study.metric",
+                          tuple(OBJECTIVES))
+    if objectives and metric != objectives[0]:
+        check.fail("study.metric", f"is {metric!r} but study.objectives starts with {objectives[0]!r}; leave it out")
     direction = check.choice(raw.get("direction", OBJECTIVES[metric]), "study.direction",
                              (OBJECTIVES[metric],))
     timeout = raw.get("timeout")
@@ -236,13 +274,57 @@ def _parse_study(check: Checker, raw: dict) -> StudyConfig:
         timeout=None if timeout is None else check.positive_number(timeout, "study.timeout"),
         seed=check.integer(raw.get("seed", 42), "study.seed"),
         sampler=check.choice(raw.get("sampler", "tpe"), "study.sampler", SAMPLERS),
-        pruner=_parse_pruner(check, raw.get("pruner", "median")),
+        pruner=_parse_pruner(check, raw.get("pruner", "none" if objectives else "median"), objectives),
         storage=check.text(raw.get("storage", DEFAULT_STORAGE), "study.storage"),
         threads=None if raw.get("threads") is None else check.positive_int(raw["threads"], "study.threads"),
         max_failures_in_a_row=check.positive_int(raw.get("max_failures_in_a_row", 3), "study.max_failures_in_a_row"),
         trials_per_process=check.non_negative_int(raw.get("trials_per_process", 10), "study.trials_per_process"),
         confirm=_parse_confirm(check, raw.get("confirm")),
+        objectives=objectives,
+        constraints=constraints,
     )
+
+
+def export_limits(max_params: Any, max_latency_ms: Any, max_model_mb: Any) -> Constraints:
+    """`sweep export --max-params N --max-latency-ms X --max-model-mb Y`, each above zero when given."""
+    check = Checker(Path("sweep export"))
+    given = {"max_params": max_params, "max_latency_ms": max_latency_ms, "max_model_mb": max_model_mb}
+    for key, value in given.items():
+        if value is not None and not value > 0:
+            check.fail(f"--{key.replace('_', '-')}", f"must be above 0, got {value}")
+    return Constraints(**given)
+
+
+def _parse_objectives(check: Checker, raw: Any) -> tuple[str, ...]:
+    """`[val_accuracy, latency_ms]`: the validation metric first, then what the model costs to ship."""
+    if raw is None:
+        return ()
+    allowed = f"a validation metric ({', '.join(OBJECTIVES)}) then one or more of {', '.join(QUANTITIES)}"
+    if not isinstance(raw, list) or len(raw) < 2 or len(set(map(str, raw))) != len(raw):
+        check.fail("study.objectives", f"must be a list of distinct names, {allowed}; got {check.quote(raw)}")
+    check.choice(raw[0], "study.objectives[0]", tuple(OBJECTIVES))
+    for index, name in enumerate(raw[1:], start=1):
+        check.choice(name, f"study.objectives[{index}]", tuple(QUANTITIES))
+    return tuple(raw)
+
+
+def _parse_constraints(check: Checker, raw: Any, objectives: tuple[str, ...]) -> Constraints:
+    """Limits on the served model, each above zero; a quantity is optimized or capped, not both."""
+    raw = check.mapping(raw, "study.constraints")
+    check.keys(raw, "study.constraints", Constraints)
+    limits = {}
+    for key, value in raw.items():
+        where = f"study.constraints.{key}"
+        number = check.positive_int(value, where) if key == "max_params" else check.number(value, where)
+        if number <= 0:
+            check.fail(where, f"must be above 0, got {value}")
+        limits[key] = number
+    for name in objectives[1:]:
+        if QUANTITIES[name][1] in limits:
+            check.fail(f"study.constraints.{QUANTITIES[name][1]}", f"caps {name}, which study.objectives already "
+                       "minimizes; keep one: the objective (a Pareto front) or the limit (the most accurate model "
+                       "under it)")
+    return Constraints(**limits)
 
 
 def _parse_confirm(check: Checker, raw: Any) -> ConfirmConfig | None:
@@ -264,8 +346,13 @@ def confirm_settings(path: Path, top_k: Any, seeds: Any, names: tuple[str, str] 
     return ConfirmConfig(top_k, seeds)
 
 
-def _parse_pruner(check: Checker, raw: Any) -> PrunerConfig:
+def _parse_pruner(check: Checker, raw: Any, objectives: tuple[str, ...] = ()) -> PrunerConfig:
     """`pruner: median` or `pruner: {type: median, startup_trials: 3, warmup_epochs: 2}`."""
+    kind = raw.get("type", "median") if isinstance(raw, dict) else raw
+    if objectives and kind != "none":
+        check.fail("study.pruner", "Optuna cannot prune a multi-objective study (a trial's intermediate values "
+                   "rank it on one objective only); set pruner: none, or use study.constraints with one objective "
+                   "to keep pruning")
     if not isinstance(raw, dict):
         return PrunerConfig(check.choice(raw, "study.pruner", PRUNERS))
     check.keys(raw, "study.pruner", PrunerConfig)

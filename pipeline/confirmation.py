@@ -21,7 +21,7 @@ from typing import Callable
 import optuna
 from optuna.trial import TrialState
 
-from pipeline import keys
+from pipeline import keys, objectives
 from pipeline.config import SweepConfig
 from pipeline.errors import BadInputError
 from pipeline.study import best_complete_trial, optuna_storage, storage_errors
@@ -83,12 +83,12 @@ def study_name(name: str) -> str:
 
 def top_trials(study: optuna.Study, top_k: int) -> list[optuna.trial.FrozenTrial]:
     """The K best COMPLETE trials by the study's objective; refused when the study has fewer."""
-    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    complete = objectives.candidates(study)
     if top_k > len(complete):
-        raise BadInputError(f"study '{study.study_name}' has {len(complete)} COMPLETE trial(s); cannot confirm the "
-                            f"top {top_k}: lower --top-k (study.confirm.top_k) or run more trials first")
-    sign = -1 if study.direction == optuna.study.StudyDirection.MAXIMIZE else 1
-    return sorted(complete, key=lambda t: (sign * t.value, t.number))[:top_k]
+        raise BadInputError(f"study '{study.study_name}' has {len(complete)} COMPLETE trial(s) (that meet its "
+                            f"constraints); cannot confirm the top {top_k}: lower --top-k (study.confirm.top_k) or "
+                            "run more trials first")
+    return complete[:top_k]
 
 
 def plan(study: optuna.Study, config: SweepConfig, top_k: int, seeds: int) -> list[Retraining]:
@@ -143,11 +143,11 @@ def results(study: optuna.Study, confirmation: optuna.Study | None, test_of: Cal
     confirmed = []
     for number in numbers:
         trial = study.trials[number]
-        runs = [(trial.value, trial.user_attrs.get(keys.RUN_ID, ""))]
+        runs = [(objectives.value(trial), trial.user_attrs.get(keys.RUN_ID, ""))]
         runs += [(t.value, t.user_attrs.get(keys.RUN_ID, "")) for (n, _), t in done if n == number]
         confirmed.append(Confirmed(number, trial.user_attrs[keys.PARAMS], tuple(v for v, _ in runs),
                                    tuple(test_of(run_id) for _, run_id in runs), tuple(r for _, r in runs)))
-    return rank(confirmed, study.direction == optuna.study.StudyDirection.MAXIMIZE)
+    return rank(confirmed, objectives.maximizes(study))
 
 
 def rank(confirmed: list[Confirmed], maximize: bool = True) -> list[Confirmed]:

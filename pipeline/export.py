@@ -24,10 +24,10 @@ from pathlib import Path
 import numpy as np
 import optuna
 
-from pipeline import confirmation, keys, tracking
-from pipeline.config import SweepConfig, check_model_name
+from pipeline import confirmation, keys, objectives, tracking
+from pipeline.config import Constraints, SweepConfig, check_model_name
 from pipeline.data import Splits, describe_folder, load_splits, located_folder
-from pipeline.errors import DataError, ExportError
+from pipeline.errors import BadInputError, DataError, ExportError
 from pipeline.hyperparameters import Hyperparameters
 from pipeline.model import build_model, model_inputs
 from pipeline.preprocessing import fit_stats
@@ -42,7 +42,7 @@ EXACTNESS = 1e-6
 
 
 def export_best(config: SweepConfig, out: Path, refit: bool = False, name: str | None = None,
-                force: bool = False, data_given: bool = False) -> dict:
+                force: bool = False, data_given: bool = False, limits: Constraints = Constraints()) -> dict:
     """Write model.keras, saved_model/ and metadata.json for the study's best trial; return the metadata.
 
     The data is the study's own (as it recorded it) unless `data_given` (--data-dir on the command line);
@@ -54,7 +54,7 @@ def export_best(config: SweepConfig, out: Path, refit: bool = False, name: str |
     _check_destination(out, force)
     study = load_existing_study(config.study.storage, config.study.name)
     tracker = tracking.connect(config.tracking.tracking_uri, config.experiment_name)
-    best = _choose(study, config, tracker.tracking_uri)
+    best = _within(study, limits) if limits else _choose(study, config, tracker.tracking_uri)
     params, source_run = Hyperparameters.from_dict(best.params), best.run_id
     data = _study_data(study, config, data_given)
     tracking.end_dead_export_runs(tracker, config.study.name)
@@ -99,7 +99,21 @@ def _choose(study: optuna.Study, config: SweepConfig, tracking_uri: str) -> _Cho
         seed = winner.best_seed
         return _Choice(winner.trial_number, winner.params, winner.values[seed], winner.run_ids[seed], winner)
     best = best_complete_trial(study)
-    return _Choice(best.number, best.user_attrs[keys.PARAMS], best.value, best.user_attrs[keys.RUN_ID])
+    return _Choice(best.number, best.user_attrs[keys.PARAMS], objectives.value(best), best.user_attrs[keys.RUN_ID])
+
+
+def _within(study: optuna.Study, limits: Constraints) -> _Choice:
+    """The most accurate trial (by validation) whose model meets the export's limits."""
+    for trial in objectives.candidates(study):
+        if objectives.within(trial, limits):
+            return _Choice(trial.number, trial.user_attrs[keys.PARAMS], objectives.value(trial),
+                           trial.user_attrs[keys.RUN_ID])
+    closest = objectives.closest(objectives.candidates(study), limits)
+    near = (f"; the closest is trial {closest.number} ({objectives.describe(closest.user_attrs[keys.MEASUREMENTS])})"
+            if closest else " (none of its trials was measured: they predate the measurements)")
+    wanted = ", ".join(f"{key} <= {value:g}" for key, value in limits.limits().items())
+    raise BadInputError(f"no COMPLETE trial of study '{study.study_name}' meets {wanted}{near}; loosen the limits "
+                        "or search smaller models")
 
 
 def _study_data(study: optuna.Study, config: SweepConfig, data_given: bool) -> Splits:
@@ -153,6 +167,8 @@ def _metadata(config: SweepConfig, best: _Choice, params: Hyperparameters, logge
         "objective": {"metric": config.study.metric, "value": best.value},
         "test_accuracy": test_accuracy, "trial_test_accuracy": logged.get(keys.TEST_ACCURACY),
         "test_images": int(len(data.y_test)), "class_names": list(data.class_names),
+        "costs": {key: logged.get(key) for key in (keys.PARAMS_COUNT, keys.MODEL_BYTES, keys.LATENCY_B1,
+                                                   keys.LATENCY_B256, keys.LATENCY_THREADS)},
         "input": data.inputs.describe(),
         "confirmation": _confirmation_info(best),
         "mlflow": {"trial_run_id": best.run_id, "export_run_id": export_run,

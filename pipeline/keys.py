@@ -16,6 +16,8 @@ HOST, PID = "host", "pid"  # the process running the trial, so a dead one can be
 ERROR = "error"
 # ... and a confirmation's retraining (pipeline.confirmation): the search trial it repeats, with which seed
 SOURCE_TRIAL, REPEAT, SEED, SOURCE_RUN_ID = "source_trial", "repeat", "seed", "source_run_id"
+# ... and what the served model costs (pipeline.measure), with how far it misses the study's constraints
+MEASUREMENTS, CONSTRAINTS = "measurements", "constraints"
 
 # MLflow: run tags
 ROLE = "sweep.role"  # parent | trial | confirmation | export
@@ -35,6 +37,10 @@ MODEL_TRAINING_KIND = "custom_model_development"
 
 # MLflow: run metrics a trial logs besides its per-epoch curves
 TEST_ACCURACY, TEST_LOSS, EPOCHS_RUN, PEAK_RSS_MB = "test_accuracy", "test_loss", "epochs_run", "peak_rss_mb"
+# ... and the served model's costs, measured on this machine's CPU
+PARAMS_COUNT, MODEL_BYTES, MODEL_MB = "params_count", "model_bytes", "model_mb"
+LATENCY_B1, LATENCY_B256, LATENCY_THREADS = "latency_ms_batch1", "latency_ms_batch256", "latency_threads"
+FEASIBLE = "sweep.feasible"  # MLflow tag: "false" when a trial's model breaks the study's constraints
 
 # MLflow: artifact paths and registry names
 MODEL = "model"

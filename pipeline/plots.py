@@ -57,23 +57,27 @@ def class_report(labels: np.ndarray, predictions: np.ndarray, class_names: tuple
                                  output_dict=True, zero_division=0)
 
 
-def study_figures(study: optuna.Study) -> dict[str, object]:
-    """Optuna's optimization history, parameter importances, parallel coordinates and slices.
+def study_figures(study: optuna.Study, names: tuple[str, ...] = ()) -> dict[str, object]:
+    """Optuna's optimization history, parameter importances, parallel coordinates and slices; for a
+    multi-objective study (objective `names`) the same on its first objective, and its Pareto front.
 
     Importances need at least two finished trials with varied params; a plot that cannot be drawn yet
     is left out rather than failing the sweep.
     """
     from optuna.visualization import matplotlib as views
 
+    several = len(study.directions) > 1
+    target = {"target": lambda t: t.values[0], "target_name": names[0]} if several else {}
+    draws = [("optimization_history", views.plot_optimization_history), ("param_importances", views.plot_param_importances),
+             ("parallel_coordinate", views.plot_parallel_coordinate), ("slice", views.plot_slice)]
     figures = {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # Optuna marks its matplotlib views experimental
-        for name, draw in (("optimization_history", views.plot_optimization_history),
-                           ("param_importances", views.plot_param_importances),
-                           ("parallel_coordinate", views.plot_parallel_coordinate),
-                           ("slice", views.plot_slice)):
+        if several:
+            draws.append(("pareto_front", lambda s: views.plot_pareto_front(s, target_names=list(names))))
+        for name, draw in draws:
             try:
-                axes = draw(study)
+                axes = draw(study, **(target if name != "pareto_front" else {}))
             except (ValueError, RuntimeError, ZeroDivisionError):
                 continue
             first = axes.flat[0] if isinstance(axes, np.ndarray) else axes

@@ -7,7 +7,7 @@ import optuna
 from optuna.trial import TrialState
 from tqdm import tqdm
 
-from pipeline import keys, tracking
+from pipeline import keys, objectives, tracking
 from pipeline.config import SweepConfig
 from pipeline.study import finished_count
 
@@ -41,9 +41,10 @@ class Progress:
             if trial.state.is_finished() and trial.number not in self.seen:
                 self.seen.add(trial.number)
                 self._report(trial)
-        if self.show_best and any(t.state == TrialState.COMPLETE for t in study.get_trials(deepcopy=False)):
-            if study.best_value != self.best:
-                self.best = study.best_value
+        best = objectives.candidates(study) if self.show_best else []
+        if best:
+            if objectives.value(best[0]) != self.best:
+                self.best = objectives.value(best[0])
                 self.bar.set_postfix({f"best {self.metric}": f"{self.best:.4f}"})
 
     def _report(self, trial: optuna.trial.FrozenTrial) -> None:
@@ -61,8 +62,8 @@ def format_trial_line(trial: optuna.trial.FrozenTrial, metric: str, results: dic
     if keys.SOURCE_TRIAL in trial.user_attrs:  # a confirmation's retraining: name the trial it repeats
         parts = [f"trial {trial.user_attrs[keys.SOURCE_TRIAL]} seed {trial.user_attrs[keys.REPEAT] + 1} "
                  f"{trial.state.name}"]
-    if trial.value is not None:
-        parts.append(f"{metric}={trial.value:.4f}")
+    if objectives.value(trial) is not None:
+        parts.append(f"{metric}={objectives.value(trial):.4f}")
     if keys.TEST_ACCURACY in results:
         parts.append(f"test_accuracy={results[keys.TEST_ACCURACY]:.4f}")
     params = dict(trial.user_attrs.get(keys.PARAMS, trial.params))

@@ -7,7 +7,9 @@ from dataclasses import dataclass
 import optuna
 import pandas as pd
 
-from pipeline import keys, tracking
+from pipeline import keys, objectives, tracking
+from pipeline.config import QUANTITIES
+from pipeline.study import has_best
 
 
 @dataclass
@@ -62,6 +64,8 @@ def study_conclusions(study, config) -> str:
                                      lambda run_id: tracking.test_accuracy(uri, run_id))
     parts = [f"Confirmation (best mean {config.study.metric} first):\n"
              f"{confirmation.table(confirmed, config.study.metric)}"] if confirmed else []
+    if len(config.study.objectives) > 1:
+        parts.append(pareto_listing(study, config))
     return "\n\n".join([*parts, verdict.describe(verdict.for_study(study, confirmed))])
 
 
@@ -77,7 +81,7 @@ def format_summary(outcome: SweepOutcome, metric: str) -> str:
     else:
         run_id = best.user_attrs.get(keys.RUN_ID)
         results = tracking.run_metrics(outcome.tracking_uri, run_id) if run_id else {}
-        rows = [("best trial", f"#{best.number}"), (metric, f"{best.value:.4f}")]
+        rows = [("best trial", f"#{best.number}"), (metric, f"{objectives.value(best):.4f}")]
         rows += [(name, _fmt(results.get(name))) for name in (keys.TEST_ACCURACY, keys.TEST_LOSS)]
         rows += [("run id", _fmt(run_id))]
         rows += [(f"  {name}", _fmt(value)) for name, value in best.user_attrs[keys.PARAMS].items()]
@@ -124,20 +128,34 @@ def _shape(spec: dict) -> str:
 
 def trials_table(study, config) -> pd.DataFrame:
     """Optuna's trials joined with their MLflow runs: best first, the best one marked."""
-    from optuna.trial import TrialState
-
     rows = [{"trial": t.number, "state": t.state.name, **t.user_attrs.get(keys.PARAMS, t.params),
-             "value": t.value} for t in study.trials]
+             **_costs(t, config), "value": objectives.value(t)} for t in study.trials]
     trials = pd.DataFrame(rows)
     runs = tracking.trial_runs_frame(config.tracking.tracking_uri, config.experiment_name, config.study.name,
                                      config.storage_identity)
     table = trials.merge(runs, on="trial", how="left")
-    maximize = study.direction.name == "MAXIMIZE"
+    maximize = objectives.maximizes(study)
     table = table.sort_values("value", ascending=not maximize, na_position="last", kind="stable")
-    complete = [t for t in study.trials if t.state == TrialState.COMPLETE]
-    best = study.best_trial.number if complete else None
+    best = objectives.candidates(study)[0].number if has_best(study) else None
     table.insert(0, "best", ["*" if n == best else "" for n in table["trial"]])
     return table.drop(columns=["value"]).reset_index(drop=True)
+
+
+def _costs(trial, config) -> dict:
+    """What the trial's model costs to ship, and (with constraints) whether it may."""
+    measured = trial.user_attrs.get(keys.MEASUREMENTS, {})
+    costs = {name: measured.get(key) for name, (key, _) in QUANTITIES.items()}
+    return {**costs, "feasible": objectives.feasible(trial)} if config.study.constraints else costs
+
+
+def pareto_listing(study, config) -> str:
+    """A multi-objective study's Pareto front, as `sweep report` lists it."""
+    names = config.study.objectives
+    lines = [f"Pareto front ({', '.join(names)}): {len(objectives.study_front(study))} trial(s)"]
+    for trial in objectives.study_front(study):
+        values = ", ".join(f"{n}={v:.4g}" for n, v in zip(names, trial.values))
+        lines.append(f"  trial {trial.number}: {values}")
+    return "\n".join(lines)
 
 
 def format_table(table, fmt: str) -> str:

@@ -19,7 +19,7 @@ from typing import Iterator
 import optuna
 from optuna.trial import TrialState
 
-from pipeline import keys, stores, tracking
+from pipeline import keys, objectives, stores, tracking
 from pipeline.config import PrunerConfig, SweepConfig, parse_sweep_text
 from pipeline.errors import BadInputError, StudyError, SweepConfigError, SweepError
 from pipeline.hyperparameters import FixedParam, FloatParam, IntParam
@@ -42,16 +42,18 @@ def open_study(config: SweepConfig, worker: int = 0) -> optuna.Study:
     storage = optuna_storage(config.study.storage)
     with storage_errors(config.study.storage):
         study = optuna.create_study(storage=storage, study_name=config.study.name, load_if_exists=True,
-                                    direction=config.study.direction, pruner=make_pruner(config.study.pruner))
-    if study.direction.name.lower() != config.study.direction:
+                                    directions=config.directions, pruner=make_pruner(config.study.pruner))
+    found = [d.name.lower() for d in study.directions]
+    if found != config.directions:
         raise StudyError(f"study '{config.study.name}' in {config.study.storage} was created to "
-                         f"{study.direction.name.lower()}, but {config.path} asks to {config.study.direction}")
+                         f"{', '.join(found)}, but {config.path} asks to {', '.join(config.directions)}; give "
+                         "the new objectives their own study.name")
     # Offsetting the seed by the trials already run keeps a resumed study from replaying its first picks.
     # Workers of one command offset by their number, or they would all suggest the same values; on a
     # database server other machines may join the study, so their processes also offset by pid.
     local = stores.local_path(stores.resolve_uri(config.study.storage)) is not None
     offset = len(study.trials) + 1000 * worker + (0 if local else os.getpid())
-    study.sampler = make_sampler(config.study.sampler, config.study.seed + offset)
+    study.sampler = make_sampler(config.study.sampler, config.study.seed + offset, bool(config.study.constraints))
     return study
 
 
@@ -221,18 +223,30 @@ def load_study_config(storage: str, name: str) -> SweepConfig:
 
 
 def best_complete_trial(study: optuna.Study) -> optuna.trial.FrozenTrial:
-    """The best COMPLETE trial by the study's own objective (validation, never test)."""
-    if not any(t.state == TrialState.COMPLETE for t in study.trials):
-        raise StudyError(f"study '{study.study_name}' has no COMPLETE trial yet "
-                         f"({len(study.trials)} trials in other states); run the sweep first")
-    return study.best_trial
+    """The best COMPLETE, feasible trial by the study's own objective (validation, never test; the first
+    of several objectives)."""
+    found = objectives.candidates(study)
+    if not found:
+        complete = sum(t.state == TrialState.COMPLETE for t in study.get_trials(deepcopy=False))
+        what = (f"its {complete} COMPLETE trial(s) all break the study's constraints" if complete else
+                f"no COMPLETE trial yet ({len(study.trials)} trials in other states)")
+        raise StudyError(f"study '{study.study_name}' has {what}; run the sweep (further) first")
+    return found[0]
 
 
-def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
+def has_best(study: optuna.Study) -> bool:
+    return bool(objectives.candidates(study))
+
+
+def make_sampler(name: str, seed: int, constrained: bool = False) -> optuna.samplers.BaseSampler:
+    """TPE for one objective and for several (Optuna's TPE is multi-objective too, and with a few dozen
+    trials it learns faster than NSGA-II, whose populations need hundreds); with constraints, TPE models
+    the feasible region from each trial's measurements."""
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     # constant_liar: parallel workers see each other's running trials and spread out; alone it changes nothing.
-    return optuna.samplers.TPESampler(seed=seed, constant_liar=True)
+    return optuna.samplers.TPESampler(seed=seed, constant_liar=True,
+                                      constraints_func=objectives.constraints_of if constrained else None)
 
 
 def make_pruner(pruner: PrunerConfig) -> optuna.pruners.BasePruner:

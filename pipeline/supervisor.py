@@ -22,7 +22,7 @@ from pipeline.errors import BadInputError, SweepConfigError, SweepError
 from pipeline.progress import Progress
 from pipeline.report import ConfirmationOutcome, SweepOutcome
 from pipeline.study import (StudyNotFound, best_complete_trial, budget_left, budget_spent, check_space_fits,
-                            fail_dead_trials, find_study, finished_count, load_existing_study, open_study)
+                            fail_dead_trials, find_study, finished_count, has_best, load_existing_study, open_study)
 from pipeline.worker import Go, Ready
 from pipeline.worker_pool import STOP_SIGNALS, WorkerPool
 
@@ -72,7 +72,7 @@ def _supervise(pool: WorkerPool, config: SweepConfig, study: optuna.Study, track
     if failure is not None:
         tracking.close_parent_run(parent_id, "KILLED")
         raise SweepError(failure.message, failure.exit_code)
-    _refresh_study_plots(study, parent_id)
+    _refresh_study_plots(study, parent_id, config.study.objectives)
     confirmed = confirmation.results(study, confirmation.find(config.study.storage, config.study.name),
                                      lambda run_id: tracking.test_accuracy(tracker.tracking_uri, run_id))
     _log_conclusions(study, confirmed, config.study.metric, parent_id)
@@ -160,8 +160,8 @@ def _check_same_data(study: optuna.Study | None, data: Ready, config: SweepConfi
             "pass --data-dir for the study's data, or give this data its own study.name")
 
 
-def _refresh_study_plots(study: optuna.Study, parent_id: str) -> None:
-    figures = plots.study_figures(study)
+def _refresh_study_plots(study: optuna.Study, parent_id: str, names: tuple[str, ...]) -> None:
+    figures = plots.study_figures(study, names)
     tracking.log_study_figures(parent_id, figures)
     for figure in figures.values():
         plots.close(figure)
@@ -187,7 +187,7 @@ def _spent_message(study: optuna.Study, config: SweepConfig) -> str:
 def _outcome(config: SweepConfig, study: optuna.Study, tracking_uri: str, parent_id: str | None, before: int,
              message: str = "", stopped_by: int | None = None) -> SweepOutcome:
     """What the command did; `before` is the study's size when the command began."""
-    has_complete = any(t.state == TrialState.COMPLETE for t in study.get_trials(deepcopy=False))
+    has_complete = has_best(study)
     return SweepOutcome(
         study_name=config.study.name, storage=stores.resolve_uri(config.study.storage, create=False),
         tracking_uri=stores.resolve_uri(tracking_uri, create=False), parent_run_id=parent_id,

@@ -15,9 +15,10 @@ from pathlib import Path
 import optuna
 
 from pipeline import confirmation, keys, plots, tracking
-from pipeline.config import SweepConfig
+from pipeline.config import QUANTITIES, Constraints, SweepConfig
 from pipeline.data import Splits
 from pipeline.hyperparameters import Hyperparameters, suggest_params
+from pipeline.measure import measure
 from pipeline.model import build_model
 from pipeline.preprocessing import FeatureStats
 from pipeline.processes import StopRequest
@@ -61,10 +62,22 @@ def _run(trial: optuna.Trial, context: TrialContext) -> float:
     with tracking.trial_run(context.tracker, context.parent_id, config.study.name, config.storage_identity,
                             trial.number, params.as_dict()) as run:
         trial.set_user_attr(keys.RUN_ID, run.run_id)
-        result = _train_and_record(run, params, context, pruning_hook(trial, config.study.metric))
+        result, measured = _train_and_record(run, params, context, pruning_hook(trial, config.study.metric))
+        _record_costs(trial, run, measured, config.study.constraints)
     if result.stopped_early:
         raise optuna.TrialPruned(f"pruned after epoch {result.epochs_run}")
-    return result.last(config.study.metric)
+    costs = [measured[QUANTITIES[name][0]] for name in config.study.objectives[1:]]
+    return (result.last(config.study.metric), *costs) if costs else result.last(config.study.metric)
+
+
+def _record_costs(trial: optuna.Trial, run: tracking.RunRecorder, measured: dict, constraints: Constraints) -> None:
+    """The measurements on the trial (the sampler's constraints read them there) and, with constraints,
+    whether the model meets them, on the trial and its run."""
+    trial.set_user_attr(keys.MEASUREMENTS, measured)
+    if constraints:
+        excess = constraints.excess(measured)
+        trial.set_user_attr(keys.CONSTRAINTS, excess)
+        run.tag(keys.FEASIBLE, str(all(e <= 0 for e in excess)).lower())
 
 
 def run_retraining(trial: optuna.Trial, context: TrialContext) -> float:
@@ -78,26 +91,28 @@ def run_retraining(trial: optuna.Trial, context: TrialContext) -> float:
     with tracking.retraining_run(context.tracker, context.parent_id, config.study.name, config.storage_identity,
                                  attrs, params.as_dict()) as run:
         trial.set_user_attr(keys.RUN_ID, run.run_id)
-        result = _train_and_record(run, params, context)
+        result, _ = _train_and_record(run, params, context)
     return result.last(config.study.metric)
 
 
 def _train_and_record(run: tracking.RunRecorder, params: Hyperparameters, context: TrialContext,
-                      prune=None) -> TrainResult:
-    """Build, train and score one model, logging its curves, results, plots and (unless pruned) the model."""
+                      prune=None) -> tuple[TrainResult, dict]:
+    """Build, train, score and measure one model, logging its curves, results, costs, plots and (unless
+    pruned) the model."""
     data = context.data
     run.log_dataset(context.dataset)
     model = build_model(params, data.inputs, len(data.class_names), context.stats)
     hooks = [run.log_epoch, *([prune] if prune else []), context.stop.check]
     result = train_and_evaluate(model, data, params, hooks=hooks)
+    measured = measure(model, data.x_val[:256])
     run.log_results({keys.TEST_ACCURACY: result.test_accuracy, keys.TEST_LOSS: result.test_loss,
-                     keys.EPOCHS_RUN: result.epochs_run, keys.PEAK_RSS_MB: _peak_rss_mb()})
+                     keys.EPOCHS_RUN: result.epochs_run, keys.PEAK_RSS_MB: _peak_rss_mb(), **measured})
     _log_plots(run, result, data)
     if result.stopped_early:
         run.state = "PRUNED"
     else:
         models.log_model(model, data.x_val[:5], data.class_names)
-    return result
+    return result, measured
 
 
 def _log_plots(run: tracking.RunRecorder, result: TrainResult, data: Splits) -> None:

@@ -13,7 +13,7 @@ import itertools
 import optuna
 from optuna.trial import TrialState
 
-from pipeline import confirmation, keys, tracking
+from pipeline import confirmation, keys, objectives, tracking
 from pipeline.config import SweepConfig, with_overrides
 from pipeline.data import Splits, load_splits, portable_folder
 from pipeline.errors import StudyError, TrackingError
@@ -95,8 +95,9 @@ class _BestRecorder:
         self.parent_id, self.metric = parent_id, metric
 
     def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-        if trial.state == TrialState.COMPLETE and study.best_trial.number == trial.number:
-            tracking.record_best(self.parent_id, self.metric, trial.number, trial.value,
+        best = objectives.candidates(study)
+        if trial.state == TrialState.COMPLETE and best and best[0].number == trial.number:
+            tracking.record_best(self.parent_id, self.metric, trial.number, objectives.value(trial),
                                  trial.user_attrs.get(keys.RUN_ID))
 
 

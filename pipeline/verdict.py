@@ -131,14 +131,15 @@ def for_study(study, confirmed: Sequence) -> Verdict:
     results) where there is one."""
     from optuna.trial import TrialState
 
-    from pipeline import keys
+    from pipeline import keys, objectives
 
     finished = finished_trials(study)
     if any(len(c.values) > 1 for c in confirmed):
         noise = noise_from_seeds([c.values for c in confirmed], "the confirmation's seeds")
     else:
-        noise = noise_from_neighbours([(t.user_attrs.get(keys.PARAMS, t.params), t.value) for t in finished
-                                       if t.state == TrialState.COMPLETE])
-    maximize = study.direction.name == "MAXIMIZE"  # val_accuracy, shown in points; val_loss is minimized
-    return judge([t.value if t.state == TrialState.COMPLETE else None for t in finished], noise, maximize,
-                 points=maximize)
+        noise = noise_from_neighbours([(t.user_attrs.get(keys.PARAMS, t.params), objectives.value(t))
+                                       for t in finished if t.state == TrialState.COMPLETE])
+    maximize = objectives.maximizes(study)  # val_accuracy, shown in points; val_loss is minimized
+    counted = [objectives.value(t) if t.state == TrialState.COMPLETE and objectives.feasible(t) else None
+               for t in finished]  # an infeasible trial cannot be the best
+    return judge(counted, noise, maximize, points=maximize)

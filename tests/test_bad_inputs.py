@@ -219,6 +219,18 @@ CASES = {
                                            "no study storage at sqlite:///"),
     "confirm settings in the sweep file": Case(lambda t, d: ["run", str(tiny(t, d, study__confirm={"top_k": 0}))],
                                                2, "study.confirm.top_k: must be at least 1"),
+    "a zero export limit": Case(lambda t, d: ["export", str(tiny(t, d)), "--out", str(t / "e"), "--max-latency-ms",
+                                              "0"], 2, "--max-latency-ms: must be above 0, got 0.0"),
+    "a negative constraint": Case(lambda t, d: ["run", str(tiny(t, d, study__constraints={"max_model_mb": -1}))], 2,
+                                  "study.constraints.max_model_mb: must be above 0, got -1"),
+    "an unknown objective": Case(lambda t, d: ["run", str(tiny(t, d, study__objectives=["val_accuracy", "speed"]))],
+                                 2, "study.objectives[1]: 'speed' is not allowed; allowed: latency_ms, params_count"),
+    "several objectives and a pruner": Case(lambda t, d: ["run", str(tiny(
+        t, d, study__objectives=["val_accuracy", "latency_ms"], study__pruner="median"))], 2,
+        "study.pruner: Optuna cannot prune a multi-objective study"),
+    "a limit on an objective": Case(lambda t, d: ["run", str(tiny(
+        t, d, study__objectives=["val_accuracy", "latency_ms"], study__constraints={"max_latency_ms": 1}))], 2,
+        "study.constraints.max_latency_ms: caps latency_ms, which study.objectives already minimizes"),
     # Other commands.
     "report into a missing folder": Case(lambda t, d: report_to(t, t / "no" / "report.md"), 2,
                                          "report.md: cannot write the report (No such file or directory)"),

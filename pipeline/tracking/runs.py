@@ -109,6 +109,9 @@ class RunRecorder:
     def log_results(self, metrics: dict[str, float]) -> None:
         mlflow.log_metrics(metrics)
 
+    def tag(self, key: str, value: str) -> None:
+        mlflow.set_tag(key, value)
+
     def log_dataset(self, dataset) -> None:
         racing_write(mlflow.log_input, dataset, context="training")
 
