@@ -1,6 +1,6 @@
 """Benchmarks of the sweep pipeline on this machine; writes docs/benchmarks.md. Not a test.
 
-    python bench/run.py --data-dir ../shared/data/fashion-mnist            # every row (about 1.5 hours)
+    python bench/run.py --data-dir ../shared/data/fashion-mnist            # every row (about 2.5 hours)
     python bench/run.py --data-dir ../shared/data/fashion-mnist --rows a,d # some rows
 
 Every figure comes from running the real `sweep` command in a subprocess, with fresh stores in a
@@ -27,6 +27,7 @@ import optuna
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import costs  # noqa: E402  (bench/costs.py: row i)
 import trust  # noqa: E402  (bench/trust.py: row h)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -305,7 +306,11 @@ def row_h(data_dir: str) -> dict:
     return trust.row_h(data_dir, sweep, best_of, SWEEPS)
 
 
-ROWS = {"a": row_a, "b": row_b, "c": row_c, "d": row_d, "e": row_e, "f": row_f, "g": row_g, "h": row_h}
+def row_i(data_dir: str) -> dict:
+    return costs.row_i(data_dir, sweep, SWEEPS, PAGE.parent)
+
+
+ROWS = {"a": row_a, "b": row_b, "c": row_c, "d": row_d, "e": row_e, "f": row_f, "g": row_g, "h": row_h, "i": row_i}
 
 
 def _variant(folder: Path, source: str, search_space: dict | None = None, **study) -> Path:
@@ -525,7 +530,7 @@ def _render_g(r: dict) -> list[str]:
 
 
 RENDERERS = {"a": _render_a, "b": _render_b, "c": _render_c, "d": _render_d, "e": _render_e, "f": _render_f,
-             "g": _render_g, "h": trust.render_h}
+             "g": _render_g, "h": trust.render_h, "i": costs.render_i}
 
 
 def machine() -> dict:
@@ -541,7 +546,7 @@ def machine() -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data" / "fashion-mnist"))
-    parser.add_argument("--rows", default="a,b,c,d,e,f,g", help="comma-separated rows to run (a-g)")
+    parser.add_argument("--rows", default="a,b,c,d,e,f,g,h,i", help="comma-separated rows to run (a-i)")
     parser.add_argument("--trials-b", type=int, default=30, help="trials per sweep in row b")
     args = parser.parse_args()
     RESULTS.mkdir(parents=True, exist_ok=True)
