@@ -1,5 +1,5 @@
 """What a trained model costs to ship: parameters, saved size and prediction latency, measured the same
-way for every trial and cheaply (about a tenth of a second for the reference model).
+way for every trial and cheaply (about half a second: mostly tracing two batch shapes, and one save).
 
 Latency is for the model that is served, raw input to probabilities, through Keras' compiled predict
 step (`predict_on_batch`, what a server calls per request): a warm-up, then the median of repeated calls,
