@@ -24,10 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("sweep_file", help="path to the sweep file, e.g. sweeps/fashion_mnist.yaml")
     run.add_argument("--n-trials", type=int, help="total trials for the study (overrides study.n_trials)")
     run.add_argument("--timeout", type=float, help="total seconds for the study (overrides study.timeout)")
-    run.add_argument("--workers", type=int, default=1, help="worker processes running trials side by side")
-    _add_store_options(run)
-    run.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
-    run.add_argument("--verbose", action="store_true", help="show TensorFlow's own start-up messages")
+    _add_worker_options(run, "worker processes running trials side by side")
     run.set_defaults(handler=_run)
 
     confirm = commands.add_parser("confirm", help="retrain a finished study's top configurations with more seeds")
@@ -36,10 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     confirm.add_argument("--top-k", type=int, help="configurations to confirm (default study.confirm.top_k or 3)")
     confirm.add_argument("--seeds", type=int, help="seeds per configuration, the search trial included "
                          "(default study.confirm.seeds or 3)")
-    confirm.add_argument("--workers", type=int, default=1, help="worker processes sharing the retrainings")
-    _add_store_options(confirm)
-    confirm.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
-    confirm.add_argument("--verbose", action="store_true", help="show TensorFlow's own start-up messages")
+    _add_worker_options(confirm, "worker processes sharing the retrainings")
     confirm.set_defaults(handler=_confirm)
 
     compare = commands.add_parser("compare", help="two studies side by side: is the difference larger than noise?")
@@ -97,6 +91,14 @@ def main(argv: list[str] | None = None) -> int:
         return exc.exit_code
     except KeyboardInterrupt:  # Ctrl-C before a sweep's own handling is in place (start-up, export, report)
         return EXIT_SIGNAL_BASE + signal.SIGINT
+
+
+def _add_worker_options(parser: argparse.ArgumentParser, workers_help: str) -> None:
+    """What the commands that train in worker processes take: workers, stores, progress, verbosity."""
+    parser.add_argument("--workers", type=int, default=1, help=workers_help)
+    _add_store_options(parser)
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
+    parser.add_argument("--verbose", action="store_true", help="show TensorFlow's own start-up messages")
 
 
 def _add_store_options(parser: argparse.ArgumentParser) -> None:

@@ -61,17 +61,8 @@ def run_sweep(config: SweepConfig, pool: WorkerPool, show_progress: bool = True)
 def _supervise(pool: WorkerPool, config: SweepConfig, study: optuna.Study, tracker: tracking.Tracker,
                parent_id: str, before: int, show_progress: bool) -> SweepOutcome:
     """Hand the workers the parent run and watch them until they are done; end the parent run."""
-    try:
-        with processes.shared_tracking_server(tracker.tracking_uri, pool.size) as worker_uri:
-            pool.release(Go(parent_id, worker_uri))
-            with Progress(study, config, tracker.tracking_uri, show_progress) as progress:
-                failure = pool.watch(progress, lambda: budget_spent(study, config), lambda: fail_dead_trials(study))
-    except BaseException:
-        tracking.close_parent_run(parent_id, "KILLED")
-        raise
-    if failure is not None:
-        tracking.close_parent_run(parent_id, "KILLED")
-        raise SweepError(failure.message, failure.exit_code)
+    _release_and_watch(pool, tracker, parent_id, "search", Progress(study, config, tracker.tracking_uri, show_progress),
+                       lambda: budget_spent(study, config), lambda: fail_dead_trials(study))
     _refresh_study_plots(study, parent_id, config.study.objectives)
     confirmed = confirmation.results(study, confirmation.find(config.study.storage, config.study.name),
                                      lambda run_id: tracking.test_accuracy(tracker.tracking_uri, run_id))
@@ -105,23 +96,31 @@ def run_confirmation(config: SweepConfig, pool: WorkerPool, show_progress: bool 
         confirmation.enqueue_missing(queue, retrainings)
         parent_id = tracking.open_parent_run(tracker, config.study.name, config.storage_identity, config.path,
                                              _settings(config))
-        try:
-            with processes.shared_tracking_server(tracker.tracking_uri, pool.size) as worker_uri:
-                pool.release(Go(parent_id, worker_uri, phase="confirm"))
-                with Progress(queue, config, tracker.tracking_uri, show_progress, total=len(retrainings),
-                              desc=f"{config.study.name} confirm") as progress:
-                    failure = pool.watch(progress, lambda: confirmation.queue_empty(queue),
-                                         lambda: fail_dead_trials(queue))
-        except BaseException:
-            tracking.close_parent_run(parent_id, "KILLED")
-            raise
-        if failure is not None:
-            tracking.close_parent_run(parent_id, "KILLED")
-            raise SweepError(failure.message, failure.exit_code)
+        progress = Progress(queue, config, tracker.tracking_uri, show_progress, total=len(retrainings),
+                            desc=f"{config.study.name} confirm")
+        _release_and_watch(pool, tracker, parent_id, "confirm", progress, lambda: confirmation.queue_empty(queue),
+                           lambda: fail_dead_trials(queue))
         outcome = _confirmation_outcome(config, study, queue, parent_id)
         _log_conclusions(study, outcome.results, config.study.metric, parent_id)
         tracking.close_parent_run(parent_id, "KILLED" if pool.stopped_by else "FINISHED")
         return dataclasses.replace(outcome, stopped_by=pool.stopped_by)
+
+
+def _release_and_watch(pool: WorkerPool, tracker: tracking.Tracker, parent_id: str, phase: str, progress: Progress,
+                       done, fail_dead) -> None:
+    """Hand the workers the parent run and the phase, and watch them until they have ended; a failure or an
+    interruption ends the parent run KILLED."""
+    try:
+        with processes.shared_tracking_server(tracker.tracking_uri, pool.size) as worker_uri:
+            pool.release(Go(parent_id, worker_uri, phase))
+            with progress:
+                failure = pool.watch(progress, done, fail_dead)
+    except BaseException:
+        tracking.close_parent_run(parent_id, "KILLED")
+        raise
+    if failure is not None:
+        tracking.close_parent_run(parent_id, "KILLED")
+        raise SweepError(failure.message, failure.exit_code)
 
 
 def _all_done(queue: optuna.Study, retrainings: list) -> bool:
