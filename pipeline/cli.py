@@ -204,7 +204,7 @@ def _report(args: argparse.Namespace) -> int:
     study = load_existing_study(config.study.storage, config.study.name)
     text = format_table(trials_table(study, config), args.format)
     if args.format != "csv":  # CSV stays one table for spreadsheets; the others add confirmation and verdict
-        text = f"{text}\n\n{study_conclusions(study, config)}\n"
+        text = f"{text.rstrip()}\n\n{study_conclusions(study, config)}\n"
     if args.out:
         _write_report(args.out, text)
     else:

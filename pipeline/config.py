@@ -63,10 +63,11 @@ class Constraints:
         """{measurement key: limit} for the limits given."""
         return {LIMIT_OF[name]: value for name, value in vars(self).items() if value is not None}
 
-    def excess(self, measured: dict) -> list[float]:
-        """Optuna's convention: one value per limit, <= 0 when met. Relative, so that limits in different
-        units weigh alike when naming the closest trial."""
-        return [(measured[key] - limit) / limit for key, limit in self.limits().items()]
+    def excess(self, measured: dict) -> dict[str, float]:
+        """Optuna's convention: one value per limit (named as in the sweep file), <= 0 when met. Relative, so
+        that limits in different units weigh alike when naming the closest trial."""
+        return {name: (measured[LIMIT_OF[name]] - limit) / limit for name, limit in vars(self).items()
+                if limit is not None}
 
     def __bool__(self) -> bool:
         return bool(self.limits())

@@ -85,9 +85,9 @@ def top_trials(study: optuna.Study, top_k: int) -> list[optuna.trial.FrozenTrial
     """The K best COMPLETE trials by the study's objective; refused when the study has fewer."""
     complete = objectives.candidates(study)
     if top_k > len(complete):
-        raise BadInputError(f"study '{study.study_name}' has {len(complete)} COMPLETE trial(s) (that meet its "
-                            f"constraints); cannot confirm the top {top_k}: lower --top-k (study.confirm.top_k) or "
-                            "run more trials first")
+        raise BadInputError(f"study '{study.study_name}' has {len(complete)} COMPLETE trial(s); cannot confirm the "
+                            f"top {top_k} (trials that break the study's constraints do not count): lower --top-k "
+                            "(study.confirm.top_k) or run more trials first")
     return complete[:top_k]
 
 

@@ -16,8 +16,9 @@ HOST, PID = "host", "pid"  # the process running the trial, so a dead one can be
 ERROR = "error"
 # ... and a confirmation's retraining (pipeline.confirmation): the search trial it repeats, with which seed
 SOURCE_TRIAL, REPEAT, SEED, SOURCE_RUN_ID = "source_trial", "repeat", "seed", "source_run_id"
-# ... and what the served model costs (pipeline.measure), with how far it misses the study's constraints
-MEASUREMENTS, CONSTRAINTS = "measurements", "constraints"
+# ... and what the served model costs (pipeline.measure); how far it misses each limit is Optuna's own
+# trial constraint, named as the sweep file names the limit (max_params, max_latency_ms, max_model_mb)
+MEASUREMENTS = "measurements"
 
 # MLflow: run tags
 ROLE = "sweep.role"  # parent | trial | confirmation | export

@@ -6,8 +6,8 @@ still works, and Optuna's TPE sampler learns to avoid infeasible regions) or opt
 (`study.objectives`: a multi-objective Optuna study and its Pareto front). Either way an infeasible trial
 never wins, is never confirmed and never exported.
 
-The measurements are kept on each Optuna trial (the sampler's constraints function reads them there)
-and logged as the trial run's metrics (for the MLflow UI).
+The measurements are kept on each Optuna trial, with how far they miss each limit as Optuna's own trial
+constraints (which its samplers read), and logged as the trial run's metrics (for the MLflow UI).
 """
 
 from __future__ import annotations
@@ -32,12 +32,7 @@ def maximizes(study: optuna.Study) -> bool:
 
 def feasible(trial: FrozenTrial) -> bool:
     """Met every constraint of its study (a trial of a study without constraints always has)."""
-    return all(c <= 0 for c in trial.user_attrs.get(keys.CONSTRAINTS, ()))
-
-
-def constraints_of(trial: FrozenTrial) -> Sequence[float]:
-    """The sampler's constraints function. A trial that failed before it was measured counts as infeasible."""
-    return trial.user_attrs.get(keys.CONSTRAINTS, (1.0,))
+    return all(excess <= 0 for excess in trial.constraints.values())
 
 
 def candidates(study: optuna.Study) -> list[FrozenTrial]:
@@ -67,13 +62,13 @@ def study_front(study: optuna.Study) -> list[FrozenTrial]:
 
 def within(trial: FrozenTrial, limits: Constraints) -> bool:
     measured = trial.user_attrs.get(keys.MEASUREMENTS)
-    return measured is not None and all(e <= 0 for e in limits.excess(measured))
+    return measured is not None and all(e <= 0 for e in limits.excess(measured).values())
 
 
 def closest(trials: Sequence[FrozenTrial], limits: Constraints) -> FrozenTrial | None:
     """The measured trial that misses the limits by least (the largest relative excess, smallest first)."""
     measured = [t for t in trials if t.user_attrs.get(keys.MEASUREMENTS)]
-    return min(measured, key=lambda t: max(limits.excess(t.user_attrs[keys.MEASUREMENTS])), default=None)
+    return min(measured, key=lambda t: max(limits.excess(t.user_attrs[keys.MEASUREMENTS]).values()), default=None)
 
 
 def describe(measured: dict) -> str:

@@ -68,7 +68,7 @@ def format_trial_line(trial: optuna.trial.FrozenTrial, metric: str, results: dic
         parts.append(f"test_accuracy={results[keys.TEST_ACCURACY]:.4f}")
     params = dict(trial.user_attrs.get(keys.PARAMS, trial.params))
     ran = len(trial.intermediate_values)
-    if "epochs" in params and ran != params["epochs"] and keys.SOURCE_TRIAL not in trial.user_attrs:
+    if "epochs" in params and ran and ran != params["epochs"]:  # retrainings and multi-objective trials report none
         params["epochs"] = f"{ran}/{params['epochs']}"
     parts += [f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items()]
     if trial.state == TrialState.FAIL:

@@ -25,6 +25,7 @@ class SweepOutcome:
     best: optuna.trial.FrozenTrial | None
     message: str = ""
     stopped_by: int | None = None  # the signal that stopped the sweep
+    no_best: str = "No trial has completed yet."  # said when `best` is None
 
 
 @dataclass
@@ -77,7 +78,7 @@ def format_summary(outcome: SweepOutcome, metric: str) -> str:
         lines.append(outcome.message)
     best = outcome.best
     if best is None:
-        lines.append("No trial has completed yet.")
+        lines.append(outcome.no_best)
     else:
         run_id = best.user_attrs.get(keys.RUN_ID)
         results = tracking.run_metrics(outcome.tracking_uri, run_id) if run_id else {}

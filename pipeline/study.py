@@ -53,7 +53,7 @@ def open_study(config: SweepConfig, worker: int = 0) -> optuna.Study:
     # database server other machines may join the study, so their processes also offset by pid.
     local = stores.local_path(stores.resolve_uri(config.study.storage)) is not None
     offset = len(study.trials) + 1000 * worker + (0 if local else os.getpid())
-    study.sampler = make_sampler(config.study.sampler, config.study.seed + offset, bool(config.study.constraints))
+    study.sampler = make_sampler(config.study.sampler, config.study.seed + offset)
     return study
 
 
@@ -238,15 +238,14 @@ def has_best(study: optuna.Study) -> bool:
     return bool(objectives.candidates(study))
 
 
-def make_sampler(name: str, seed: int, constrained: bool = False) -> optuna.samplers.BaseSampler:
+def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
     """TPE for one objective and for several (Optuna's TPE is multi-objective too, and with a few dozen
-    trials it learns faster than NSGA-II, whose populations need hundreds); with constraints, TPE models
-    the feasible region from each trial's measurements."""
+    trials it learns faster than NSGA-II, whose populations need hundreds); under constraints, TPE models
+    the feasible region from the constraint values each trial sets (Trial.set_constraint, Optuna 5)."""
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     # constant_liar: parallel workers see each other's running trials and spread out; alone it changes nothing.
-    return optuna.samplers.TPESampler(seed=seed, constant_liar=True,
-                                      constraints_func=objectives.constraints_of if constrained else None)
+    return optuna.samplers.TPESampler(seed=seed, constant_liar=True)
 
 
 def make_pruner(pruner: PrunerConfig) -> optuna.pruners.BasePruner:

@@ -191,4 +191,13 @@ def _outcome(config: SweepConfig, study: optuna.Study, tracking_uri: str, parent
         study_name=config.study.name, storage=stores.resolve_uri(config.study.storage, create=False),
         tracking_uri=stores.resolve_uri(tracking_uri, create=False), parent_run_id=parent_id,
         new_trials=len(study.trials) - before, finished_trials=finished_count(study),
-        best=best_complete_trial(study) if has_complete else None, message=message, stopped_by=stopped_by)
+        best=best_complete_trial(study) if has_complete else None, message=message, stopped_by=stopped_by,
+        no_best=_no_best(study))
+
+
+def _no_best(study: optuna.Study) -> str:
+    complete = sum(t.state == TrialState.COMPLETE for t in study.get_trials(deepcopy=False))
+    if complete:
+        return (f"None of the {complete} COMPLETE trial(s) meets the study's constraints (study.constraints); "
+                "`sweep report` lists their costs")
+    return "No trial has completed yet."

@@ -62,7 +62,9 @@ def _run(trial: optuna.Trial, context: TrialContext) -> float:
     with tracking.trial_run(context.tracker, context.parent_id, config.study.name, config.storage_identity,
                             trial.number, params.as_dict()) as run:
         trial.set_user_attr(keys.RUN_ID, run.run_id)
-        result, measured = _train_and_record(run, params, context, pruning_hook(trial, config.study.metric))
+        # Optuna takes no intermediate values from a multi-objective trial (and cannot prune it).
+        prune = None if config.study.objectives else pruning_hook(trial, config.study.metric)
+        result, measured = _train_and_record(run, params, context, prune)
         _record_costs(trial, run, measured, config.study.constraints)
     if result.stopped_early:
         raise optuna.TrialPruned(f"pruned after epoch {result.epochs_run}")
@@ -71,13 +73,14 @@ def _run(trial: optuna.Trial, context: TrialContext) -> float:
 
 
 def _record_costs(trial: optuna.Trial, run: tracking.RunRecorder, measured: dict, constraints: Constraints) -> None:
-    """The measurements on the trial (the sampler's constraints read them there) and, with constraints,
-    whether the model meets them, on the trial and its run."""
+    """The measurements on the trial and, with constraints, how far the model misses each limit, as the
+    trial's Optuna constraints (the sampler reads them) and as a feasible tag on its run."""
     trial.set_user_attr(keys.MEASUREMENTS, measured)
     if constraints:
         excess = constraints.excess(measured)
-        trial.set_user_attr(keys.CONSTRAINTS, excess)
-        run.tag(keys.FEASIBLE, str(all(e <= 0 for e in excess)).lower())
+        for name, value in excess.items():
+            trial.set_constraint(name, value)
+        run.tag(keys.FEASIBLE, str(all(e <= 0 for e in excess.values())).lower())
 
 
 def run_retraining(trial: optuna.Trial, context: TrialContext) -> float:

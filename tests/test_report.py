@@ -54,9 +54,12 @@ def test_report_joins_trials_with_runs_best_first(module_sweep, config, capsys):
 def test_report_markdown_to_a_file(module_sweep, tmp_path):
     out = tmp_path / "report.md"
     assert cli.main(["report", str(module_sweep), "--format", "markdown", "--out", str(out)]) == 0
-    lines = out.read_text().splitlines()
+    table, _, conclusions = out.read_text().partition("\n\n")
+    lines = table.splitlines()
     assert lines[0].startswith("| best | trial | state |") and lines[1].startswith("| --- |")
     assert len(lines) == 2 + 3 and lines[2].startswith("| * |")
+    assert "| latency_ms | params_count | model_mb |" in lines[0], "what each trial's model costs"
+    assert conclusions.startswith("verdict: too early to tell: 3 COMPLETE trial(s)")
 
 
 def test_report_on_a_study_that_never_ran_lists_the_ones_that_did(config, capsys):
@@ -121,7 +124,7 @@ def test_a_real_mlflow_server_lists_every_trial_comparably(config):
                              "plots/classification_report.json"}
         listing = api(base, f"artifacts/list?run_id={parent['info']['run_id']}&path=plots")
         parent_files = {f["path"] for f in listing["files"]}
-        assert parent_files == {f"plots/{name}.png" for name in STUDY_PLOTS}
+        assert parent_files == {f"plots/{name}.png" for name in (*STUDY_PLOTS, "best_so_far")}
 
 
 def test_per_trial_report_has_every_class(config):
