@@ -27,6 +27,7 @@ import optuna
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import capacity  # noqa: E402  (bench/capacity.py: row j)
 import costs  # noqa: E402  (bench/costs.py: row i)
 import trust  # noqa: E402  (bench/trust.py: row h)
 
@@ -310,7 +311,8 @@ def row_i(data_dir: str) -> dict:
     return costs.row_i(data_dir, sweep, SWEEPS, PAGE.parent)
 
 
-ROWS = {"a": row_a, "b": row_b, "c": row_c, "d": row_d, "e": row_e, "f": row_f, "g": row_g, "h": row_h, "i": row_i}
+ROWS = {"a": row_a, "b": row_b, "c": row_c, "d": row_d, "e": row_e, "f": row_f, "g": row_g, "h": row_h, "i": row_i,
+        "j": capacity.row_j}
 
 
 def _variant(folder: Path, source: str, search_space: dict | None = None, **study) -> Path:
@@ -530,7 +532,7 @@ def _render_g(r: dict) -> list[str]:
 
 
 RENDERERS = {"a": _render_a, "b": _render_b, "c": _render_c, "d": _render_d, "e": _render_e, "f": _render_f,
-             "g": _render_g, "h": trust.render_h, "i": costs.render_i}
+             "g": _render_g, "h": trust.render_h, "i": costs.render_i, "j": capacity.render_j}
 
 
 def machine() -> dict:
@@ -546,7 +548,7 @@ def machine() -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data" / "fashion-mnist"))
-    parser.add_argument("--rows", default="a,b,c,d,e,f,g,h,i", help="comma-separated rows to run (a-i)")
+    parser.add_argument("--rows", default="a,b,c,d,e,f,g,h,i,j", help="comma-separated rows to run (a-j)")
     parser.add_argument("--trials-b", type=int, default=30, help="trials per sweep in row b")
     args = parser.parse_args()
     RESULTS.mkdir(parents=True, exist_ok=True)
