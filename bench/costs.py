@@ -111,7 +111,8 @@ def render_i(r: dict) -> list[str]:
              f"its 20 minutes ({r['wall_s'] / 60:.1f} min wall, {len(r['trials'])} COMPLETE trials, "
              f"{sum(t['on_front'] for t in r['trials'])} on the front).", "",
              "![Accuracy against latency, the Pareto front of a 20-minute study](pareto-front.png)", "",
-             "| model | trial | latency ms/image (batch 1) | params | val_accuracy | test_accuracy | accuracy given up |",
+             "| model | trial | latency ms/image (batch 1) | params | val_accuracy | test_accuracy "
+             "| accuracy given up |",
              "| --- | --- | --- | --- | --- | --- | --- |",
              _row("most accurate", best, best)]
     for factor in (2, 5):

@@ -68,7 +68,8 @@ def study_figures(study: optuna.Study, names: tuple[str, ...] = ()) -> dict[str,
 
     several = len(study.directions) > 1
     target = {"target": lambda t: t.values[0], "target_name": names[0]} if several else {}
-    draws = [("optimization_history", views.plot_optimization_history), ("param_importances", views.plot_param_importances),
+    draws = [("optimization_history", views.plot_optimization_history),
+             ("param_importances", views.plot_param_importances),
              ("parallel_coordinate", views.plot_parallel_coordinate), ("slice", views.plot_slice)]
     figures = {}
     with warnings.catch_warnings():

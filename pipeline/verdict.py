@@ -77,8 +77,8 @@ def judge(values: Sequence[float | None], noise: Noise, maximize: bool = True, p
     window = max(10, len(values) // 4)
     start = best[-window - 1] if len(best) > window else next((b for b in best if b is not None), None)
     gain = sign * (best[-1] - start) if best and best[-1] is not None and start is not None else 0.0
-    return Verdict(tuple(values), tuple(best), noise, since, gain, window, _text(len(values), since, gain, window, noise, points,
-                                                                   sum(v is not None for v in values)))
+    text = _text(len(values), since, gain, window, noise, points, sum(v is not None for v in values))
+    return Verdict(tuple(values), tuple(best), noise, since, gain, window, text)
 
 
 def _text(n: int, since: int, gain: float, window: int, noise: Noise, points: bool, complete: int) -> str:
