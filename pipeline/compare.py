@@ -48,8 +48,7 @@ class Side:
 def side(config: SweepConfig) -> Side:
     study = load_existing_study(config.study.storage, config.study.name)
     best = best_complete_trial(study)
-    test_of = _test_reader(config.tracking.tracking_uri)
-    confirmed = confirmation.results(study, confirmation.find(config.study.storage, config.study.name), test_of)
+    confirmed = confirmation.of_study(study, config, config.tracking.tracking_uri)
     finished = [t for t in study.get_trials(deepcopy=False) if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
     if confirmed:
         winner = confirmed[0]
@@ -57,7 +56,7 @@ def side(config: SweepConfig) -> Side:
         noise = noise_from_seeds([c.values for c in confirmed], "the confirmation's seeds")
     else:
         params, values = best.user_attrs[keys.PARAMS], (objectives.value(best),)
-        tests = (test_of(best.user_attrs[keys.RUN_ID]),)
+        tests = (tracking.test_accuracy(config.tracking.tracking_uri, best.user_attrs[keys.RUN_ID]),)
         noise = noise_from_neighbours([(t.user_attrs[keys.PARAMS], objectives.value(t)) for t in finished
                                        if t.state == TrialState.COMPLETE])
     return Side(config.study.name, config.study.metric, len(finished), _wall_seconds(finished), params,
@@ -120,7 +119,3 @@ def _wall_seconds(trials: list[optuna.trial.FrozenTrial]) -> float:
     starts = [t.datetime_start for t in trials if t.datetime_start]
     ends = [t.datetime_complete for t in trials if t.datetime_complete]
     return (max(ends) - min(starts)).total_seconds() if starts and ends else 0.0
-
-
-def _test_reader(tracking_uri: str):
-    return lambda run_id: tracking.test_accuracy(tracking_uri, run_id)

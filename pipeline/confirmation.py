@@ -21,7 +21,7 @@ from typing import Callable
 import optuna
 from optuna.trial import TrialState
 
-from pipeline import keys, objectives
+from pipeline import keys, objectives, tracking
 from pipeline.config import SweepConfig
 from pipeline.errors import BadInputError
 from pipeline.study import best_complete_trial, optuna_storage, storage_errors
@@ -133,6 +133,12 @@ def find(storage: str, name: str) -> optuna.Study | None:
         if study_name(name) not in optuna.get_all_study_names(backend):
             return None
         return optuna.load_study(study_name=study_name(name), storage=backend)
+
+
+def of_study(study: optuna.Study, config: SweepConfig, tracking_uri: str) -> list[Confirmed]:
+    """The study's confirmation, if it has one, with each seed's test accuracy read from MLflow."""
+    return results(study, find(config.study.storage, config.study.name),
+                   lambda run_id: tracking.test_accuracy(tracking_uri, run_id))
 
 
 def results(study: optuna.Study, confirmation: optuna.Study | None, test_of: Callable[[str], float]) -> list[Confirmed]:

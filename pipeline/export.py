@@ -92,8 +92,7 @@ class _Choice:
 
 
 def _choose(study: optuna.Study, config: SweepConfig, tracking_uri: str) -> _Choice:
-    confirmed = confirmation.results(study, confirmation.find(config.study.storage, config.study.name),
-                                     lambda run_id: tracking.test_accuracy(tracking_uri, run_id))
+    confirmed = confirmation.of_study(study, config, tracking_uri)
     if confirmed and len(confirmed[0].values) > 1:
         winner = confirmed[0]
         seed = winner.best_seed

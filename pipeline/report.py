@@ -60,9 +60,7 @@ def study_conclusions(study, config) -> str:
     """The confirmation table (if any) and the verdict, as `sweep report` prints them below the trials."""
     from pipeline import confirmation, verdict
 
-    uri = config.tracking.tracking_uri
-    confirmed = confirmation.results(study, confirmation.find(config.study.storage, config.study.name),
-                                     lambda run_id: tracking.test_accuracy(uri, run_id))
+    confirmed = confirmation.of_study(study, config, config.tracking.tracking_uri)
     parts = [f"Confirmation (best mean {config.study.metric} first):\n"
              f"{confirmation.table(confirmed, config.study.metric)}"] if confirmed else []
     if len(config.study.objectives) > 1:

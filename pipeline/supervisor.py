@@ -64,8 +64,7 @@ def _supervise(pool: WorkerPool, config: SweepConfig, study: optuna.Study, track
     _release_and_watch(pool, tracker, parent_id, "search", Progress(study, config, tracker.tracking_uri, show_progress),
                        lambda: budget_spent(study, config), lambda: fail_dead_trials(study))
     _refresh_study_plots(study, parent_id, config.study.objectives)
-    confirmed = confirmation.results(study, confirmation.find(config.study.storage, config.study.name),
-                                     lambda run_id: tracking.test_accuracy(tracker.tracking_uri, run_id))
+    confirmed = confirmation.of_study(study, config, tracker.tracking_uri)
     _log_conclusions(study, confirmed, config.study.metric, parent_id)
     tracking.close_parent_run(parent_id, "KILLED" if pool.stopped_by else "FINISHED")
     message = ""
