@@ -8,6 +8,7 @@ worker's loop decides what the failure means for the sweep.
 from __future__ import annotations
 
 import contextlib
+import functools
 import resource
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,8 @@ import optuna
 from pipeline import confirmation, keys, plots, tracking
 from pipeline.config import QUANTITIES, Constraints, SweepConfig
 from pipeline.data import Splits
+from pipeline.deferred import Deferred
+from pipeline.errors import TrackingError
 from pipeline.hyperparameters import Hyperparameters, suggest_params
 from pipeline.measure import measure
 from pipeline.model import build_model
@@ -39,6 +42,7 @@ class TrialContext:
     tracker: tracking.Tracker
     parent_id: str
     stop: StopRequest
+    after_trial: Deferred  # plots and model logging, off the critical path
 
 
 def run_trial(trial: optuna.Trial, context: TrialContext) -> float:
@@ -56,6 +60,7 @@ def _run(trial: optuna.Trial, context: TrialContext) -> float:
     config = context.config
     claim_trial(trial)
     refuse_surplus(trial, config.study.n_trials)
+    context.after_trial.check()
     params = suggest_params(trial, config.search_space)
     trial.set_user_attr(keys.PARAMS, params.as_dict())
     start_fresh(config.study.seed + trial.number)
@@ -100,8 +105,8 @@ def run_retraining(trial: optuna.Trial, context: TrialContext) -> float:
 
 def _train_and_record(run: tracking.RunRecorder, params: Hyperparameters, context: TrialContext,
                       prune=None) -> tuple[TrainResult, dict]:
-    """Build, train, score and measure one model, logging its curves, results, costs, plots and (unless
-    pruned) the model."""
+    """Build, train, score and measure one model, logging its curves, results and costs; its plots and
+    (unless pruned) the model are logged in the background while the next trial trains."""
     data = context.data
     run.log_dataset(context.dataset)
     model = build_model(params, data.inputs, len(data.class_names), context.stats)
@@ -110,12 +115,22 @@ def _train_and_record(run: tracking.RunRecorder, params: Hyperparameters, contex
     measured = measure(model, data.x_val[:256])
     run.log_results({keys.TEST_ACCURACY: result.test_accuracy, keys.TEST_LOSS: result.test_loss,
                      keys.EPOCHS_RUN: result.epochs_run, keys.PEAK_RSS_MB: _peak_rss_mb(), **measured})
-    _log_plots(run, result, data)
     if result.stopped_early:
         run.state = "PRUNED"
-    else:
-        models.log_model(model, data.x_val[:5], data.class_names)
+    context.after_trial.submit(functools.partial(_log_artifacts, run, result, data,
+                                                 None if result.stopped_early else model))
     return result, measured
+
+
+def _log_artifacts(run: tracking.RunRecorder, result: TrainResult, data: Splits, model) -> None:
+    """Curves, confusion matrix, per-class report and the model (None: pruned, not kept). Runs on the
+    background thread, after the run has ended; a failure to log stops the sweep like any store failure."""
+    try:
+        _log_plots(run, result, data)
+        if model is not None:
+            models.log_model(model, data.x_val[:5], data.class_names, run_id=run.run_id)
+    except tracking.STORE_ERRORS as exc:
+        raise TrackingError(f"cannot log the plots and model of run {run.run_id}: {exc}") from exc
 
 
 def _log_plots(run: tracking.RunRecorder, result: TrainResult, data: Splits) -> None:

@@ -16,6 +16,7 @@ from optuna.trial import TrialState
 from pipeline import confirmation, keys, objectives, tracking
 from pipeline.config import SweepConfig, with_overrides
 from pipeline.data import Splits, load_splits, portable_folder
+from pipeline.deferred import Deferred
 from pipeline.errors import StudyError, TrackingError
 from pipeline.preprocessing import fit_stats
 from pipeline.processes import StopRequest
@@ -33,15 +34,21 @@ def serve(spec: WorkerSpec, connection, stop: StopRequest) -> Finished:
         return Finished("dismissed")
     config = with_overrides(spec.config, tracking_uri=go.tracking_uri)
     tracker = tracking.connect(go.tracking_uri, config.experiment_name)
-    context = TrialContext(config, data, fit_stats(data.x_train), _dataset_record(config, data), tracker,
-                           go.parent_id, stop)
-    if go.phase == "confirm":
+    with Deferred() as after_trial:  # the worker says how it ended only once the last trial's model is logged
+        context = TrialContext(config, data, fit_stats(data.x_train), _dataset_record(config, data), tracker,
+                               go.parent_id, stop, after_trial)
+        return _run_phase(go.phase, spec.number, context)
+
+
+def _run_phase(phase: str, number: int, context: TrialContext) -> Finished:
+    config, stop = context.config, context.stop
+    if phase == "confirm":
         queue = confirmation.open_confirmation(config)
         return _run_trials(queue, config, functools.partial(run_retraining, context=context), stop,
                            lambda: confirmation.queue_empty(queue))
-    study = open_study(config, spec.number)
+    study = open_study(config, number)
     return _run_trials(study, config, functools.partial(run_trial, context=context), stop,
-                       lambda: budget_spent(study, config), [_BestRecorder(go.parent_id, config.study.metric)])
+                       lambda: budget_spent(study, config), [_BestRecorder(context.parent_id, config.study.metric)])
 
 
 def _run_trials(study: optuna.Study, config: SweepConfig, objective, stop: StopRequest, done,

@@ -23,33 +23,38 @@ from pipeline.tracking import table_pyfunc
 from pipeline.tracking.table_pyfunc import KERAS_ARTIFACT, table_feed
 
 
-def log_model(model: keras.Model, example: np.ndarray, class_names: tuple[str, ...]) -> str:
-    """The model as an MLflow model of the active run, with signature, input example and class names.
+def log_model(model: keras.Model, example: np.ndarray, class_names: tuple[str, ...],
+              run_id: str | None = None) -> str:
+    """The model as an MLflow model of run `run_id` (default: the active run), with signature, input example
+    and class names.
 
     The signature is the raw input the model takes (e.g. uint8 28x28, or a table's columns) and the
     probabilities it returns, so `mlflow models serve` and pyfunc callers send what they have; the class
     names, in the model's metadata, say what each probability is. Returns the model's URI.
     """
     if example.dtype.names is not None:
-        return _log_table_model(model, example, class_names)
+        return _log_table_model(model, example, class_names, run_id)
     signature = infer_signature(example, keras.ops.convert_to_numpy(model(example, training=False)))
     info = mlflow.models.Model.log(
         artifact_path=None, name=keys.MODEL, flavor=_KERAS_FLAVOR, flavor_name="mlflow.keras", model=model,
         signature=signature, input_example=example, validate_serving_input=False,
-        metadata={keys.CLASS_NAMES: list(class_names)}, pip_requirements=_requirements())
+        metadata={keys.CLASS_NAMES: list(class_names)}, pip_requirements=_requirements(), run_id=run_id)
     return info.model_uri
 
 
-def _log_table_model(model: keras.Model, example: np.ndarray, class_names: tuple[str, ...]) -> str:
-    """A table's model behind table_pyfunc, so that it is served DataFrame rows as they come."""
+def _log_table_model(model: keras.Model, example: np.ndarray, class_names: tuple[str, ...],
+                     run_id: str | None) -> str:
+    """A table's model behind table_pyfunc, so that it is served DataFrame rows as they come. (What
+    mlflow.pyfunc.log_model does, through Model.log, which takes a run id.)"""
     frame = pd.DataFrame({name: example[name].astype(str if example.dtype[name].kind == "U" else np.float64)
                           for name in example.dtype.names})
     probabilities = pd.DataFrame(model.predict(table_feed(model, frame), verbose=0), columns=list(class_names))
     with tempfile.TemporaryDirectory(prefix="sweep-model-") as folder:
         path = os.path.join(folder, "model.keras")
         model.save(path)
-        info = mlflow.pyfunc.log_model(
-            name=keys.MODEL, python_model=table_pyfunc.__file__, artifacts={KERAS_ARTIFACT: path},
+        info = mlflow.models.Model.log(
+            artifact_path=None, name=keys.MODEL, flavor=mlflow.pyfunc, run_id=run_id,
+            python_model=table_pyfunc.__file__, artifacts={KERAS_ARTIFACT: path},
             model_config={"class_names": list(class_names)}, signature=infer_signature(frame, probabilities),
             input_example=frame, metadata={keys.CLASS_NAMES: list(class_names)},
             pip_requirements=[*_requirements(), f"pandas=={pd.__version__}"])

@@ -116,10 +116,11 @@ class RunRecorder:
         racing_write(mlflow.log_input, dataset, context="training")
 
     def log_figure(self, figure, name: str) -> None:
-        mlflow.log_figure(figure, f"{keys.PLOTS}/{name}.png")
+        """By run id, not the active run: plots are logged from a background thread after the run ended."""
+        mlflow.MlflowClient().log_figure(self.run_id, figure, f"{keys.PLOTS}/{name}.png")
 
     def log_report(self, report: dict) -> None:
-        mlflow.log_dict(report, f"{keys.PLOTS}/classification_report.json")
+        mlflow.MlflowClient().log_dict(self.run_id, report, f"{keys.PLOTS}/classification_report.json")
 
 
 @contextlib.contextmanager

@@ -55,6 +55,9 @@ def connect(tracking_uri: str, experiment_name: str) -> Tracker:
         if keys.EXPERIMENT_KIND not in experiment.tags:  # made before the pipeline tagged its experiments
             racing_write(mlflow.MlflowClient().set_experiment_tag, experiment.experiment_id, keys.EXPERIMENT_KIND,
                          keys.MODEL_TRAINING_KIND)
+        # The process's experiment: a model logged by run id from a thread with no active run (a trial's,
+        # logged after the trial) is filed under it, not under MLflow's Default experiment.
+        mlflow.set_experiment(experiment_id=experiment.experiment_id)
     except (*STORE_ERRORS, sqlalchemy.exc.SQLAlchemyError) as exc:
         reason = str(exc).strip().splitlines()[0][:300]
         raise TrackingError(f"cannot use the tracking store {uri}: {reason}") from None
