@@ -253,7 +253,17 @@ def parse_sweep(raw: Any, path: Path) -> SweepConfig:
     tracking = _parse_tracking(check, check.mapping(top.get("tracking", {}), "tracking"))
     space = check.mapping(top.get("search_space", {}), "search_space", allowed=NAMES)
     search_space = {name: parse_param(check, name, spec) for name, spec in space.items()}
+    _check_images_only(check, data, search_space)
     return SweepConfig(path, study, data, tracking, search_space)
+
+
+def _check_images_only(check: Checker, data: DataConfig, space: Mapping[str, ParamSpec]) -> None:
+    """Shifting pixels means nothing to a table's rows."""
+    spec = space.get("shift_pixels")
+    values = (spec.value,) if isinstance(spec, FixedParam) else getattr(spec, "choices", None) or (
+        getattr(spec, "high", 0),)
+    if data.dataset == "table" and spec is not None and max(values) > 0:
+        check.fail("search_space.shift_pixels", "shifts images; data.dataset 'table' has rows, not images (use 0)")
 
 
 def _parse_study(check: Checker, raw: dict) -> StudyConfig:

@@ -18,11 +18,16 @@ ACTIVATIONS = ("relu", "tanh", "sigmoid", "elu", "selu", "gelu", "silu", "swish"
                "softplus", "mish")
 OPTIMIZERS = ("adam", "adamw", "nadam", "adamax", "rmsprop", "sgd", "adagrad", "adadelta", "lion")
 PREPROCESSING = ("normalize", "standardize")
+LR_SCHEDULES = ("constant", "cosine", "plateau")
 
 
 @dataclass(frozen=True)
 class Hyperparameters:
-    """One trial's complete settings; every trial logs all of them, so runs line up in the UI."""
+    """One trial's complete settings; every trial logs all of them, so runs line up in the UI.
+
+    The second group are training levers (docs/benchmarks.md, row l, measures each); their defaults leave
+    the reference model as it was.
+    """
 
     units: int = 128
     hidden_layers: int = 1
@@ -33,6 +38,14 @@ class Hyperparameters:
     epochs: int = 5
     batch_size: int = 32
     preprocessing: str = "normalize"
+
+    batch_norm: bool = False  # Dense -> BatchNormalization -> activation in each hidden layer
+    weight_decay: float = 0.0  # decoupled, in the optimizer; 0 keeps the optimizer's own (AdamW: 0.004)
+    label_smoothing: float = 0.0
+    lr_schedule: str = "constant"  # cosine: to 0 over the epochs, per epoch; plateau: halve when val_loss stalls
+    restore_best: bool = False  # end with the weights of the best epoch (by the study's metric)
+    shift_pixels: int = 0  # images: random shifts of up to this many pixels while training
+    jit_compile: bool = False  # XLA-compile the training step
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -54,16 +67,22 @@ _DEFAULTS = Hyperparameters()
 class Domain:
     """What one hyperparameter accepts: kind ('int', 'float', 'str') and its bounds or choices."""
 
-    kind: str
+    kind: str  # int, float, str or bool
     low: float | None = None
     high: float | None = None
     high_open: bool = False
     choices: tuple = ()
 
     def coerce(self, value: Any) -> Any:
+        if self.kind == "bool":  # MLflow params come back as 'True' / 'False'
+            return value if isinstance(value, bool) else str(value).lower() == "true"
         return {"int": int, "float": float, "str": str}[self.kind](value)
 
     def validate(self, value: Any, key: str, fail: Fail) -> Any:
+        if self.kind == "bool":
+            if not isinstance(value, bool):
+                fail(key, f"must be true or false, got {value!r}")
+            return value
         if self.choices:
             if value not in self.choices:
                 fail(key, f"{value!r} is not allowed; allowed: {', '.join(self.choices)}")
@@ -90,6 +109,13 @@ DOMAINS: dict[str, Domain] = {
     "epochs": Domain("int", low=1, high=1000),
     "batch_size": Domain("int", low=1, high=65536),
     "preprocessing": Domain("str", choices=PREPROCESSING),
+    "batch_norm": Domain("bool"),
+    "weight_decay": Domain("float", low=0.0, high=1.0),
+    "label_smoothing": Domain("float", low=0.0, high=1.0, high_open=True),
+    "lr_schedule": Domain("str", choices=LR_SCHEDULES),
+    "restore_best": Domain("bool"),
+    "shift_pixels": Domain("int", low=0, high=8),
+    "jit_compile": Domain("bool"),
 }
 NAMES = tuple(DOMAINS)
 
@@ -174,7 +200,7 @@ def parse_param(check, name: str, spec: Any) -> ParamSpec:
 def _parse_range(check, key: str, domain: Domain, kind: str, spec: dict) -> ParamSpec:
     check.keys(spec, key, ("type", "low", "high", "step", "log"))
     if domain.kind != kind:
-        allowed = "categorical, fixed" if domain.kind == "str" else f"{domain.kind}, categorical, fixed"
+        allowed = "categorical, fixed" if domain.kind in ("str", "bool") else f"{domain.kind}, categorical, fixed"
         check.fail(f"{key}.type", f"'{kind}' does not fit this parameter; allowed: {allowed}")
     convert = check.integer if kind == "int" else check.number
     low = domain.validate(convert(spec.get("low"), f"{key}.low"), f"{key}.low", check.fail)

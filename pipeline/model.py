@@ -1,10 +1,11 @@
 """The model builder: plain hyperparameters in, a compiled Keras model out. Knows nothing of Optuna.
 
 Architecture: raw input (the data's shape and dtype: uint8 images as they are; a table's columns, one named
-input each) -> flatten -> preprocessing layers (fitted on the training split) -> `hidden_layers` x
-[Dense(units, activation) -> Dropout(dropout)] -> Dense(classes, softmax). With the defaults on
+input each) -> [random shifts, training only] -> flatten -> preprocessing layers (fitted on the training
+split) -> `hidden_layers` x [Dense(units, activation) -> Dropout(dropout)] (with batch_norm: Dense ->
+BatchNormalization -> activation -> Dropout) -> Dense(classes, softmax). With the defaults on
 Fashion-MNIST this is the reference tutorial's model, with its /255 inside. The same model is trained,
-logged, exported and served.
+logged, exported and served: every layer is a built-in one, and the augmentation is inert at inference.
 """
 
 from __future__ import annotations
@@ -25,15 +26,23 @@ def build_model(params: Hyperparameters, inputs: InputSpec, n_classes: int, stat
         model = _table_model(params, inputs, n_classes, stats)
     else:
         layers: list = [keras.Input(shape=inputs.shape, dtype=inputs.dtype, name="inputs"),
+                        *_shifts(params.shift_pixels, inputs.shape),
                         keras.layers.Reshape((math.prod(inputs.shape),), name="flatten")]
         layers += preprocessing_layers(params.preprocessing, stats, inputs.dtype)
         model = keras.Sequential(layers + _dense_stack(params, n_classes), name="classifier")
     model.compile(
-        optimizer=build_optimizer(params.optimizer, params.learning_rate),
-        loss="sparse_categorical_crossentropy",
+        optimizer=build_optimizer(params.optimizer, params.learning_rate, params.weight_decay),
+        loss=(keras.losses.CategoricalCrossentropy(label_smoothing=params.label_smoothing)
+              if params.label_smoothing else "sparse_categorical_crossentropy"),
         metrics=["accuracy"],
+        jit_compile=params.jit_compile,
     )
     return model
+
+
+def one_hot_labels(params: Hyperparameters) -> bool:
+    """Label smoothing needs one-hot targets (Keras' sparse cross-entropy has no smoothing)."""
+    return params.label_smoothing > 0
 
 
 def model_inputs(x: np.ndarray):
@@ -47,15 +56,36 @@ def model_inputs(x: np.ndarray):
             for name in x.dtype.names}
 
 
-def build_optimizer(name: str, learning_rate: float) -> keras.optimizers.Optimizer:
-    """Resolve the optimizer by its Keras name, with the trial's learning rate."""
-    return keras.optimizers.get({"class_name": name, "config": {"learning_rate": learning_rate}})
+def build_optimizer(name: str, learning_rate: float, weight_decay: float = 0.0) -> keras.optimizers.Optimizer:
+    """Resolve the optimizer by its Keras name, with the trial's learning rate and (above 0) decoupled
+    weight decay, which every Keras 3 optimizer takes."""
+    config = {"learning_rate": learning_rate, **({"weight_decay": weight_decay} if weight_decay else {})}
+    return keras.optimizers.get({"class_name": name, "config": config})
+
+
+def _shifts(pixels: int, shape: tuple[int, ...]) -> list:
+    """Random shifts of up to `pixels` in each direction, filled with 0 (the background of dark-ground
+    images), on the raw image before it is flattened; Keras applies them in training only."""
+    if not pixels:
+        return []
+    if len(shape) not in (2, 3):
+        raise ValueError(f"shift_pixels needs image inputs (height x width [x channels]); these are {shape}")
+    height, width = shape[:2]
+    image = (height, width, shape[2] if len(shape) == 3 else 1)
+    return [keras.layers.Reshape(image, name="image"),
+            keras.layers.RandomTranslation(pixels / height, pixels / width, fill_mode="constant",
+                                           interpolation="nearest", name="shift")]
 
 
 def _dense_stack(params: Hyperparameters, n_classes: int) -> list:
     layers: list = []
     for index in range(params.hidden_layers):
-        layers.append(keras.layers.Dense(params.units, activation=params.activation, name=f"dense_{index}"))
+        if params.batch_norm:
+            layers += [keras.layers.Dense(params.units, use_bias=False, name=f"dense_{index}"),
+                       keras.layers.BatchNormalization(name=f"batch_norm_{index}"),
+                       keras.layers.Activation(params.activation, name=f"activation_{index}")]
+        else:
+            layers.append(keras.layers.Dense(params.units, activation=params.activation, name=f"dense_{index}"))
         layers.append(keras.layers.Dropout(params.dropout, name=f"dropout_{index}"))
     return layers + [keras.layers.Dense(n_classes, activation="softmax", name="probabilities")]
 

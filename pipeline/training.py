@@ -15,7 +15,7 @@ import numpy as np
 
 from pipeline.data import Splits
 from pipeline.hyperparameters import Hyperparameters
-from pipeline.model import model_inputs
+from pipeline.model import model_inputs, one_hot_labels
 
 # Called after each epoch with (epoch starting at 1, {"loss": .., "accuracy": .., "val_loss": ..,
 # "val_accuracy": ..}); returning True stops training after that epoch.
@@ -30,13 +30,15 @@ class TrainResult:
     test_accuracy: float = math.nan
     test_predictions: np.ndarray | None = None
     stopped_early: bool = False
+    kept_epoch: int | None = None  # restore_best: the epoch whose weights the model ended with
 
     @property
     def epochs_run(self) -> int:
         return len(self.history.get("loss", []))
 
-    def last(self, metric: str) -> float:
-        return self.history[metric][-1]
+    def final(self, metric: str) -> float:
+        """The metric of the model as it ended: the last epoch's, or the kept epoch's (restore_best)."""
+        return self.history[metric][(self.kept_epoch or self.epochs_run) - 1]
 
 
 class NonFiniteLossError(RuntimeError):
@@ -50,15 +52,19 @@ def start_fresh(seed: int) -> None:
 
 
 def train_and_evaluate(model: keras.Model, data: Splits, params: Hyperparameters,
-                       hooks: Sequence[EpochHook] = ()) -> TrainResult:
-    """Fit for params.epochs (or until a hook stops it), then score the test set once."""
+                       hooks: Sequence[EpochHook] = (), best_by: tuple[str, bool] = ("val_accuracy", True)
+                       ) -> TrainResult:
+    """Fit for params.epochs (or until a hook stops it), then score the test set once.
+
+    best_by (metric, maximize) is what restore_best keeps the best epoch by: the study's metric."""
     result = TrainResult()
-    model.fit(
-        model_inputs(data.x_train), data.y_train,
-        validation_data=(model_inputs(data.x_val), data.y_val) if len(data.y_val) else None,
-        epochs=params.epochs, batch_size=params.batch_size,
-        callbacks=[_HookCallback(result, hooks)], verbose=0,
-    )
+    labels = _targets(params, len(data.class_names))
+    validation = (model_inputs(data.x_val), labels(data.y_val)) if len(data.y_val) else None
+    callbacks = [_HookCallback(result, hooks), *_schedule(params)]
+    if params.restore_best and validation is not None:
+        callbacks.append(_KeepBest(result, *best_by))  # last: it sees the epoch's logs once hooks have
+    model.fit(model_inputs(data.x_train), labels(data.y_train), validation_data=validation,
+              epochs=params.epochs, batch_size=params.batch_size, callbacks=callbacks, verbose=0)
     probabilities = model.predict(model_inputs(data.x_test), batch_size=TEST_BATCH, verbose=0)
     result.test_predictions = probabilities.argmax(axis=1)
     result.test_accuracy, result.test_loss = score(probabilities, data.y_test)
@@ -70,6 +76,42 @@ def score(probabilities: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
     picked = probabilities[np.arange(len(labels)), labels].astype(np.float64)
     accuracy = float(np.mean(probabilities.argmax(axis=1) == labels))
     return accuracy, float(-np.mean(np.log(np.clip(picked, 1e-7, 1.0))))
+
+
+def _targets(params: Hyperparameters, n_classes: int) -> Callable[[np.ndarray], np.ndarray]:
+    if one_hot_labels(params):
+        return lambda y: keras.utils.to_categorical(y, n_classes)
+    return lambda y: y
+
+
+def _schedule(params: Hyperparameters) -> list[keras.callbacks.Callback]:
+    """The learning-rate schedule as a callback, so the saved optimizer keeps a plain learning rate."""
+    if params.lr_schedule == "cosine":
+        top, epochs = params.learning_rate, params.epochs
+        return [keras.callbacks.LearningRateScheduler(
+            lambda epoch, _: top * 0.5 * (1 + math.cos(math.pi * epoch / epochs)))]
+    if params.lr_schedule == "plateau":
+        return [keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=2,
+                                                  min_lr=params.learning_rate / 64)]
+    return []
+
+
+class _KeepBest(keras.callbacks.Callback):
+    """restore_best: remembers the best epoch's weights by the study's metric and ends with them."""
+
+    def __init__(self, result: TrainResult, metric: str, maximize: bool):
+        super().__init__()
+        self.result, self.metric, self.sign = result, metric, 1.0 if maximize else -1.0
+        self.best, self.weights = -math.inf, None
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        value = self.sign * float((logs or {}).get(self.metric, math.nan))
+        if value > self.best:
+            self.best, self.weights, self.result.kept_epoch = value, self.model.get_weights(), epoch + 1
+
+    def on_train_end(self, logs: dict | None = None) -> None:
+        if self.weights is not None:
+            self.model.set_weights(self.weights)
 
 
 class _HookCallback(keras.callbacks.Callback):

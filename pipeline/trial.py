@@ -74,7 +74,7 @@ def _run(trial: optuna.Trial, context: TrialContext) -> float:
     if result.stopped_early:
         raise optuna.TrialPruned(f"pruned after epoch {result.epochs_run}")
     costs = [measured[QUANTITIES[name][0]] for name in config.study.objectives[1:]]
-    return (result.last(config.study.metric), *costs) if costs else result.last(config.study.metric)
+    return (result.final(config.study.metric), *costs) if costs else result.final(config.study.metric)
 
 
 def _record_costs(trial: optuna.Trial, run: tracking.RunRecorder, measured: dict, constraints: Constraints) -> None:
@@ -100,7 +100,7 @@ def run_retraining(trial: optuna.Trial, context: TrialContext) -> float:
                                  attrs, params.as_dict()) as run:
         trial.set_user_attr(keys.RUN_ID, run.run_id)
         result, _ = _train_and_record(run, params, context)
-    return result.last(config.study.metric)
+    return result.final(config.study.metric)
 
 
 def _train_and_record(run: tracking.RunRecorder, params: Hyperparameters, context: TrialContext,
@@ -111,10 +111,12 @@ def _train_and_record(run: tracking.RunRecorder, params: Hyperparameters, contex
     run.log_dataset(context.dataset)
     model = build_model(params, data.inputs, len(data.class_names), context.stats)
     hooks = [run.log_epoch, *([prune] if prune else []), context.stop.check]
-    result = train_and_evaluate(model, data, params, hooks=hooks)
+    best_by = (context.config.study.metric, context.config.directions[0] == "maximize")
+    result = train_and_evaluate(model, data, params, hooks=hooks, best_by=best_by)
     measured = measure(model, data.x_val[:256])
+    kept = {keys.KEPT_EPOCH: result.kept_epoch} if result.kept_epoch else {}
     run.log_results({keys.TEST_ACCURACY: result.test_accuracy, keys.TEST_LOSS: result.test_loss,
-                     keys.EPOCHS_RUN: result.epochs_run, keys.PEAK_RSS_MB: _peak_rss_mb(), **measured})
+                     keys.EPOCHS_RUN: result.epochs_run, keys.PEAK_RSS_MB: _peak_rss_mb(), **kept, **measured})
     if result.stopped_early:
         run.state = "PRUNED"
     context.after_trial.submit(functools.partial(_log_artifacts, run, result, data,
