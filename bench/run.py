@@ -29,12 +29,14 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import capacity  # noqa: E402  (bench/capacity.py: row j)
 import costs  # noqa: E402  (bench/costs.py: row i)
+import throughput  # noqa: E402  (bench/throughput.py: row m)
 import trust  # noqa: E402  (bench/trust.py: row h)
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 PAGE = ROOT / "docs" / "benchmarks.md"
 SWEEPS = ROOT / "sweeps"
+BEFORE_DEFERRED = "f602629"  # the last commit that logged plots and models on the trial's critical path
 TPE_STARTUP = 10  # Optuna's TPESampler draws its first 10 trials at random: the same draws in both arms of row b
 
 
@@ -311,8 +313,18 @@ def row_i(data_dir: str) -> dict:
     return costs.row_i(data_dir, sweep, SWEEPS, PAGE.parent)
 
 
+def row_m(data_dir: str, before: str = BEFORE_DEFERRED) -> dict:
+    """This checkout against a clone of it at `before`, alternately."""
+    with tempfile.TemporaryDirectory() as tmp:
+        clone = Path(tmp) / "before"
+        subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True)
+        subprocess.run(["git", "-C", str(clone), "checkout", "-q", before], check=True)
+        figures = throughput.row_m(data_dir, SWEEPS, {f"before ({before[:7]})": clone, "now": ROOT})
+    return {**figures, "before": before}
+
+
 ROWS = {"a": row_a, "b": row_b, "c": row_c, "d": row_d, "e": row_e, "f": row_f, "g": row_g, "h": row_h, "i": row_i,
-        "j": capacity.row_j}
+        "j": capacity.row_j, "m": row_m}
 
 
 def _variant(folder: Path, source: str, search_space: dict | None = None, **study) -> Path:
@@ -532,7 +544,8 @@ def _render_g(r: dict) -> list[str]:
 
 
 RENDERERS = {"a": _render_a, "b": _render_b, "c": _render_c, "d": _render_d, "e": _render_e, "f": _render_f,
-             "g": _render_g, "h": trust.render_h, "i": costs.render_i, "j": capacity.render_j}
+             "g": _render_g, "h": trust.render_h, "i": costs.render_i, "j": capacity.render_j,
+             "m": throughput.render_m}
 
 
 def machine() -> dict:
