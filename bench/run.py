@@ -29,6 +29,8 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import capacity  # noqa: E402  (bench/capacity.py: row j)
 import costs  # noqa: E402  (bench/costs.py: row i)
+import levers  # noqa: E402  (bench/levers.py: row l)
+import peers  # noqa: E402  (bench/peers.py: row k)
 import throughput  # noqa: E402  (bench/throughput.py: row m)
 import trust  # noqa: E402  (bench/trust.py: row h)
 
@@ -313,6 +315,10 @@ def row_i(data_dir: str) -> dict:
     return costs.row_i(data_dir, sweep, SWEEPS, PAGE.parent)
 
 
+def row_k(data_dir: str, budget_s: float = 1200, seeds: tuple[int, ...] = (1, 2)) -> dict:
+    return peers.row_k(data_dir, SWEEPS / "fashion_mnist.yaml", _variant, budget_s, seeds)
+
+
 def row_m(data_dir: str, before: str = BEFORE_DEFERRED) -> dict:
     """This checkout against a clone of it at `before`, alternately."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -324,7 +330,7 @@ def row_m(data_dir: str, before: str = BEFORE_DEFERRED) -> dict:
 
 
 ROWS = {"a": row_a, "b": row_b, "c": row_c, "d": row_d, "e": row_e, "f": row_f, "g": row_g, "h": row_h, "i": row_i,
-        "j": capacity.row_j, "m": row_m}
+        "j": capacity.row_j, "k": row_k, "l": levers.row_l, "m": row_m}
 
 
 def _variant(folder: Path, source: str, search_space: dict | None = None, **study) -> Path:
@@ -545,7 +551,7 @@ def _render_g(r: dict) -> list[str]:
 
 RENDERERS = {"a": _render_a, "b": _render_b, "c": _render_c, "d": _render_d, "e": _render_e, "f": _render_f,
              "g": _render_g, "h": trust.render_h, "i": costs.render_i, "j": capacity.render_j,
-             "m": throughput.render_m}
+             "k": peers.render_k, "l": levers.render_l, "m": throughput.render_m}
 
 
 def machine() -> dict:
@@ -563,12 +569,15 @@ def main() -> None:
     parser.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data" / "fashion-mnist"))
     parser.add_argument("--rows", default="a,b,c,d,e,f,g,h,i,j", help="comma-separated rows to run (a-j)")
     parser.add_argument("--trials-b", type=int, default=30, help="trials per sweep in row b")
+    parser.add_argument("--budget-k", type=float, default=1200, help="seconds per tool and seed in row k")
+    parser.add_argument("--seeds-k", default="1,2", help="comma-separated seeds for row k")
     args = parser.parse_args()
     RESULTS.mkdir(parents=True, exist_ok=True)
     for row in args.rows.split(","):
         print(f"row {row} ...", flush=True)
         started = time.time()
-        extra = {"n_trials": args.trials_b} if row == "b" else {}
+        extra = {"b": {"n_trials": args.trials_b},
+                 "k": {"budget_s": args.budget_k, "seeds": tuple(int(s) for s in args.seeds_k.split(","))}}.get(row, {})
         figures = ROWS[row](args.data_dir, **extra)
         figures["measured"] = {"date": date.today().isoformat(), "seconds": time.time() - started}
         (RESULTS / f"{row}.json").write_text(json.dumps(figures, indent=2) + "\n")

@@ -61,3 +61,16 @@ def test_commands_that_do_not_train_never_import_tensorflow():
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+def test_the_pipeline_never_imports_the_bench_peers():
+    """KerasTuner, optuna-integration and TensorBoard are the `bench` extra: row k's peers, not dependencies."""
+    import ast
+
+    peers = {"keras_tuner", "kerastuner", "optuna_integration", "tensorboard"}
+    for module in MODULES:
+        tree = ast.parse((ROOT / module).read_text())
+        imported = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
+                    for alias in node.names}
+        imported |= {(node.module or "").split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+        assert not imported & peers, f"{module} imports {imported & peers}"
