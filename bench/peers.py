@@ -28,17 +28,19 @@ TOOLS = ("pipeline", "optuna script", "kerastuner hyperband", "kerastuner bayesi
 STUDY = "fashion-mnist-ann"
 
 
-def row_k(data_dir: str, sweep_file: Path, variant, budget_s: float, seeds: tuple[int, ...]) -> dict:
-    runs: dict[str, list[dict]] = {tool: [] for tool in TOOLS}
-    tracked: dict[str, dict] = {}
+def row_k(data_dir: str, sweep_file: Path, variant, budget_s: float, seeds: tuple[int, ...], save) -> dict:
+    """Every tool once per seed, seed after seed; `save(figures)` after each run, so a long row that is
+    cut short keeps what it measured."""
+    figures = {"budget_s": budget_s, "seeds": list(seeds), "runs": {tool: [] for tool in TOOLS}, "tracked": {}}
     for seed in seeds:
         for tool in TOOLS:
             with tempfile.TemporaryDirectory() as tmp:
-                store = Path(tmp)
-                result, tracked[tool] = _RUNNERS[tool](store, data_dir, sweep_file, variant, budget_s, seed)
-            runs[tool].append({"seed": seed, **result})
+                result, figures["tracked"][tool] = _RUNNERS[tool](Path(tmp), data_dir, sweep_file, variant,
+                                                                  budget_s, seed)
+            figures["runs"][tool].append({"seed": seed, **result})
+            save(figures)
             print(f"  {tool} seed {seed}: {json.dumps(result)[:300]}", flush=True)
-    return {"budget_s": budget_s, "seeds": list(seeds), "runs": runs, "tracked": tracked}
+    return figures
 
 
 def _pipeline(store: Path, data_dir: str, sweep_file: Path, variant, budget_s: float, seed: int):
@@ -138,11 +140,12 @@ def _serves_raw_images(uri: str, run_id: str, data_dir: str, logged: float) -> s
     """Load the best trial's MLflow model as pyfunc and score the raw uint8 test images with it."""
     code = f"""
 import mlflow, numpy as np
+from pathlib import Path
 from pipeline.data.idx import read_idx
 mlflow.set_tracking_uri({uri!r})
 model = mlflow.pyfunc.load_model("runs:/{run_id}/model")
-x = read_idx({str(Path(data_dir) / "t10k-images-idx3-ubyte.gz")!r})
-y = read_idx({str(Path(data_dir) / "t10k-labels-idx1-ubyte.gz")!r})
+x = read_idx(Path({str(Path(data_dir) / "t10k-images-idx3-ubyte.gz")!r}))
+y = read_idx(Path({str(Path(data_dir) / "t10k-labels-idx1-ubyte.gz")!r}))
 print(float(np.mean(np.asarray(model.predict(x)).argmax(axis=1) == y)))
 """
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
@@ -162,12 +165,12 @@ def render_k(r: dict) -> list[str]:
     minutes = r["budget_s"] / 60
     lines = ["## k. Against the peers, on one budget", "",
              f"`python bench/run.py --rows k --budget-k {r['budget_s']:.0f}`: each tool searches the default "
-             f"sweep's space on the same split for {minutes:.0f} minutes of wall time (its whole process), "
+             f"sweep's space on the same split for {minutes:g} minutes of wall time (its whole process), "
              f"with seeds {', '.join(map(str, r['seeds']))}, one run after another on this machine with nothing "
              "else running. Validation chooses the model; its test accuracy is reported.", "",
              "| tool | test accuracy, mean ± sd (each seed) | validation of the chosen | trials complete "
              "(pruned) | epochs | epochs/s | wall s |", "|---|---|---|---|---|---|---|"]
-    for tool, runs in r["runs"].items():
+    for tool, runs in ((tool, runs) for tool, runs in r["runs"].items() if runs):
         tests = [run["test_accuracy"] for run in runs]
         lines.append(
             f"| {tool} | {_mean_sd(tests)} ({', '.join(f'{t:.4f}' for t in tests)}) | "

@@ -316,7 +316,13 @@ def row_i(data_dir: str) -> dict:
 
 
 def row_k(data_dir: str, budget_s: float = 1200, seeds: tuple[int, ...] = (1, 2)) -> dict:
-    return peers.row_k(data_dir, SWEEPS / "fashion_mnist.yaml", _variant, budget_s, seeds)
+    started = time.time()
+
+    def save(figures: dict) -> None:
+        partial = {**figures, "measured": {"date": date.today().isoformat(), "seconds": time.time() - started}}
+        (RESULTS / "k.json").write_text(json.dumps(partial, indent=2) + "\n")
+
+    return peers.row_k(data_dir, SWEEPS / "fashion_mnist.yaml", _variant, budget_s, seeds, save)
 
 
 def row_m(data_dir: str, before: str = BEFORE_DEFERRED) -> dict:
@@ -362,13 +368,20 @@ def render(results: dict) -> str:
     ]
     for row, render_row in RENDERERS.items():
         if row in results:
-            lines += render_row(results[row]) + [f"_Measured {results[row]['measured']['date']}, "
-                                                 f"{results[row]['measured']['seconds'] / 60:.0f} min._", ""]
+            lines += render_row(results[row]) + _notes(row) + [
+                f"_Measured {results[row]['measured']['date']}, {results[row]['measured']['seconds'] / 60:.0f} min._",
+                ""]
         if row == "a" and "a_previous_design" in results:
             lines += _previous_design(results["a_previous_design"])
         if row == "b":
             lines += _earlier_pruning_runs(results)
     return "\n".join(lines)
+
+
+def _notes(row: str) -> list[str]:
+    """The written reading of a row's figures (bench/notes/ROW.md), kept beside the generated table."""
+    path = ROOT / "bench" / "notes" / f"{row}.md"
+    return [path.read_text().strip(), ""] if path.is_file() else []
 
 
 def _earlier_pruning_runs(results: dict) -> list[str]:

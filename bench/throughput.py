@@ -89,4 +89,20 @@ def render_m(r: dict) -> list[str]:
         lines.append(f"| {label} | {r['trials_per_hour'][label]:.0f} | {mid['wall_s']:.0f} | {mid['epoch']:.2f} | "
                      f"{mid['first_epoch_extra']:.2f} | {mid['after_training']:.2f} | {mid['between']:.2f} "
                      f"({mid['between_max']:.1f}) | {mid['startup']:.1f} | {mid['tail']:.1f} |")
-    return lines + [""]
+    return lines + ["", *_reading(r), ""]
+
+
+def _reading(r: dict) -> list[str]:
+    """What the table says: each arm's fixed cost per trial against its training time."""
+    parts = []
+    for label, runs in r["arms"].items():
+        mid = {k: statistics.median(run[k] for run in runs) for k in runs[0]}
+        fixed = mid["first_epoch_extra"] + mid["after_training"] + mid["between"]
+        parts.append(f"{label}: {fixed:.2f} s of fixed cost per trial against {r['epochs'] * mid['epoch']:.1f} s "
+                     f"of training ({100 * fixed / (fixed + r['epochs'] * mid['epoch']):.0f}%)")
+    return ["Reading: " + "; ".join(parts) + ". The first-epoch extra is building and tracing the model; "
+            "after training is scoring the test set, measuring the model and ending the run (plots and the "
+            "model, once about a second here, are now logged on a background thread while the next trial "
+            "trains: they still take CPU, which shows in the next trial's first epoch); between trials is "
+            "Optuna's ask and tell. The maximum between trials is a worker replacement "
+            "(`study.trials_per_process`)."]
