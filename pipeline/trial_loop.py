@@ -22,7 +22,7 @@ from pipeline.preprocessing import fit_stats
 from pipeline.processes import StopRequest
 from pipeline.study import SurplusTrialError, budget_spent, open_study
 from pipeline.trial import TrialContext, run_retraining, run_trial
-from pipeline.worker import Finished, Ready, WorkerSpec
+from pipeline.worker import Finished, LastTrial, Ready, WorkerSpec
 
 
 def serve(spec: WorkerSpec, connection, stop: StopRequest) -> Finished:
@@ -37,23 +37,25 @@ def serve(spec: WorkerSpec, connection, stop: StopRequest) -> Finished:
     with Deferred() as after_trial:  # the worker says how it ended only once the last trial's model is logged
         context = TrialContext(config, data, fit_stats(data.x_train), _dataset_record(config, data), tracker,
                                go.parent_id, stop, after_trial)
-        return _run_phase(go.phase, spec.number, context)
+        return _run_phase(go.phase, spec.number, context, lambda: connection.send(LastTrial()))
 
 
-def _run_phase(phase: str, number: int, context: TrialContext) -> Finished:
+def _run_phase(phase: str, number: int, context: TrialContext, announce_last) -> Finished:
     config, stop = context.config, context.stop
     if phase == "confirm":
         queue = confirmation.open_confirmation(config)
         return _run_trials(queue, config, functools.partial(run_retraining, context=context), stop,
-                           lambda: confirmation.queue_empty(queue))
+                           lambda: confirmation.queue_empty(queue), announce_last)
     study = open_study(config, number)
     return _run_trials(study, config, functools.partial(run_trial, context=context), stop,
-                       lambda: budget_spent(study, config), [_BestRecorder(context.parent_id, config.study.metric)])
+                       lambda: budget_spent(study, config), announce_last,
+                       [_BestRecorder(context.parent_id, config.study.metric)])
 
 
-def _run_trials(study: optuna.Study, config: SweepConfig, objective, stop: StopRequest, done,
+def _run_trials(study: optuna.Study, config: SweepConfig, objective, stop: StopRequest, done, announce_last,
                 callbacks: list = ()) -> Finished:
-    """One trial at a time until `done()` (the budget is spent, the queue empty) or this worker's share is.
+    """One trial at a time until `done()` (the budget is spent, the queue empty) or this worker's share is;
+    `announce_last()` as the share's last trial begins, so the supervisor can start the next worker.
 
     A trial's own failure (an exception, a NaN loss) is recorded by Optuna as FAIL and the loop goes on;
     losing the tracking store or too many failures in a row stop the sweep.
@@ -66,6 +68,8 @@ def _run_trials(study: optuna.Study, config: SweepConfig, objective, stop: StopR
             return Finished("budget")
         if share and ran >= share:
             return Finished("share")
+        if share and ran == share - 1:
+            announce_last()
         try:
             study.optimize(objective, n_trials=1, catch=(), callbacks=list(callbacks))
         except SurplusTrialError:

@@ -47,6 +47,12 @@ class Go:
 
 
 @dataclass(frozen=True)
+class LastTrial:
+    """The worker has begun the last trial of its share: its successor can load TensorFlow and the data
+    now, while this trial trains, instead of after it."""
+
+
+@dataclass(frozen=True)
 class Finished:
     """Why the worker's trial loop ended: 'budget' (the study's is spent), 'share' (it ran its
     trials_per_process), 'interrupted' (SIGINT or SIGTERM) or 'dismissed' (nothing was left to do)."""

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Callable, Iterator
 
 from pipeline.config import SweepConfig
 from pipeline.errors import SweepError
-from pipeline.worker import Failed, Finished, Go, Ready, WorkerSpec, main as worker_main
+from pipeline.worker import Failed, Finished, Go, LastTrial, Ready, WorkerSpec, main as worker_main
 
 if TYPE_CHECKING:
     from pipeline.progress import Progress
@@ -33,6 +33,9 @@ class _Worker:
     connection: multiprocessing.connection.Connection
     ready: Ready | None = None
     last: Finished | Failed | None = None  # the worker's last word, once it has said it
+    held: bool = False  # a successor started early: its Go waits until its predecessor has ended
+    dismissed: bool = False  # a successor that turned out not to be needed: answered None once Ready
+    successor: "_Worker | None" = None
 
 
 @dataclass
@@ -70,7 +73,7 @@ class WorkerPool:
         """TensorFlow threads per worker: the sweep file's, or the cores shared out."""
         return self.config.study.threads or max(1, (os.cpu_count() or 1) // self.size)
 
-    def start(self) -> None:
+    def start(self, held: bool = False) -> _Worker:
         """A fresh worker process. It starts with Ctrl-C ignored (an ignored signal stays ignored across
         exec), so a Ctrl-C while it imports prints no traceback; it takes the signal over once it runs."""
         ours, theirs = self.context.Pipe()
@@ -82,8 +85,10 @@ class WorkerPool:
         finally:
             signal.signal(signal.SIGINT, handler)
         theirs.close()
-        self.workers.append(_Worker(self.started, process, ours))
+        worker = _Worker(self.started, process, ours, held=held)
+        self.workers.append(worker)
         self.started += 1
+        return worker
 
     @contextlib.contextmanager
     def forwarding_signals(self) -> Iterator[None]:
@@ -117,7 +122,7 @@ class WorkerPool:
         """Send every ready worker its Go (None dismisses them: nothing to do); later ones get it at once."""
         self.go = go
         for worker in self.workers:
-            if worker.ready and worker.process.is_alive():
+            if worker.ready and not worker.held and worker.process.is_alive():
                 with contextlib.suppress(OSError):
                     worker.connection.send(go)
 
@@ -137,7 +142,8 @@ class WorkerPool:
 
     def _retire(self, worker: _Worker, progress: "Progress", budget_spent: Callable[[], bool],
                 fail_dead_trials: Callable[[], object]) -> None:
-        """A worker has exited: replace it if it ran its share and trials remain; a death stops the sweep."""
+        """A worker has exited: its successor (started during its last trial, or now) takes over if it ran
+        its share and trials remain; a death stops the sweep."""
         worker.process.join()
         self.workers.remove(worker)
         if worker.last is None:
@@ -147,7 +153,21 @@ class WorkerPool:
         if spent and not (self.stopped_by or self.failure or budget_spent()):
             progress.write(f"worker {worker.number} ran its {self.config.study.trials_per_process} trials "
                            "(study.trials_per_process); a fresh worker continues, with fresh memory")
-            self.start()
+            self._answer(worker.successor or self.start(held=True), self.go)
+        elif worker.successor is not None:
+            self._answer(worker.successor, None)
+
+    def _start_successor(self, worker: _Worker) -> None:
+        """The worker is on its last trial: start the next one now, held until this one has ended."""
+        if worker.successor is None and not (self.stopped_by or self.failure):
+            worker.successor = self.start(held=True)
+
+    def _answer(self, worker: _Worker, go: Go | None) -> None:
+        """Release a held successor with `go`, or dismiss it (None): now if it is ready, else once it is."""
+        worker.held, worker.dismissed = False, go is None
+        if worker.ready and worker.process.is_alive():
+            with contextlib.suppress(OSError):
+                worker.connection.send(go)
 
     def _fail(self, failure: Failed) -> None:
         if self.failure is None:
@@ -177,8 +197,12 @@ class WorkerPool:
     def _receive(self, worker: _Worker, message) -> None:
         if isinstance(message, Ready):
             worker.ready = message
-            if self.go is not None:
+            if worker.dismissed:
+                worker.connection.send(None)
+            elif self.go is not None and not worker.held:
                 worker.connection.send(self.go)
+        elif isinstance(message, LastTrial):
+            self._start_successor(worker)
         else:
             worker.last = message
 

@@ -6,7 +6,9 @@ import collections
 import os
 import subprocess
 import sys
+import threading
 import uuid
+from pathlib import Path
 
 import mlflow
 import optuna
@@ -52,6 +54,47 @@ def test_two_local_workers_share_the_default_stores(tmp_path, data_dir, monkeypa
     trials = optuna.load_study(study_name="fashion-mnist-smoke", storage=optuna_storage(storage)).trials
     per_pid = collections.Counter(t.user_attrs["pid"] for t in trials)
     assert len(per_pid) >= 3 and max(per_pid.values()) <= 2, f"workers replaced after 2 trials: {per_pid}"
+
+
+def _worker_children() -> set[int]:
+    """This process's spawned worker processes, from /proc."""
+    found = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[1]) == os.getpid() and b"spawn_main" in (stat.parent / "cmdline").read_bytes():
+                found.add(int(stat.parent.name))
+        except (OSError, IndexError, ValueError):
+            continue  # the process ended while we read it
+    return found
+
+
+@pytest.mark.parametrize("n_trials", [4, 2])
+def test_a_spent_worker_s_successor_loads_during_its_last_trial(tmp_path, data_dir, stores, n_trials):
+    """One worker, 2 trials per process: the next worker is already up while the last trial trains, and
+    takes over (4 trials: 2 processes ran them); when the study ends with that trial (2 trials), the
+    successor is sent home and nothing is left running."""
+    path = write_sweep(tmp_path, study__n_trials=n_trials, data__subset=2000, data__test_subset=200,
+                       data__data_dir=str(data_dir), search_space__epochs=3, study__trials_per_process=2,
+                       study__storage=stores["storage"], tracking__tracking_uri=stores["tracking_uri"])
+    seen_together, done = [], threading.Event()
+
+    def watch():
+        while not done.wait(0.05):
+            seen_together.append(len(_worker_children()))
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        assert cli.main(["run", str(path), "--no-progress"]) == 0
+    finally:
+        done.set()
+        watcher.join()
+    assert max(seen_together) == 2, "the successor started before its predecessor ended"
+    assert not _worker_children(), "no worker outlives the command"
+    assert_one_run_per_trial(stores["storage"], stores["tracking_uri"], n_trials)
+    trials = optuna.load_study(study_name="fashion-mnist-smoke", storage=stores["storage"]).trials
+    assert len({t.user_attrs["pid"] for t in trials}) == n_trials // 2
 
 
 def test_workers_refuse_a_shared_sqlite_file(tmp_path, data_dir, stores, capsys):
