@@ -5,6 +5,7 @@ deadline, and the result file the bench reads. Imports nothing from the pipeline
 
 from __future__ import annotations
 
+import argparse
 import json
 import time
 from pathlib import Path
@@ -59,6 +60,14 @@ class EpochCounter(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         self.tally.append(time.time())
+
+
+def parse_args(parser: argparse.ArgumentParser) -> argparse.Namespace:
+    """The options every peer script takes, besides its own: the seed, the budget, the result file."""
+    parser.add_argument("--seed", type=int, required=True)
+    parser.add_argument("--timeout", type=float, required=True, help="seconds of search")
+    parser.add_argument("--out", required=True, help="the JSON result file the bench reads")
+    return parser.parse_args()
 
 
 def write_result(path: str, **figures) -> None:

@@ -70,11 +70,8 @@ def make_tuner(kind: str, hypermodel: DenseNet, seed: int, directory: str):
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("tuner", choices=("hyperband", "bayesian"))
-    parser.add_argument("--seed", type=int, required=True)
-    parser.add_argument("--timeout", type=float, required=True)
     parser.add_argument("--directory", required=True)
-    parser.add_argument("--out", required=True)
-    args = parser.parse_args()
+    args = common.parse_args(parser)
 
     start, tally = time.time(), []
     keras.utils.set_random_seed(args.seed)

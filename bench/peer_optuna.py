@@ -55,11 +55,8 @@ def make_objective(seed: int, tally: list):
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--seed", type=int, required=True)
-    parser.add_argument("--timeout", type=float, required=True)
     parser.add_argument("--tracking-uri", required=True)
-    parser.add_argument("--out", required=True)
-    args = parser.parse_args()
+    args = common.parse_args(parser)
 
     start, tally = time.time(), []
     keras.utils.set_random_seed(args.seed)
