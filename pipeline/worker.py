@@ -4,7 +4,9 @@ The supervisor (`sweep run`) starts each worker with a WorkerSpec and one end of
 and validates the sweep's data once, says Ready, and waits: the supervisor opens the stores only once
 the data is known to be good, then answers with Go (the parent run, the tracking URI to log to). The
 worker then runs trials until the study's budget is spent, its share of `trials_per_process` is run, a
-stop signal arrives, or something stops the sweep, and says which in its last message.
+stop signal arrives, or something stops the sweep, and says which in its last message. As the last trial
+of its share begins it says LastTrial, and the supervisor starts its successor, which loads while that
+trial trains and waits for its Go until this worker has ended.
 
 This module is the protocol and the process's entry point; it imports nothing heavy, so `sweep run` can
 start its workers first thing and let them load TensorFlow, MLflow, Optuna and the data while it loads
