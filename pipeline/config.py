@@ -15,7 +15,7 @@ import yaml
 
 from pipeline import keys, stores
 from pipeline.errors import SweepConfigError
-from pipeline.hyperparameters import NAMES, FixedParam, ParamSpec, parse_param
+from pipeline.hyperparameters import NAMES, CategoricalParam, FixedParam, ParamSpec, parse_param
 from pipeline.validation import Checker, quote
 
 SAMPLERS = ("tpe", "random")
@@ -259,11 +259,19 @@ def parse_sweep(raw: Any, path: Path) -> SweepConfig:
 
 def _check_images_only(check: Checker, data: DataConfig, space: Mapping[str, ParamSpec]) -> None:
     """Shifting pixels means nothing to a table's rows."""
-    spec = space.get("shift_pixels")
-    values = (spec.value,) if isinstance(spec, FixedParam) else getattr(spec, "choices", None) or (
-        getattr(spec, "high", 0),)
-    if data.dataset == "table" and spec is not None and max(values) > 0:
+    if data.dataset == "table" and _highest(space.get("shift_pixels")) > 0:
         check.fail("search_space.shift_pixels", "shifts images; data.dataset 'table' has rows, not images (use 0)")
+
+
+def _highest(spec: ParamSpec | None) -> float:
+    """The largest value a search-space entry can give (0 when the entry is absent)."""
+    if spec is None:
+        return 0
+    if isinstance(spec, FixedParam):
+        return spec.value
+    if isinstance(spec, CategoricalParam):
+        return max(spec.choices)
+    return spec.high
 
 
 def _parse_study(check: Checker, raw: dict) -> StudyConfig:
