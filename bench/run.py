@@ -325,6 +325,10 @@ def row_k(data_dir: str, budget_s: float = 1200, seeds: tuple[int, ...] = (1, 2)
     return peers.row_k(data_dir, SWEEPS / "fashion_mnist.yaml", _variant, budget_s, seeds, save)
 
 
+def row_k_same_space(data_dir: str, budget_s: float = 1200, seeds: tuple[int, ...] = (1, 2)) -> dict:
+    return peers.row_same_space(data_dir, SWEEPS / "fashion_mnist.yaml", _variant, budget_s, seeds)
+
+
 def row_m(data_dir: str, before: str = BEFORE_DEFERRED) -> dict:
     """This checkout against a clone of it at `before`, alternately."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -336,7 +340,8 @@ def row_m(data_dir: str, before: str = BEFORE_DEFERRED) -> dict:
 
 
 ROWS = {"a": row_a, "b": row_b, "c": row_c, "d": row_d, "e": row_e, "f": row_f, "g": row_g, "h": row_h, "i": row_i,
-        "j": capacity.row_j, "k": row_k, "l": levers.row_l, "m": row_m}
+        "j": capacity.row_j, "k": row_k, "k_same_space": row_k_same_space,
+        "l": levers.row_l, "m": row_m}
 
 
 def _variant(folder: Path, source: str, search_space: dict | None = None, **study) -> Path:
@@ -375,6 +380,8 @@ def render(results: dict) -> str:
             lines += _previous_design(results["a_previous_design"])
         if row == "b":
             lines += _earlier_pruning_runs(results)
+        if row == "k" and "k_same_space" in results:
+            lines += peers.render_same_space(results["k_same_space"])
     return "\n".join(lines)
 
 
@@ -580,7 +587,7 @@ def machine() -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data" / "fashion-mnist"))
-    parser.add_argument("--rows", default="a,b,c,d,e,f,g,h,i,j", help="comma-separated rows to run (a-j)")
+    parser.add_argument("--rows", default="a,b,c,d,e,f,g,h,i,j", help="comma-separated rows to run (a-m, k_same_space)")
     parser.add_argument("--trials-b", type=int, default=30, help="trials per sweep in row b")
     parser.add_argument("--budget-k", type=float, default=1200, help="seconds per tool and seed in row k")
     parser.add_argument("--seeds-k", default="1,2", help="comma-separated seeds for row k")
@@ -589,8 +596,8 @@ def main() -> None:
     for row in args.rows.split(","):
         print(f"row {row} ...", flush=True)
         started = time.time()
-        extra = {"b": {"n_trials": args.trials_b},
-                 "k": {"budget_s": args.budget_k, "seeds": tuple(int(s) for s in args.seeds_k.split(","))}}.get(row, {})
+        peer_budget = {"budget_s": args.budget_k, "seeds": tuple(int(s) for s in args.seeds_k.split(","))}
+        extra = {"b": {"n_trials": args.trials_b}, "k": peer_budget, "k_same_space": peer_budget}.get(row, {})
         figures = ROWS[row](args.data_dir, **extra)
         figures["measured"] = {"date": date.today().isoformat(), "seconds": time.time() - started}
         (RESULTS / f"{row}.json").write_text(json.dumps(figures, indent=2) + "\n")
