@@ -208,7 +208,10 @@ def render_same_space(r: dict) -> list[str]:
             "`label_smoothing` and `shift_pixels`), same budget:", "",
             "| tool | test accuracy, mean ± sd (each seed) | validation of the chosen | trials complete "
             "(pruned) | epochs | epochs/s | wall s |", "|---|---|---|---|---|---|---|",
-            _table_row("pipeline, the peers' space", r["runs"]), ""]
+            _table_row("pipeline, the peers' space", r["runs"]), "",
+            "What it leaves behind (its last run's stores): " + "; ".join(
+                f"{what.replace('_', ' ')}: {r['tracked'][what]}" for what in
+                ("nested", "curves", "pruned_metrics", "model", "servable")) + ".", ""]
 
 
 def _table_row(tool: str, runs: list[dict]) -> str:
