@@ -33,7 +33,7 @@ def build_model(params: Hyperparameters, inputs: InputSpec, n_classes: int, stat
     model.compile(
         optimizer=build_optimizer(params.optimizer, params.learning_rate, params.weight_decay),
         loss=(keras.losses.CategoricalCrossentropy(label_smoothing=params.label_smoothing)
-              if params.label_smoothing else "sparse_categorical_crossentropy"),
+              if one_hot_labels(params) else "sparse_categorical_crossentropy"),
         metrics=["accuracy"],
         jit_compile=params.jit_compile,
     )
