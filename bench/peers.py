@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -184,16 +185,14 @@ _RUNNERS = {"pipeline": _pipeline, "optuna script": _optuna_script,
 def render_k(r: dict) -> list[str]:
     minutes = r["budget_s"] / 60
     lines = ["## k. Against the peers, on one budget", "",
-             f"`python bench/run.py --rows k --budget-k {r['budget_s']:.0f}`: each tool searches on the same split "
-             f"for {minutes:g} minutes of wall time (its whole process), with seeds "
-             f"{', '.join(map(str, r['seeds']))}, one run after another on this machine with nothing else running. "
+             f"`python bench/run.py --rows k --budget-k {r['budget_s']:.0f} --seeds-k {_seeds(r)}`: each tool "
+             f"searches on the same split for {minutes:g} minutes of wall time (its whole process), with "
+             f"{_seed_words(r)}, one run after another on this machine with nothing else running. "
              "Validation chooses the model; its test accuracy is reported. The pipeline runs its default sweep, "
              "which since row l trains with a cosine schedule and searches label smoothing and 1-pixel shifts; "
              "the peers search the space the default sweep had before (the same nine hyperparameters, ranges and "
-             "choices). \"pipeline, the peers' space\" (`--rows k_same_space`, when measured) is the pipeline on "
-             "exactly the peers' space.", "",
-             "| tool | test accuracy, mean ± sd (each seed) | validation of the chosen | trials complete "
-             "(pruned) | epochs | epochs/s | wall s |", "|---|---|---|---|---|---|---|"]
+             "choices). \"pipeline, the peers' space\" (`--rows k_same_space`) is the pipeline on exactly the "
+             "peers' space.", "", *_table_head(r)]
     lines += [_table_row(tool, runs) for tool, runs in r["runs"].items() if runs]
     lines += ["", "What each tool leaves behind (read back from its stores after the last run):", "",
               "| tool | nested runs | per-epoch curves | pruned trials' metrics | the model | servable with its "
@@ -203,20 +202,49 @@ def render_k(r: dict) -> list[str]:
     return lines + [""]
 
 
+def render_other_budgets(results: dict) -> list[str]:
+    """Row k's runs on other budgets (bench/results/k_<seconds>s.json, kept when the row is rerun), each
+    followed by the pipeline on the peers' space (k_same_space.json) when that ran on the same budget."""
+    same = results.get("k_same_space")
+    lines = render_same_space(same) if same and same["budget_s"] == results.get("k", {}).get("budget_s") else []
+    for name in sorted((k for k in results if re.fullmatch(r"k_\d+s", k)), key=lambda k: results[k]["budget_s"]):
+        r = results[name]
+        lines += [f"### The same row on {r['budget_s'] / 60:g} minutes per run, {_seed_words(r)}", "",
+                  f"`python bench/run.py --rows k --budget-k {r['budget_s']:.0f} --seeds-k {_seeds(r)}` "
+                  f"(measured {r['measured']['date']}, {r['measured']['seconds'] / 60:.0f} min), same protocol:", "",
+                  *_table_head(r), *[_table_row(tool, runs) for tool, runs in r["runs"].items() if runs], ""]
+        if same and same["budget_s"] == r["budget_s"]:
+            lines += render_same_space(same)
+    return lines
+
+
 def render_same_space(r: dict) -> list[str]:
-    return ["The pipeline on exactly the peers' space (the default sweep without `lr_schedule`, "
-            "`label_smoothing` and `shift_pixels`), same budget:", "",
-            "| tool | test accuracy, mean ± sd (each seed) | validation of the chosen | trials complete "
-            "(pruned) | epochs | epochs/s | wall s |", "|---|---|---|---|---|---|---|",
+    return [f"The pipeline on exactly the peers' space (the default sweep without `lr_schedule`, "
+            f"`label_smoothing` and `shift_pixels`), same budget ({r['budget_s'] / 60:g} minutes), "
+            f"{_seed_words(r)}:", "", *_table_head(r),
             _table_row("pipeline, the peers' space", r["runs"]), "",
             "What it leaves behind (its last run's stores): " + "; ".join(
                 f"{what.replace('_', ' ')}: {r['tracked'][what]}" for what in
                 ("nested", "curves", "pruned_metrics", "model", "servable")) + ".", ""]
 
 
+def _seeds(r: dict) -> str:
+    return ",".join(map(str, r["seeds"]))
+
+
+def _seed_words(r: dict) -> str:
+    return f"seed {r['seeds'][0]}" if len(r["seeds"]) == 1 else f"seeds {', '.join(map(str, r['seeds']))}"
+
+
+def _table_head(r: dict) -> list[str]:
+    accuracy = "test accuracy" if len(r["seeds"]) == 1 else "test accuracy, mean ± sd (each seed)"
+    return [f"| tool | {accuracy} | validation of the chosen | trials complete (pruned) | epochs | epochs/s "
+            "| wall s |", "|---|---|---|---|---|---|---|"]
+
+
 def _table_row(tool: str, runs: list[dict]) -> str:
     tests = [run["test_accuracy"] for run in runs]
-    return (f"| {tool} | {_mean_sd(tests)} ({', '.join(f'{t:.4f}' for t in tests)}) | "
+    return (f"| {tool} | {_mean_sd(tests)} | "
             f"{statistics.mean(run['val_accuracy'] for run in runs):.4f} | "
             f"{' / '.join(str(run['complete']) for run in runs)} "
             f"({' / '.join(str(run['pruned']) for run in runs)}) | "
@@ -226,5 +254,8 @@ def _table_row(tool: str, runs: list[dict]) -> str:
 
 
 def _mean_sd(values: list[float]) -> str:
-    spread = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{statistics.mean(values):.4f} ± {spread:.4f}"
+    """One seed's value alone; several seeds' mean ± sd, then each seed's value."""
+    if len(values) == 1:
+        return f"{values[0]:.4f}"
+    each = ", ".join(f"{v:.4f}" for v in values)
+    return f"{statistics.mean(values):.4f} ± {statistics.stdev(values):.4f} ({each})"

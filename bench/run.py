@@ -373,16 +373,21 @@ def render(results: dict) -> str:
     ]
     for row, render_row in RENDERERS.items():
         if row in results:
-            lines += render_row(results[row]) + _notes(row) + [
+            lines += render_row(results[row]) + [
                 f"_Measured {results[row]['measured']['date']}, {results[row]['measured']['seconds'] / 60:.0f} min._",
-                ""]
-        if row == "a" and "a_previous_design" in results:
-            lines += _previous_design(results["a_previous_design"])
-        if row == "b":
-            lines += _earlier_pruning_runs(results)
-        if row == "k" and "k_same_space" in results:
-            lines += peers.render_same_space(results["k_same_space"])
+                ""] + _more_runs(row, results) + _notes(row)
     return "\n".join(lines)
+
+
+def _more_runs(row: str, results: dict) -> list[str]:
+    """Other measurements of a row kept beside it: earlier designs, earlier sizes, other budgets."""
+    if row == "a" and "a_previous_design" in results:
+        return _previous_design(results["a_previous_design"])
+    if row == "b":
+        return _earlier_pruning_runs(results)
+    if row == "k":
+        return peers.render_other_budgets(results)
+    return []
 
 
 def _notes(row: str) -> list[str]:
