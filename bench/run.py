@@ -39,6 +39,7 @@ RESULTS = ROOT / "bench" / "results"
 PAGE = ROOT / "docs" / "benchmarks.md"
 SWEEPS = ROOT / "sweeps"
 BEFORE_DEFERRED = "f602629"  # the last commit that logged plots and models on the trial's critical path
+MOONSHOT = 0.905  # issue 15: a Dense-only network on Fashion-MNIST, 20 minutes on 2 cores
 TPE_STARTUP = 10  # Optuna's TPESampler draws its first 10 trials at random: the same draws in both arms of row b
 
 
@@ -385,6 +386,10 @@ def _more_runs(row: str, results: dict) -> list[str]:
         return _previous_design(results["a_previous_design"])
     if row == "b":
         return _earlier_pruning_runs(results)
+    if row == "c":
+        return _earlier_budget_runs(results)
+    if row == "h" and "h_before_levers" in results:
+        return trust.render_before_levers(results["h_before_levers"])
     if row == "k":
         return peers.render_other_budgets(results)
     return []
@@ -480,14 +485,25 @@ def _trials_side_by_side(r: dict) -> list[str]:
 
 def _render_c(r: dict) -> list[str]:
     params = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in r["params"].items())
+    gap = 100 * (MOONSHOT - r["test_accuracy"])
     return ["## c. Quality under a budget", "",
             f"`sweep run sweeps/fashion_mnist.yaml` with its {r['timeout_s']} s timeout: {r['complete']} trials "
             f"completed, {r['pruned']} pruned, {r['wall_s'] / 60:.1f} min wall.", "",
             "| | val_accuracy | test_accuracy |", "| --- | --- | --- |",
             f"| best trial (#{r['trial']}) | {r['val_accuracy']:.4f} | {r['test_accuracy']:.4f} |",
             "| reference tutorial (published) | - | 0.8736 |", "",
-            f"Best params: {params}. Goal test accuracy at least 0.895: {_verdict(r['test_accuracy'] >= 0.895)} "
-            "(the reference model rerun here is in row a).", ""]
+            f"Best params: {params}. Goal test accuracy at least {MOONSHOT}: {_verdict(gap <= 0)}"
+            + ("" if gap <= 0 else f" ({gap:.2f} points short)") + " (the reference model rerun here is in row a).", ""]
+
+
+def _earlier_budget_runs(results: dict) -> list[str]:
+    """Row c before the training levers (bench/results/c_before_levers.json), kept to show the change."""
+    r = results.get("c_before_levers")
+    return [] if r is None else [
+        f"The same row before the default sweep trained with the cosine schedule and searched label smoothing and "
+        f"1-pixel shifts (measured {r['measured']['date']}): {r['complete']} trials completed, {r['pruned']} "
+        f"pruned; the best trial (#{r['trial']}) scored {r['val_accuracy']:.4f} on validation and "
+        f"**{r['test_accuracy']:.4f}** on the test set.", ""]
 
 
 def _render_d(r: dict) -> list[str]:
