@@ -2,9 +2,9 @@
 
 Each variant changes one setting of the base (bench row h's winner before the levers) and is trained by
 the pipeline's own model builder and training loop on the full split, with SEEDS seeds; the table gives
-validation and test accuracy (mean and spread) and seconds per epoch, against the base trained with the same seeds. A second
-part asks whether a trial on a quarter of the training split ranks configurations as the full split
-does (the premise of multi-fidelity on the subset size). Run through bench/run.py.
+validation and test accuracy (mean and spread) and seconds per epoch, against the base trained with the
+same seeds. A second part asks whether a trial on a quarter of the training split ranks configurations as
+the full split does (the premise of multi-fidelity on the subset size). Run through bench/run.py.
 """
 
 from __future__ import annotations
@@ -88,8 +88,9 @@ def render_l(r: dict) -> list[str]:
     base = r["variants"]["base"]
     base_val, base_test = (statistics.mean(run[k] for run in base) for k in ("val", "test"))
     lines = ["## l. Training levers, one at a time", "",
-             f"The base is row h's winner before the levers ({_describe(r['base'])}), trained by the pipeline's own "
-             f"model builder and training loop on the full split with seeds {', '.join(map(str, r['seeds']))}; each variant changes "
+             f"The base is row h's winner before the levers ({_describe(r['base'])}), trained by the "
+             "pipeline's own model builder and training loop on the full split with seeds "
+             f"{', '.join(map(str, r['seeds']))}; each variant changes "
              "one setting. Differences are against the base with the same seeds. With two seeds, a difference "
              "under about 0.4 points is within seed noise (row h before the levers: ±0.36 points).", "",
              "| variant | validation | test | test vs base (points) | s/epoch |", "|---|---|---|---|---|"]
