@@ -500,8 +500,7 @@ def _earlier_budget_runs(results: dict) -> list[str]:
     """Row c before the training levers (bench/results/c_before_levers.json), kept to show the change."""
     r = results.get("c_before_levers")
     return [] if r is None else [
-        f"The same row before the default sweep trained with the cosine schedule and searched label smoothing and "
-        f"1-pixel shifts (measured {r['measured']['date']}): {r['complete']} trials completed, {r['pruned']} "
+        f"The same row {trust.BEFORE_LEVERS} (measured {r['measured']['date']}): {r['complete']} trials completed, {r['pruned']} "
         f"pruned; the best trial (#{r['trial']}) scored {r['val_accuracy']:.4f} on validation and "
         f"**{r['test_accuracy']:.4f}** on the test set.", ""]
 

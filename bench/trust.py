@@ -69,12 +69,12 @@ def render_h(r: dict) -> list[str]:
             "The verdict on the search:", "", "```", r["verdict"], "```", ""]
 
 
+BEFORE_LEVERS = "before the default sweep trained with the cosine schedule and searched label smoothing and 1-pixel shifts"
 
 
 def render_before_levers(r: dict) -> list[str]:
     """Row h as measured before the default sweep searched the training levers (h_before_levers.json)."""
     winner = r["confirmed"][0]
-    return [f"Before the default sweep trained with the cosine schedule and searched label smoothing and 1-pixel "
-            f"shifts (measured {r['measured']['date']}): raw winner #{r['raw']['trial']} test "
+    return [f"{BEFORE_LEVERS.capitalize()} (measured {r['measured']['date']}): raw winner #{r['raw']['trial']} test "
             f"{r['raw']['test_accuracy']:.4f}; confirmed winner #{winner['trial']} test {winner['test_mean']:.4f} ± "
             f"{winner['test_sd']:.4f} over {len(winner['test'])} seeds.", ""]
