@@ -69,7 +69,8 @@ def render_h(r: dict) -> list[str]:
             "The verdict on the search:", "", "```", r["verdict"], "```", ""]
 
 
-BEFORE_LEVERS = "before the default sweep trained with the cosine schedule and searched label smoothing and 1-pixel shifts"
+BEFORE_LEVERS = ("before the default sweep trained with the cosine schedule and searched label smoothing and "
+                 "1-pixel shifts")
 
 
 def render_before_levers(r: dict) -> list[str]:
