@@ -244,6 +244,10 @@ CASES = {
     "predict an image that is not one": Case(junk_png, 2, "cannot decode the image"),
     "predict with a model that is not there": Case(lambda t, d: ["predict", str(t / "absent"), str(t)], 2,
                                                    "no model here"),
+    # Issue 21, tables: served as they were read, refused by column.
+    # Issue 21, images and arrays: decoded faithfully, within memory.
+    # Issue 21, stores and crashes: never written after damage, never shown with a password.
+    # Issue 21, export, report and the command line.
 }
 
 
