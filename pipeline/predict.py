@@ -10,6 +10,7 @@ the label, are ignored).
 from __future__ import annotations
 
 import json
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +19,8 @@ import numpy as np
 from pipeline.data import read_idx, read_pixel_csv
 from pipeline.data.images import SUFFIXES as IMAGE_SUFFIXES
 from pipeline.data.images import decode
+from pipeline.data.npz import array_names, read_arrays
+from pipeline.data.records import unusable_values
 from pipeline.data.tables import read_table
 from pipeline.errors import DataError, PredictError, TrackingError
 
@@ -81,12 +84,15 @@ def load_model(spec: str, tracking_uri: str | None = None) -> Classifier:
     if not path.is_file():
         raise PredictError(f"{spec}: no model here; expected an export folder holding model.keras, a .keras "
                            "file, or a models:/NAME@alias URI")
+    if not zipfile.is_zipfile(path):  # Keras would call it "File not found"
+        raise PredictError(f"{path}: cannot be read as a Keras model file: a .keras file is a zip archive, as "
+                           "keras.Model.save writes it, and this is not one")
     import keras
 
     try:
         model = keras.saving.load_model(path, safe_mode=True, compile=False)  # predictions need no optimizer
     except Exception as exc:  # Keras raises many types for a damaged archive
-        raise PredictError(f"{path}: cannot load the model ({type(exc).__name__}: {exc})") from None
+        raise PredictError(f"{path}: cannot be read as a Keras model file ({type(exc).__name__}: {exc})") from None
     metadata = folder / METADATA_FILE
     names = json.loads(metadata.read_text()).get("class_names") if metadata.is_file() else None
     return Classifier(model, tuple(names) if names else _numbered(model))
@@ -103,7 +109,7 @@ def read_inputs(path: Path, classifier: Classifier):
         if suffix in IMAGE_SUFFIXES:
             inputs = _read_picture(path, shape)
         elif suffix == ".csv":
-            inputs = read_pixel_csv(path, shape)[0]
+            inputs = read_pixel_csv(path, shape, pixels=classifier.input_dtype == "uint8")[0]
         elif suffix == ".npz":
             inputs = _read_npz(path)
         else:
@@ -112,6 +118,7 @@ def read_inputs(path: Path, classifier: Classifier):
         raise PredictError(str(exc)) from None
     if inputs.shape[1:] != shape:
         raise PredictError(f"{path}: holds inputs of shape {inputs.shape[1:]}; the model takes {shape}")
+    _check_values(path, inputs, classifier.input_dtype)
     return inputs.astype(classifier.input_dtype, copy=False)
 
 
@@ -119,6 +126,10 @@ def predict_files(classifier: Classifier, paths: list[Path]) -> list[Prediction]
     predictions = []
     for path in paths:
         probabilities = np.asarray(classifier.model.predict(read_inputs(path, classifier), verbose=0))
+        lost = int(np.count_nonzero(~np.isfinite(probabilities).all(axis=-1)))
+        if lost:  # never print "nan" as a class's probability, nor a bare NaN in --json
+            raise PredictError(f"{path}: the model's probabilities for {lost} input(s) are NaN: their values are "
+                               "too far outside what it was trained on; scale them as the training data was")
         predictions += [Prediction(str(path), i, p, classifier.class_names) for i, p in enumerate(probabilities)]
     return predictions
 
@@ -154,14 +165,23 @@ def _read_picture(path: Path, shape: tuple[int, ...]) -> np.ndarray:
 
 def _read_npz(path: Path) -> np.ndarray:
     """`x`, else `x_test`, else the file's only array."""
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            for key in ("x", "x_test"):
-                if key in archive.files:
-                    return archive[key]
-            if len(archive.files) == 1:
-                return archive[archive.files[0]]
-    except (OSError, ValueError) as exc:
-        raise PredictError(f"{path}: cannot read it as a .npz file ({exc})") from None
-    raise PredictError(f"{path}: holds {len(archive.files)} arrays; name the inputs x (or x_test)")
+    names = array_names(path)
+    for key in ("x", "x_test", *(names if len(names) == 1 else ())):
+        if key in names:
+            return read_arrays(path, [key])[key]
+    raise PredictError(f"{path}: holds {len(names)} arrays; name the inputs x (or x_test)")
+
+
+def _check_values(path: Path, inputs: np.ndarray, dtype: str) -> None:
+    """Inputs the model takes as they are. For a uint8 model, whole numbers 0..255 (a cast would turn 300 into
+    44 and 0.5 into 0); otherwise numbers that are finite in float32 (NaN, inf or 1e39 give NaN probabilities)."""
+    if dtype == "uint8" and inputs.dtype != np.uint8:
+        outside = ~((inputs >= 0) & (inputs <= 255) & (inputs == np.round(inputs)))
+        if outside.any():
+            raise PredictError(f"{path}: holds {np.count_nonzero(outside)} value(s) that are not whole numbers "
+                               f"0..255 (e.g. {inputs[outside][0]}); the model takes pixels as 8-bit values")
+    count, example = unusable_values(inputs)
+    if count:
+        raise PredictError(f"{path}: holds {count} value(s) that are NaN, infinite or beyond float32's range "
+                           f"(e.g. {example}); the model takes finite numbers")
 

@@ -19,6 +19,9 @@ from typing import Mapping
 
 import numpy as np
 
+STATS_BLOCK_BYTES = 64 * 2**20  # the float64 block the statistics work on: a bounded working set
+STATS_BYTES_PER_FEATURE = 48  # float64 mean, variance and one block's sums; minimum, maximum; the float32 results
+
 
 @dataclass(frozen=True)
 class FeatureStats:
@@ -43,16 +46,40 @@ def fit_stats(x_train: np.ndarray) -> FeatureStats:
     return dataclasses.replace(_numeric_stats(table), categories=categories)
 
 
-def _numeric_stats(x_train: np.ndarray, chunk: int = 8192) -> FeatureStats:
-    """Mean, then variance, in float64 over blocks of rows: exact enough, and no float64 copy of the whole
-    training set next to the uint8 one. A constant feature gets variance 1, so it maps to 0, not to inf."""
+def stats_bytes(features: int) -> int:
+    """The most memory fit_stats takes besides its input: one float64 block and the per-feature results.
+    The memory estimate counts it (pipeline/data/memory.py)."""
+    return STATS_BLOCK_BYTES + STATS_BYTES_PER_FEATURE * features
+
+
+def _numeric_stats(x_train: np.ndarray) -> FeatureStats:
+    """Mean, then variance, in float64 over blocks of at most STATS_BLOCK_BYTES: exact enough, and a working
+    set that stays the same however many or however large the inputs (blocks of rows, and of columns where
+    one row alone is larger). A constant feature gets variance 1, so it maps to 0, not to inf."""
     flat = x_train.reshape(len(x_train), -1)
-    blocks = [flat[start:start + chunk] for start in range(0, len(flat), chunk)]
-    mean = sum(block.sum(axis=0, dtype=np.float64) for block in blocks) / len(flat)
-    variance = sum(np.square(block - mean).sum(axis=0) for block in blocks) / len(flat)
+    count, features = flat.shape
+    width = min(features, STATS_BLOCK_BYTES // 8)
+    height = max(1, STATS_BLOCK_BYTES // 8 // max(width, 1))
+    mean, variance = np.zeros(features), np.zeros(features)
+    for first in range(0, features, width):
+        part = slice(first, first + width)
+        for start in range(0, count, height):
+            mean[part] += flat[start:start + height, part].sum(axis=0, dtype=np.float64)
+        mean[part] /= count
+        for start in range(0, count, height):
+            variance[part] += _squared_deviations(flat[start:start + height, part], mean[part])
+    variance /= count
     variance[variance == 0] = 1.0
-    minimum, maximum = flat.min(axis=0).astype(np.float64), flat.max(axis=0).astype(np.float64)
-    return FeatureStats(*(a.astype(np.float32) for a in (mean, variance, minimum, maximum)))
+    minimum, maximum = flat.min(axis=0).astype(np.float32), flat.max(axis=0).astype(np.float32)
+    return FeatureStats(mean.astype(np.float32), variance.astype(np.float32), minimum, maximum)
+
+
+def _squared_deviations(block: np.ndarray, mean: np.ndarray) -> np.ndarray:
+    """Per feature, the block's sum of squared deviations from `mean`, through one float64 copy of the block,
+    freed on return (a loop variable would keep the last block alive beside the next)."""
+    deviations = np.subtract(block, mean, dtype=np.float64)
+    np.square(deviations, out=deviations)
+    return deviations.sum(axis=0)
 
 
 def category_layer(categories: tuple[str, ...], layer_name: str):

@@ -11,6 +11,7 @@ import gzip
 import os
 import struct
 import uuid
+import zipfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -157,6 +158,69 @@ def one_trial_study(tmp: Path, data_dir: Path) -> list[str]:
     return ["confirm", str(path), "--top-k", "3"]
 
 
+def npz_sweep(tmp: Path, data_dir: Path | None = None, **arrays) -> list[str]:
+    """sweeps/smoke.yaml on a small .npz of features of ours; `arrays` replace or add to its four arrays."""
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(40, 6)), np.arange(40) % 4
+    contents = {"x_train": x, "y_train": y, "x_test": x[:8], "y_test": y[:8], **arrays}
+    np.savez(tmp / "data.npz", **{key: array for key, array in contents.items() if array is not None})
+    return ["run", str(tiny(tmp, tmp / "data.npz", data__dataset="npz"))]
+
+
+def with_value(value: float, *at: int) -> np.ndarray:
+    """npz_sweep's features with `value` at the flat positions `at` (the first by default)."""
+    x = np.random.default_rng(0).normal(size=(40, 6))
+    x.flat[list(at or [0])] = value
+    return x
+
+
+def npz_file(tmp: Path, **arrays) -> Path:
+    np.savez(tmp / "inputs.npz", **arrays)
+    return tmp / "inputs.npz"
+
+
+def npz_enormous_header(tmp: Path, data_dir: Path) -> list[str]:
+    """A .npz whose x_train.npy header claims 10^12 x 10^6 float64 over a few bytes of data."""
+    args = npz_sweep(tmp, x_train=None)
+    header = b"{'descr': '<f8', 'fortran_order': False, 'shape': (1000000000000, 1000000), }"
+    with zipfile.ZipFile(tmp / "data.npz", "a") as archive:
+        archive.writestr("x_train.npy", b"\x93NUMPY\x01\x00" + struct.pack("<H", len(header) + 1) + header + b"\n"
+                         + bytes(64))
+    return args
+
+
+def garbage_file(tmp: Path, name: str) -> Path:
+    (tmp / name).write_bytes(b"this is not what the name says\n" * 4)
+    return tmp / name
+
+
+def image_class_folders(tmp: Path) -> Path:
+    from PIL import Image
+
+    for name in ("cat", "dog"):
+        (tmp / "pictures" / name).mkdir(parents=True)
+        for index in range(3):
+            Image.fromarray(np.full((8, 8), index, np.uint8)).save(tmp / "pictures" / name / f"{index}.png")
+    return tmp / "pictures"
+
+
+def features_model(tmp: Path, inputs: np.ndarray, suffix: str) -> list[str]:
+    """`sweep predict` with a model of 6 float features (as an npz of features trains), on `inputs`."""
+    from pipeline.data.records import InputSpec
+    from pipeline.hyperparameters import Hyperparameters
+    from pipeline.model import build_model
+    from pipeline.preprocessing import fit_stats
+
+    train = np.random.default_rng(0).normal(size=(20, 6)).astype(np.float32)
+    params = Hyperparameters(units=4, preprocessing="standardize")
+    build_model(params, InputSpec((6,), "float32"), 3, fit_stats(train)).save(tmp / "features.keras")
+    if suffix == ".npz":
+        np.savez(tmp / "inputs.npz", x=inputs)
+    else:
+        (tmp / "inputs.csv").write_text("a,b,c,d,e,f\n" + "\n".join(",".join(map(str, row)) for row in inputs) + "\n")
+    return ["predict", str(tmp / "features.keras"), str(tmp / f"inputs{suffix}")]
+
+
 CASES = {
     # Sweep files: validated into typed objects before anything starts.
     "unknown key": Case(lambda t, d: ["run", str(tiny(t, d, study__trials=3))], 2, "study.trials: unknown key"),
@@ -246,6 +310,40 @@ CASES = {
                                                    "no model here"),
     # Issue 21, tables: served as they were read, refused by column.
     # Issue 21, images and arrays: decoded faithfully, within memory.
+    "npz features with NaN and inf": Case(lambda t, d: npz_sweep(t, x_train=with_value(np.inf, 7) + with_value(
+        np.nan, 3)), 2, "x_train holds 2 value(s) that are NaN, infinite or beyond float32's range"),
+    "npz features beyond float32": Case(lambda t, d: npz_sweep(t, x_test=with_value(1e39)[:8]), 2,
+                                        "x_test holds 1 value(s) that are NaN, infinite or beyond float32's range"),
+    "npz class_names longer than the classes": Case(lambda t, d: npz_sweep(t, class_names=np.array(list("abcde"))),
+                                                    2, "class_names has 5 names but the labels use 4 classes"),
+    "npz class_names with a duplicate": Case(lambda t, d: npz_sweep(t, class_names=np.array(["a", "b", "a", "c"])), 2,
+                                             "class_names names 'a' more than once"),
+    "npz with an enormous header": Case(npz_enormous_header, 2, "x_train's header claims shape (1000000000000, "
+                                        "1000000) of float64 (7.45e+09 GiB) but the file holds 64 bytes for it"),
+    "npz that is not a zip": Case(lambda t, d: ["run", str(tiny(t, garbage_file(t, "data.npz"), data__dataset="npz"))],
+                                  2, "data.npz: not a valid .npz file (a zip archive of .npy arrays"),
+    "npz of Python objects": Case(lambda t, d: npz_sweep(t, x_train=np.array([{"a": 1}] * 40, dtype=object)), 2,
+                                  "x_train holds Python objects (pickled)"),
+    "npz without y_test": Case(lambda t, d: npz_sweep(t, y_test=None), 2, "missing y_test"),
+    "npz labels beyond the class names": Case(lambda t, d: npz_sweep(t, class_names=np.array(["a", "b"])), 2,
+                                              "train labels must be integers 0..1 (one per class name)"),
+    "image folder too large for memory": Case(lambda t, d: ["run", str(tiny(
+        t, image_class_folders(t), data__dataset="images", data__image_size=[400000, 400000]))], 2,
+        "a smaller data.image_size (up to ["),
+    "predict with a .keras file that is not one": Case(lambda t, d: ["predict", str(garbage_file(t, "m.keras")), str(t)],
+                                                       2, "m.keras: cannot be read as a Keras model file"),
+    "predict an npz that is not one": Case(lambda t, d: ["predict", str(d), str(garbage_file(t, "x.npz"))], 2,
+                                           "x.npz: not a valid .npz file"),
+    "predict pixels that are not 0..255": Case(lambda t, d: ["predict", str(d), str(npz_file(
+        t, x=np.full((1, 28, 28), 300.0)))], 2, "holds 784 value(s) that are not whole numbers 0..255 (e.g. 300.0)"),
+    "predict features with inf": Case(lambda t, d: features_model(t, with_value(np.inf)[:2], ".npz"), 2,
+                                      "inputs.npz: holds 1 value(s) that are NaN, infinite or beyond float32's range"),
+    "predict features beyond float32 from CSV": Case(lambda t, d: features_model(t, with_value(1e39)[:2], ".csv"), 2,
+                                                     "inputs.csv: holds 1 value(s) that are NaN, infinite or beyond"),
+    "predict features with a gap in the CSV": Case(lambda t, d: features_model(t, with_value(np.nan)[:2], ".csv"), 2,
+                                                   "inputs.csv: holds 1 value(s) that are NaN"),
+    "predict features far outside training": Case(lambda t, d: features_model(t, with_value(3e38, *range(6))[:2], ".npz"), 2,
+                                                  "the model's probabilities for 1 input(s) are NaN"),
     # Issue 21, stores and crashes: never written after damage, never shown with a password.
     # Issue 21, export, report and the command line.
 }

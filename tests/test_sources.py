@@ -186,12 +186,97 @@ def test_mnist_by_name_reads_its_idx_folder_offline_with_its_class_names(data_di
 def test_data_that_would_not_fit_in_memory_is_refused_with_the_estimate(digits, tmp_path, monkeypatch):
     from pipeline.data import memory
 
-    memory.check_fits(7 * memory.GIB, 1, "x", available=22 * memory.GIB + 1)  # the README's largest dataset
+    memory.check_fits(7 * memory.GIB, 1, "x", available=22.1 * memory.GIB)  # the README's largest dataset
     with pytest.raises(DataError, match=r"x: the data takes 7\.0 GiB in memory; 2 worker\(s\) would need about "
-                                        r"44\.0 GiB .* but 22\.0 GiB is available"):
+                                        r"44\.1 GiB .* but 22\.0 GiB is available: use fewer --workers"):
         memory.check_fits(7 * memory.GIB, 2, "x", available=22 * memory.GIB)
     images, labels = digits
     root = write_folder(tmp_path / "big", images[:50], labels[:50])
     monkeypatch.setattr(memory, "available_bytes", lambda: memory.GIB // 2)  # less than one worker's baseline
-    with pytest.raises(DataError, match="GiB is available: train on data.subset, use fewer --workers"):
-        load_image_folder(root, None, "grayscale", 0.2, seed=0)
+    with pytest.raises(DataError, match="GiB is available: a machine with more memory"):
+        load_image_folder(root, None, "grayscale", 0.2, seed=0, cache=tmp_path / "cache")
+
+
+def test_the_estimate_counts_the_statistics_and_advises_what_shrinks_the_decoded_images():
+    """Issue 21's repro: 200 pictures resized to 4000x4000 on a machine with 22 GiB available. The statistics
+    once took 16 bytes per value of the training set (an OOM kill); now a 64 MiB block and 48 bytes per pixel,
+    and the estimate counts them."""
+    from pipeline.data import memory
+    from pipeline.preprocessing import stats_bytes
+
+    pixels = 4000 * 4000
+    assert memory.needed_bytes(200 * pixels, 1, pixels) == memory.GIB + 3 * 200 * pixels + stats_bytes(pixels)
+    assert stats_bytes(pixels) < memory.GIB < 16 * 200 * pixels
+    with pytest.raises(DataError) as refused:
+        memory.check_images_fit(200, (4000, 4000, 3), 1, "pictures", available=22 * memory.GIB)
+    assert str(refused.value) == (
+        "pictures (200 images of 4000x4000x3): the data takes 8.9 GiB in memory; 1 worker(s) would need about "
+        "30.0 GiB (each holds the data 3 times over, plus 1 GiB for TensorFlow and the rest and 2.2 GiB for the "
+        "preprocessing statistics) but 22.0 GiB is available: a smaller data.image_size (up to [3400, 3400] fits), "
+        "data.color: grayscale (a third of the memory), fewer images in the folder (up to 140 at this size), or a "
+        "machine with more memory")
+    memory.check_images_fit(200, (4000, 4000), 1, "pictures", available=22 * memory.GIB)  # 10.7 GiB: fits
+    with pytest.raises(DataError, match=r"32\.2 GiB .* \(up to \[3223, 3223\] fits\), fewer images in the folder "
+                                        r"\(up to 124 at this size\), fewer --workers \(2 fit\), or a machine"):
+        memory.check_images_fit(200, (4000, 4000), 3, "pictures", available=22 * memory.GIB)
+
+
+def sixteen_bit(image: np.ndarray) -> Image.Image:
+    """A digit as a 16-bit gray picture over a dark level of 1000 (as a camera's sensor gives): every value is
+    above 255, where Pillow's own conversion to 8 bits clipped them all to one white picture."""
+    return Image.fromarray((1000 + image.astype(np.uint16) * 200))
+
+
+def test_sixteen_bit_pictures_are_scaled_to_eight_bits_train_above_chance_and_predict_alike(digits, tmp_path):
+    import keras
+
+    from pipeline.data.records import InputSpec
+    from pipeline.hyperparameters import Hyperparameters
+    from pipeline.model import build_model
+    from pipeline.predict import Classifier, read_inputs
+    from pipeline.preprocessing import fit_stats
+
+    images, labels = digits
+    for part, chosen in (("train", slice(0, 1200)), ("test", slice(1200, 1500))):
+        for index, (image, label) in enumerate(zip(images[chosen], labels[chosen])):
+            (tmp_path / part / NAMES[label]).mkdir(parents=True, exist_ok=True)
+            sixteen_bit(image).save(tmp_path / part / NAMES[label] / f"{index:04d}.png")
+    assert Image.open(next((tmp_path / "train" / "zero").iterdir())).mode == "I;16"
+    raw = load_image_folder(tmp_path, None, None, 0.2, seed=0, cache=tmp_path / "cache")
+    order = [i for name in sorted(NAMES) for i in range(1200) if NAMES[labels[i]] == name]  # folder by folder
+    assert np.array_equal(raw.x_train, ((1000 + images[order].astype(np.uint32) * 200) * 255 + 32767) // 65535)
+    assert raw.x_train.dtype == np.uint8 and (raw.x_train.min(), raw.x_train.max()) == (4, 202), "not all 255"
+    keras.utils.set_random_seed(0)
+    model = build_model(Hyperparameters(learning_rate=0.003), InputSpec.of(raw.x_train), 10, fit_stats(raw.x_train))
+    model.fit(raw.x_train, raw.y_train, epochs=10, batch_size=32, verbose=0)
+    accuracy = (model.predict(raw.x_test, verbose=0).argmax(axis=1) == raw.y_test).mean()
+    assert accuracy > 0.5, "well above chance (0.1)"
+    picture = next((tmp_path / "test" / "seven").iterdir())
+    served = read_inputs(picture, Classifier(model, raw.class_names))
+    assert any(np.array_equal(served[0], x) for x in raw.x_test), "predict decodes the file as training did"
+
+
+def test_hidden_files_in_class_folders_are_not_data(digits, tmp_path):
+    images, labels = digits
+    root = write_folder(tmp_path / "mac", images[:40], labels[:40])
+    (root / "zero" / "._0000.png").write_bytes(b"\x00\x05\x16\x07 AppleDouble resource fork")
+    (root / "one" / ".ipynb_checkpoints").mkdir()
+    (root / "one" / ".ipynb_checkpoints" / "0001-checkpoint.png").write_bytes(b"not a picture")
+    (root / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1")
+    raw = load_image_folder(root, None, None, 0.25, seed=0, cache=tmp_path / "cache")
+    assert len(raw.y_train) + len(raw.y_test) == 40 and raw.class_names == tuple(sorted(set(NAMES[:10])))
+
+
+def test_a_damaged_cache_file_is_a_miss_decoded_again_and_replaced(digits, tmp_path):
+    images, labels = digits
+    root = write_folder(tmp_path / "cached", images[:60], labels[:60])
+    cache = tmp_path / "cache"
+    first = load_image_folder(root, None, None, 0.2, seed=0, cache=cache)
+    (cached,) = cache.iterdir()
+    whole = cached.read_bytes()
+    for damage in (whole[:len(whole) // 2], whole[:40], b"", b"garbage" * 10):
+        cached.write_bytes(damage)
+        again = load_image_folder(root, None, None, 0.2, seed=0, cache=cache)
+        assert np.array_equal(first.x_train, again.x_train) and np.array_equal(first.x_test, again.x_test)
+        assert cached.read_bytes() == whole, "the damaged file was replaced"
+    assert [p.name for p in cache.iterdir()] == [cached.name], "no partial files left beside it"

@@ -52,9 +52,11 @@ def read_idx(path: Path) -> np.ndarray:
     return np.frombuffer(data, dtype=np.uint8, offset=offset).reshape(shape)
 
 
-def read_pixel_csv(path: Path, shape: tuple[int, ...], labelled: bool | None = None) -> tuple[np.ndarray, np.ndarray]:
+def read_pixel_csv(path: Path, shape: tuple[int, ...], labelled: bool | None = None,
+                   pixels: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """Kaggle's layout: a header, then `label,pixel1..pixelN` per row (the label column may be absent
-    when `labelled` is not True). Returns the images and the labels (empty without a label column)."""
+    when `labelled` is not True). Returns the images and the labels (empty without a label column).
+    With `pixels` False (a features model's rows) the values may be any numbers, returned as read."""
     import pandas as pd
 
     try:
@@ -63,17 +65,22 @@ def read_pixel_csv(path: Path, shape: tuple[int, ...], labelled: bool | None = N
         raise DataError(f"{path}: cannot read CSV: {exc}") from None
     if frame.empty:
         raise DataError(f"{path}: has no rows (only a header, or nothing)")
-    pixels = int(np.prod(shape))
-    allowed = [pixels + 1] if labelled else [pixels, pixels + 1]
+    count = int(np.prod(shape))
+    allowed = [count + 1] if labelled else [count, count + 1]
     if frame.shape[1] not in allowed:
-        raise DataError(f"{path}: expected {' or '.join(map(str, allowed))} columns (label, pixel1..pixel{pixels}), "
+        raise DataError(f"{path}: expected {' or '.join(map(str, allowed))} columns (label, pixel1..pixel{count}), "
                         f"found {frame.shape[1]}")
     values = frame.to_numpy()
-    if values.dtype.kind not in "iu" or values.min() < 0 or values.max() > 255:
+    if not pixels and values.dtype.kind not in "iuf":
+        raise DataError(f"{path}: expected numbers in every column")
+    if pixels and (values.dtype.kind not in "iu" or values.min() < 0 or values.max() > 255):
         raise DataError(f"{path}: expected integer labels and pixels in 0..255")
-    has_label = frame.shape[1] == pixels + 1
+    has_label = frame.shape[1] == count + 1
     labels = values[:, 0] if has_label else values[:0, 0]
-    return values[:, int(has_label):].astype(np.uint8).reshape(-1, *shape), labels.astype(np.int64)
+    inputs = values[:, int(has_label):]
+    if not pixels:
+        return inputs.reshape(-1, *shape), labels
+    return inputs.astype(np.uint8).reshape(-1, *shape), labels.astype(np.int64)
 
 
 def _idx_path(folder: Path, name: str) -> Path | None:

@@ -16,6 +16,8 @@ import numpy as np
 
 from pipeline.errors import DataError
 
+FLOAT32_MAX = float(np.finfo(np.float32).max)  # the network computes in float32: beyond this is inf there
+
 
 @dataclass(frozen=True)
 class RawData:
@@ -102,6 +104,11 @@ def checked(raw: RawData) -> RawData:
                             "expected one label per input")
         if inputs.dtype.kind not in "uif" and inputs.dtype.names is None:
             raise DataError(f"{raw.source}: {split} inputs are {inputs.dtype}; expected numbers")
+        count, example = unusable_values(inputs)
+        if count:
+            raise DataError(f"{raw.source}: x_{split} holds {count} value(s) that are NaN, infinite or beyond "
+                            f"float32's range (e.g. {example}); replace or drop them, a model trained on them "
+                            "predicts one class for everything")
         top = len(raw.class_names) - 1
         if labels.dtype.kind not in "iu" or (len(labels) and (labels.min() < 0 or labels.max() > top)):
             low, high = (labels.min(), labels.max()) if len(labels) else (0, 0)
@@ -111,6 +118,23 @@ def checked(raw: RawData) -> RawData:
         raise DataError(f"{raw.source}: training inputs are {raw.x_train.shape[1:]} but test inputs "
                         f"{raw.x_test.shape[1:]}; both must have one shape")
     return raw
+
+
+def unusable_values(x: np.ndarray) -> tuple[int, float | None]:
+    """How many of a float array's values the network cannot compute with (NaN, inf, or beyond float32), and
+    the first of them; counted over blocks of rows, so no mask the size of the data is made."""
+    if x.dtype.kind != "f" or x.dtype.names is not None or not x.size:
+        return 0, None
+    flat = x.reshape(len(x), -1)
+    step = max(1, 2**24 // flat.shape[1])
+    count, example = 0, None
+    for start in range(0, len(flat), step):
+        bad = ~(np.abs(flat[start:start + step]) <= FLOAT32_MAX)  # NaN compares False
+        found = int(np.count_nonzero(bad))
+        if found and example is None:
+            example = float(flat[start:start + step][bad][0])
+        count += found
+    return count, example
 
 
 def numbered_classes(*label_arrays: np.ndarray) -> tuple[str, ...]:
