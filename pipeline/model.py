@@ -1,9 +1,10 @@
 """The model builder: plain hyperparameters in, a compiled Keras model out. Knows nothing of Optuna.
 
 Architecture: raw input (the data's shape and dtype: uint8 images as they are; a table's columns, one named
-input each) -> [random shifts, training only] -> flatten -> preprocessing layers (fitted on the training
-split) -> `hidden_layers` x [Dense(units, activation) -> Dropout(dropout)] (with batch_norm: Dense ->
-BatchNormalization -> activation -> Dropout) -> Dense(classes, softmax). With the defaults on
+input each) -> [random shifts, training only] -> [a table's gaps filled, when its study imputes them] ->
+flatten -> preprocessing layers (fitted on the training split) -> `hidden_layers` x [Dense(units,
+activation) -> Dropout(dropout)] (with batch_norm: Dense -> BatchNormalization -> activation -> Dropout)
+-> Dense(classes, softmax). With the defaults on
 Fashion-MNIST this is the reference tutorial's model, with its /255 inside. The same model is trained,
 logged, exported and served: every layer is a built-in one, and the augmentation is inert at inference.
 """
@@ -18,7 +19,13 @@ import numpy as np
 
 from pipeline.data.records import InputSpec
 from pipeline.hyperparameters import Hyperparameters
-from pipeline.preprocessing import FeatureStats, category_layer, preprocessing_layers
+from pipeline.preprocessing import FeatureStats, category_layer, filled_gaps, preprocessing_layers
+
+# The names a table model's layers and Keras' automatically named operations (the gap filling's isnan,
+# equal, where, numbered in a process that builds many models) take; an input must not.
+_RESERVED_NAMES = re.compile(r"numbers|features|normalize|standardize|probabilities|"
+                             r"(dense|dropout|batch_norm|activation)_\d+|(column|filled|onehot)_.*|"
+                             r"(isnan|equal|where|identity)(_\d+)?")
 
 
 def build_model(params: Hyperparameters, inputs: InputSpec, n_classes: int, stats: FeatureStats) -> keras.Model:
@@ -91,13 +98,16 @@ def _dense_stack(params: Hyperparameters, n_classes: int) -> list:
 
 
 def _table_model(params: Hyperparameters, inputs: InputSpec, n_classes: int, stats: FeatureStats) -> keras.Model:
-    """One input per column, keyed by the column's name: numbers scaled together, each text column one-hot."""
+    """One input per column, keyed by the column's name: gaps filled where the study imputed them, numbers
+    scaled together, each text column one-hot (layers `filled_` and `onehot_` + the input's name)."""
     layer_names = _layer_names(inputs.columns)
     feeds = {name: keras.Input(shape=(1,), dtype="string" if kind == "text" else "float32", name=layer_names[name])
              for name, kind in inputs.columns}
-    parts = [category_layer(stats.categories[name], f"onehot_{layer_names[name]}")(feeds[name])
+    values = {name: filled_gaps(feed, stats.fills[name], f"filled_{layer_names[name]}") if stats.fills else feed
+              for name, feed in feeds.items()}
+    parts = [category_layer(stats.categories[name], f"onehot_{layer_names[name]}")(values[name])
              for name, kind in inputs.columns if kind == "text"]
-    numbers = [feeds[name] for name, kind in inputs.columns if kind == "number"]
+    numbers = [values[name] for name, kind in inputs.columns if kind == "number"]
     if numbers:
         joined = keras.layers.Concatenate(name="numbers")(numbers) if len(numbers) > 1 else numbers[0]
         for layer in preprocessing_layers(params.preprocessing, stats, "float32"):
@@ -112,13 +122,16 @@ def _table_model(params: Hyperparameters, inputs: InputSpec, n_classes: int, sta
 
 def _layer_names(columns: tuple[tuple[str, str], ...]) -> dict[str, str]:
     """Each column's name as a unique Keras layer name that TensorFlow's SavedModel signatures also take
-    (letters, digits, _ . -); the input dict keeps the column's own name."""
+    (letters, digits, _ . -); the input dict keeps the column's own name. A name the model's other layers
+    and operations may take (`numbers`, `dense_0`, `where_3`, ...) gets the prefix `column_`, which they
+    never have, so that no column can clash with them."""
     names: dict[str, str] = {}
     for column, _ in columns:
         base = re.sub(r"[^A-Za-z0-9_.-]", "_", column).lstrip("._-") or "column"
+        base = f"column_{base}" if _RESERVED_NAMES.fullmatch(base) else base
         name, count = base, 1
         while name in names.values():
             count += 1
-            name = f"{base}_{count}"
+            name = f"{base}.{count}"  # not _{count}: `dense` twice must not become `dense_2`, a layer's name
         names[column] = name
     return names

@@ -5,6 +5,7 @@
 | uint8 images | /255 (Rescaling) | per-feature mean 0, variance 1 (Normalization) |
 | other numbers, a table's numeric columns | per-feature min-max into [0, 1] (Normalization) | the same z-score |
 | a table's categorical columns | one-hot (StringLookup; a category training never saw gets its own slot) | the same |
+| a table's gaps (`data.missing: impute`) | first filled: the mean, the most frequent category (Keras ops) | the same |
 
 The statistics are computed once per process from the training split. Either way the model takes the raw
 input a user has, so the model a trial logs is the model a user serves. Built-in layers only (no Lambda,
@@ -23,27 +24,34 @@ STATS_BLOCK_BYTES = 64 * 2**20  # the float64 block the statistics work on: a bo
 STATS_BYTES_PER_FEATURE = 48  # float64 mean, variance and one block's sums; minimum, maximum; the float32 results
 
 
+MISSING_TEXT = ""  # a table's missing category, as its structured array holds it (a missing number is NaN)
+
+
 @dataclass(frozen=True)
 class FeatureStats:
     """Per-feature mean, variance, minimum and maximum of the flattened training inputs (a table's numeric
-    columns), and a table's categories per text column (validation and test never leak in)."""
+    columns), a table's categories per text column, and, when its training split has gaps (data.missing:
+    impute), each column's fill: the mean or the most frequent category (validation and test never leak in)."""
 
     mean: np.ndarray
     variance: np.ndarray
     minimum: np.ndarray
     maximum: np.ndarray
     categories: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    fills: Mapping[str, float | str] = field(default_factory=dict)
 
 
 def fit_stats(x_train: np.ndarray) -> FeatureStats:
     """The statistics the preprocessing layers need, from the training split."""
     if x_train.dtype.names is None:
         return _numeric_stats(x_train)
+    fills = gap_fills(x_train) if has_gaps(x_train) else {}
+    x_train = fill_gaps(x_train, fills)  # the statistics of the rows the model's layers see once filled
     names = x_train.dtype.names
     numbers = [n for n in names if x_train.dtype[n].kind != "U"]
     table = np.stack([x_train[n] for n in numbers], axis=1) if numbers else np.zeros((len(x_train), 0), np.float32)
     categories = {n: tuple(sorted(set(x_train[n].tolist()))) for n in names if x_train.dtype[n].kind == "U"}
-    return dataclasses.replace(_numeric_stats(table), categories=categories)
+    return dataclasses.replace(_numeric_stats(table), categories=categories, fills=fills)
 
 
 def stats_bytes(features: int) -> int:
@@ -80,6 +88,51 @@ def _squared_deviations(block: np.ndarray, mean: np.ndarray) -> np.ndarray:
     deviations = np.subtract(block, mean, dtype=np.float64)
     np.square(deviations, out=deviations)
     return deviations.sum(axis=0)
+
+
+def has_gaps(x: np.ndarray) -> bool:
+    """Whether a table's rows miss a value anywhere."""
+    return any(bool(_gaps(x[name]).any()) for name in x.dtype.names)
+
+
+def gap_fills(x_train: np.ndarray) -> dict[str, float | str]:
+    """Each column's fill, from the training split alone: numbers its mean, categories its most frequent one."""
+    fills: dict[str, float | str] = {}
+    for name in x_train.dtype.names:
+        present = x_train[name][~_gaps(x_train[name])]
+        if x_train.dtype[name].kind == "U":
+            values, counts = np.unique(present, return_counts=True)
+            fills[name] = str(values[counts.argmax()]) if len(values) else MISSING_TEXT
+        else:
+            fills[name] = float(np.float32(present.mean(dtype=np.float64))) if len(present) else 0.0
+    return fills
+
+
+def fill_gaps(x: np.ndarray, fills: Mapping[str, float | str]) -> np.ndarray:
+    """A table's rows with each gap replaced by its column's fill (a copy; the rows as they are without fills)."""
+    if not fills:
+        return x
+    x = x.copy()
+    for name, value in fills.items():
+        x[name][_gaps(x[name])] = value
+    return x
+
+
+def filled_gaps(column, fill: float | str, layer_name: str):
+    """A named input's gaps (NaN, or empty text) replaced by the training split's fill inside the model, so that
+    rows served with gaps are filled as the study filled them: Keras operations, which the saved model keeps
+    and safe_mode loads (no Lambda). The Identity layer names the step, so a reader of the model can tell."""
+    import keras
+
+    if isinstance(fill, str):
+        filled = keras.ops.where(keras.ops.equal(column, MISSING_TEXT), fill, column)
+    else:
+        filled = keras.ops.where(keras.ops.isnan(column), np.float32(fill), column)
+    return keras.layers.Identity(name=layer_name)(filled)
+
+
+def _gaps(column: np.ndarray) -> np.ndarray:
+    return column == MISSING_TEXT if column.dtype.kind == "U" else np.isnan(column)
 
 
 def category_layer(categories: tuple[str, ...], layer_name: str):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 
+import keras
 import mlflow
 import numpy as np
 import pandas as pd
@@ -20,6 +21,9 @@ from pipeline.config import DataConfig
 from pipeline.data import load_splits
 from pipeline.data.tables import load_table
 from pipeline.errors import DataError
+from pipeline.hyperparameters import Hyperparameters
+from pipeline.model import build_model, model_inputs
+from pipeline.preprocessing import fill_gaps, fit_stats, has_gaps
 
 from conftest import write_sweep
 
@@ -44,6 +48,7 @@ def test_a_table_sweeps_serves_rows_through_mlflow_and_exports(cancer, tmp_path,
     train, test = cancer.iloc[:450].copy(), cancer.iloc[450:].copy()
     train.loc[train.index[:20], "mean texture"] = np.nan  # imputed from the training split
     test.loc[test.index[:5], "size"] = "enormous"  # a category training never saw
+    test.loc[test.index[5:12], "mean texture"] = np.nan  # served as they are: the model fills them
     train.to_csv(tmp_path / "train.csv", index=False)
     test.to_parquet(tmp_path / "test.parquet")
     path = write_sweep(tmp_path, "table.yaml", study__n_trials=2, study__storage=stores["storage"],
@@ -67,11 +72,11 @@ def test_a_table_sweeps_serves_rows_through_mlflow_and_exports(cancer, tmp_path,
     info = json.loads((out / "metadata.json").read_text())
     assert info["input"]["columns"]["size"] == "text" and info["input"]["columns"]["mean radius"] == "number"
     assert "diagnosis" not in info["input"]["columns"] and info["class_names"] == ["benign", "malignant"]
-    test.head(3).drop(columns="diagnosis").to_csv(tmp_path / "rows.csv", index=False)
+    test.head(8).drop(columns="diagnosis").to_csv(tmp_path / "rows.csv", index=False)  # gaps in rows 5-7
     capsys.readouterr()
     assert cli.main(["predict", str(out), str(tmp_path / "rows.csv"), "--json"]) == 0
     answers = json.loads(capsys.readouterr().out)
-    assert len(answers) == 3 and {a["class"] for a in answers} <= {"benign", "malignant"}
+    assert len(answers) == 8 and {a["class"] for a in answers} <= {"benign", "malignant"}
 
 
 def test_class_names_come_from_the_label_values_and_a_split_keeps_classes(cancer, tmp_path):
@@ -92,15 +97,86 @@ def test_missing_values_are_dropped_or_imputed_from_the_training_split_alone(can
         load_table(tmp_path / "t.csv", table_config(tmp_path / "t.csv"), seed=0)
     dropped = load_table(tmp_path / "t.csv", table_config(tmp_path / "t.csv", missing="drop"), seed=0)
     assert len(dropped.y_train) + len(dropped.y_test) == len(frame) - 45
-    raw = load_table(tmp_path / "t.csv", table_config(tmp_path / "t.csv", missing="impute"), seed=0)
-    assert np.isnan(raw.x_train["mean area"]).any(), "the raw table keeps its gaps until the split"
     splits = load_splits(table_config(tmp_path / "t.csv", missing="impute"), seed=0)
     for x in (splits.x_train, splits.x_val, splits.x_test):
-        assert not np.isnan(x["mean area"]).any() and (x["size"] != "").all()
-    everything = np.concatenate([splits.x_train, splits.x_val, splits.x_test])
-    (fill,) = set(everything["mean area"].tolist()) - set(frame["mean area"].dropna().astype(np.float32).tolist())
-    assert fill == pytest.approx(splits.x_train["mean area"].mean(), rel=1e-5), "the training split's mean"
-    assert abs(fill - frame["mean area"].mean()) > 0.01, "not the whole table's (654.775)"
+        assert np.isnan(x["mean area"]).any(), "the gaps stay: the model fills them, in training and serving alike"
+    fills = fit_stats(splits.x_train).fills
+    assert fills["mean area"] == pytest.approx(np.nanmean(splits.x_train["mean area"]), rel=1e-6), "training's mean"
+    assert abs(fills["mean area"] - frame["mean area"].mean()) > 0.01, "not the whole table's (654.775)"
+    sizes = splits.x_train["size"][splits.x_train["size"] != ""]
+    assert fills["size"] == max(set(sizes), key=list(sizes).count), "the training split's most frequent size"
+
+
+def test_the_model_fills_gaps_with_the_training_split_values(cancer, tmp_path):
+    frame = cancer.copy()
+    frame.loc[:59, "mean area"] = np.nan
+    frame.loc[60:79, "size"] = np.nan
+    frame.to_csv(tmp_path / "t.csv", index=False)
+    splits = load_splits(table_config(tmp_path / "t.csv", missing="impute"), seed=0)
+    stats = fit_stats(splits.x_train)
+    model = build_model(Hyperparameters(units=8), splits.inputs, 2, stats)
+    gappy = np.concatenate([splits.x_val, splits.x_test])
+    assert has_gaps(gappy)
+    filled = fill_gaps(gappy, stats.fills)
+    np.testing.assert_array_equal(model.predict(model_inputs(gappy), verbose=0),
+                                  model.predict(model_inputs(filled), verbose=0))
+    model.save(tmp_path / "m.keras")
+    loaded = keras.saving.load_model(tmp_path / "m.keras", safe_mode=True)
+    np.testing.assert_array_equal(loaded.predict(model_inputs(gappy), verbose=0),
+                                  model.predict(model_inputs(filled), verbose=0))
+
+
+def test_gaps_only_outside_the_training_split_are_filled_there_and_the_model_takes_complete_rows(cancer, tmp_path):
+    train, test = cancer.iloc[:450].copy(), cancer.iloc[450:].copy()
+    test.loc[test.index[:4], "mean area"] = np.nan
+    train.to_csv(tmp_path / "train.csv", index=False)
+    test.to_csv(tmp_path / "test.csv", index=False)
+    splits = load_splits(table_config(tmp_path / "train.csv", missing="impute", test_file="test.csv"), seed=0)
+    assert not has_gaps(splits.x_test) and fit_stats(splits.x_train).fills == {}
+    mean = np.float32(splits.x_train["mean area"].mean(dtype=np.float64))
+    assert (splits.x_test["mean area"][:4] == mean).all(), "the training split's mean"
+
+
+def test_columns_named_like_the_model_s_layers_train_save_and_serve(tmp_path):
+    names = ["numbers", "features", "probabilities", "dense_0", "normalize", "where", "isnan_1", "column_numbers",
+             "onehot_kind", "a b", "a_b", "dense", "dense!"]
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(rng.normal(size=(80, len(names))), columns=names).assign(kind=rng.choice(["p", "q"], 80))
+    frame["label"] = np.where(frame["numbers"] > 0, "up", "down")
+    frame.loc[:4, "dense_0"] = np.nan
+    frame.to_csv(tmp_path / "t.csv", index=False)
+    config = table_config(tmp_path / "t.csv", label="label", categorical=("kind",), missing="impute")
+    splits = load_splits(config, seed=0)
+    model = build_model(Hyperparameters(units=8, hidden_layers=3), splits.inputs, 2, fit_stats(splits.x_train))
+    model.fit(model_inputs(splits.x_train), splits.y_train, epochs=2, verbose=0)
+    assert sorted(model.input) == sorted([*names, "kind"]), "served by the columns' own names"
+    model.save(tmp_path / "m.keras")
+    loaded = keras.saving.load_model(tmp_path / "m.keras", safe_mode=True)
+    from pipeline.tracking.table_pyfunc import table_feed
+
+    probabilities = loaded.predict(table_feed(loaded, pd.read_csv(tmp_path / "t.csv")), verbose=0)
+    assert probabilities.shape == (80, 2) and np.isfinite(probabilities).all()
+
+
+def test_test_file_labels_and_codes_match_training_by_value(tmp_path):
+    train = pd.DataFrame({"x": np.arange(40.0), "code": [1, 2] * 20, "label": [0, 1] * 20})
+    test = pd.DataFrame({"x": [1.0, 2.0, 3.0, 4.0], "code": [1.0, 2.0, np.nan, 1.0], "label": [0.0, 1.0, 0.0, 1.0]})
+    train.to_csv(tmp_path / "train.csv", index=False)
+    test.to_csv(tmp_path / "test.csv", index=False)
+    assert str(pd.read_csv(tmp_path / "test.csv")["label"].dtype) == "float64"
+    config = table_config(tmp_path / "train.csv", label="label", categorical=("code",), missing="impute",
+                          test_file="test.csv")
+    raw = load_table(tmp_path / "train.csv", config, seed=0)
+    assert raw.class_names == ("0", "1") and raw.y_test.tolist() == [0, 1, 0, 1], "1.0 is the class 1"
+    assert raw.x_test["code"].tolist() == ["1", "2", "", "1"] and set(raw.x_train["code"]) == {"1", "2"}
+
+
+def test_a_boolean_column_with_gaps_is_a_numeric_column(tmp_path):
+    (tmp_path / "t.csv").write_text("flag,x,label\nTrue,1,a\nFalse,2,b\n,3,a\nTrue,4,b\n")
+    raw = load_table(tmp_path / "t.csv", table_config(tmp_path / "t.csv", label="label", categorical=(),
+                                                      missing="impute", test_fraction=0.5), seed=0)
+    flags = np.concatenate([raw.x_train, raw.x_test])["flag"]
+    assert flags.dtype == np.float32 and np.isnan(flags).sum() == 1 and sorted(flags[~np.isnan(flags)]) == [0, 1, 1]
 
 
 def test_a_non_numeric_column_not_listed_as_categorical_is_refused_by_name(cancer, tmp_path):

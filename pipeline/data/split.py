@@ -1,7 +1,7 @@
 """The three-way split: a stratified, seeded validation part carved from train; the test part only reported.
 
-Data that cannot be split that way (an empty test set, a class with one image, a test class training
-never saw) is refused, naming the class, before anything is written or trained.
+Data that cannot be split that way (an empty test set, a class with one image or row, a test class
+training never saw) is refused, naming the class, before anything is written or trained.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ def stratified_split(x: np.ndarray, y: np.ndarray, fraction: float, seed: int, s
         return train_test_split(x, y, test_size=fraction, stratify=y, random_state=seed)
     except ValueError as exc:  # scikit-learn's word on a split too small for the classes
         raise DataError(f"{source}: cannot split {len(y)} inputs stratified by class ({setting} {fraction}): "
-                        f"{exc}") from None
+                        f"{_shortened(str(exc))}") from None
 
 
 def _check_splittable(raw: RawData) -> None:
@@ -43,10 +43,21 @@ def _check_splittable(raw: RawData) -> None:
         found = f"only {raw.class_names[present[0]]!r}" if len(present) else "none"
         raise DataError(f"{raw.source}: a classifier needs at least two classes; found {found}")
     counts = np.bincount(raw.y_train, minlength=len(raw.class_names))
+    inputs = "rows" if raw.x_train.dtype.names else "images"
     for label, count in enumerate(counts):
-        if count < 2 and (count or label in raw.y_test):
-            raise DataError(f"{raw.source}: class {label} ({raw.class_names[label]!r}) has {count} training "
-                            "image(s); a stratified train/validation split needs at least 2 of each class")
+        if count == 0 and label in raw.y_test:
+            raise DataError(f"{raw.source}: class {label} ({raw.class_names[label]!r}) appears only in the "
+                            f"test {inputs}: training never saw it, so the model cannot predict it; add training "
+                            f"{inputs} of it, or remove it from the test set")
+        if count == 1:
+            raise DataError(f"{raw.source}: class {label} ({raw.class_names[label]!r}) has 1 training "
+                            f"{inputs[:-1]}; a stratified train/validation split needs at least 2 of each class")
+
+
+def _shortened(message: str, limit: int = 300) -> str:
+    """scikit-learn's message without its list of every class (1 kB for a label of 200 values)."""
+    message = message.split(" Classes with too few members are:")[0]
+    return message if len(message) <= limit else message[:limit] + "..."
 
 
 def _stratified_subset(x: np.ndarray, y: np.ndarray, size: int | None, seed: int, source: str, setting: str):

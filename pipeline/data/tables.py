@@ -6,13 +6,16 @@ input, and the model gets one named input per column: it takes rows as they come
 
 Missing values are refused by default, naming each column and how many rows. `data.missing: drop` drops
 those rows (train and test alike); `impute` fills numbers with the training split's mean and categories
-with its most frequent value, fitted after the split so that neither validation nor test leaks in.
-Rows without a label are dropped with `drop` or `impute`: a label cannot be imputed.
+with its most frequent value, fitted after the split so that neither validation nor test leaks in: the
+model does the filling itself (preprocessing.filled_gaps), so that rows served with gaps are filled alike.
+Rows without a label are dropped with `drop` or `impute`: a label cannot be imputed. Infinite numbers, and
+numbers beyond float32, are refused whatever `data.missing` says.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -22,9 +25,10 @@ from pipeline.config import DataConfig
 from pipeline.data.records import RawData, Splits, checked
 from pipeline.data.split import stratified_split
 from pipeline.errors import DataError
+from pipeline.preprocessing import MISSING_TEXT, fill_gaps, gap_fills, has_gaps
 
 READERS = {".csv": pd.read_csv, ".parquet": pd.read_parquet, ".pq": pd.read_parquet}
-MISSING_TEXT = ""  # a categorical value that is missing, as the structured array holds it
+CONTINUOUS_CLASSES = 20  # more distinct numeric labels than this, some fractional, reads as a measurement
 
 
 def load_table(path: Path, data: DataConfig, seed: int) -> RawData:
@@ -33,20 +37,22 @@ def load_table(path: Path, data: DataConfig, seed: int) -> RawData:
     test_path = _test_path(path, data.test_file)
     test = _prepared(read_table(test_path), test_path, data) if test_path else None
     features = _feature_columns(train, path, data)
+    _check_label(train[data.label], path, data.label)
     class_names = _class_names(train[data.label], test[data.label] if test is not None else None)
     codes = {name: index for index, name in enumerate(class_names)}
-    x, y = _records(train, features, data.categorical), _labels(train[data.label], codes)
+    x, y = _records(train, features, data.categorical, path), _labels(train[data.label], codes)
     if test is None:
         x, x_test, y, y_test = stratified_split(x, y, data.test_fraction, seed, str(path), "data.test_fraction")
     else:
         _check_same_columns(test, features, test_path)
-        x_test, y_test = _records(test, features, data.categorical), _labels(test[data.label], codes)
+        _feature_columns(test[[*features, data.label]], test_path, data)
+        x_test, y_test = _records(test, features, data.categorical, test_path), _labels(test[data.label], codes)
         x, x_test = _common_widths(x, x_test)
     return checked(RawData(x, y, x_test, y_test, source=str(path.resolve()), class_names=class_names))
 
 
 def read_table(path: Path) -> pd.DataFrame:
-    """A CSV or Parquet file as a DataFrame; an empty one is refused."""
+    """A CSV or Parquet file as a DataFrame; an empty one, or one naming a column twice, is refused."""
     reader = READERS.get(path.suffix.lower())
     if reader is None:
         raise DataError(f"{path}: a table must be a CSV or Parquet file ({', '.join(READERS)})")
@@ -54,46 +60,51 @@ def read_table(path: Path) -> pd.DataFrame:
         raise DataError(f"{path}: no such table")
     try:
         frame = reader(path)
+        # pandas renames a CSV's second `a` to `a.1`; the header as written shows the duplicate
+        header = (pd.read_csv(path, header=None, nrows=1, dtype=str, keep_default_na=False).iloc[0].tolist()
+                  if reader is pd.read_csv else [str(c) for c in frame.columns])
     except (OSError, ValueError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
         raise DataError(f"{path}: cannot read it as a {path.suffix.lower()[1:].upper()} table "
                         f"({type(exc).__name__}: {exc})") from None
+    twice = [name for name, count in Counter(header).items() if count > 1]
+    if twice:
+        raise DataError(f"{path}: the column {twice[0]!r} appears {Counter(header)[twice[0]]} times in the "
+                        "header; give each column its own name, or remove the copies")
     if frame.empty:
         raise DataError(f"{path}: the table holds no rows")
     return frame
 
 
+def category_text(value) -> str:
+    """A categorical value as text: integer-valued numbers without a fraction (a column of codes read as
+    floats because of a gap, 1.0, is the same category as 1), the rest as str() writes them."""
+    if isinstance(value, (float, np.floating)) and float(value).is_integer():
+        return str(int(value))
+    return str(value)
+
+
 def impute(splits: Splits) -> Splits:
-    """Missing values filled from the training split alone: numbers with its mean, categories with its most
-    frequent value."""
-    train = splits.x_train
-    fills = {}
-    for name in train.dtype.names:
-        column = train[name]
-        if column.dtype.kind == "U":
-            present = column[column != MISSING_TEXT]
-            values, counts = np.unique(present, return_counts=True)
-            fills[name] = values[counts.argmax()] if len(values) else MISSING_TEXT
-        else:
-            fills[name] = np.nanmean(column) if np.isfinite(column).any() else 0.0
-    filled = {key: _filled(getattr(splits, key), fills) for key in ("x_train", "x_val", "x_test")}
-    return dataclasses.replace(splits, **filled)
-
-
-def _filled(x: np.ndarray, fills: dict) -> np.ndarray:
-    x = x.copy()
-    for name, value in fills.items():
-        missing = x[name] == MISSING_TEXT if x[name].dtype.kind == "U" else np.isnan(x[name])
-        x[name][missing] = value
-    return x
+    """The splits as the model fills them: with gaps in the training split, the model fills every split's
+    gaps itself (with the training split's values, see preprocessing.fit_stats); with none there, it takes
+    complete rows, so the validation and test gaps are filled here, from the training split alike."""
+    if has_gaps(splits.x_train):
+        return splits
+    fills = gap_fills(splits.x_train)
+    return dataclasses.replace(splits, x_val=fill_gaps(splits.x_val, fills), x_test=fill_gaps(splits.x_test, fills))
 
 
 def _test_path(path: Path, test_file: str | None) -> Path | None:
     """The test table: an absolute path, or one relative to the training table's folder (so `--data-dir`
-    pointing at another folder finds its own test file)."""
+    pointing at another folder finds its own test file). The training table itself is refused."""
     if test_file is None:
         return None
     test = Path(test_file).expanduser()
-    return test if test.is_absolute() else path.parent / test
+    test = test if test.is_absolute() else path.parent / test
+    if test.is_file() and path.is_file() and test.samefile(path):
+        raise DataError(f"{test}: data.test_file is the training table {path} itself; the test rows must be "
+                        "rows training never saw: name another file, or set data.test_file to null to keep "
+                        "data.test_fraction of the table apart")
+    return test
 
 
 def _prepared(frame: pd.DataFrame, path: Path, data: DataConfig) -> pd.DataFrame:
@@ -122,12 +133,20 @@ def _feature_columns(frame: pd.DataFrame, path: Path, data: DataConfig) -> list[
     if not features:
         raise DataError(f"{path}: no feature columns besides the label {data.label!r}")
     for name in features:
-        if name not in data.categorical and not (pd.api.types.is_numeric_dtype(frame[name])
-                                                 or pd.api.types.is_bool_dtype(frame[name])):
-            example = frame[name].dropna().iloc[0] if frame[name].notna().any() else None
+        if name not in data.categorical and not _is_numeric(frame[name]):
+            text = frame[name][pd.to_numeric(frame[name], errors="coerce").isna() & frame[name].notna()]
+            example = next(iter(text), next(iter(frame[name].dropna()), None))
             raise DataError(f"{path}: column {name!r} is not numeric (e.g. {example!r}); list it in "
                             "data.categorical to one-hot encode it, or remove it from the table")
     return features
+
+
+def _is_numeric(column: pd.Series) -> bool:
+    """Numbers or booleans; a boolean column with gaps is read as objects, True, False and NaN."""
+    if pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column):
+        return True
+    present = column.dropna()
+    return len(present) > 0 and all(isinstance(v, (bool, np.bool_)) for v in present)
 
 
 def _check_same_columns(test: pd.DataFrame, features: list[str], path: Path) -> None:
@@ -136,24 +155,46 @@ def _check_same_columns(test: pd.DataFrame, features: list[str], path: Path) -> 
         raise DataError(f"{path}: the test table lacks the feature column(s) {', '.join(map(repr, absent))}")
 
 
+def _check_label(column: pd.Series, path: Path, label: str) -> None:
+    """A classifier's label: a numeric one with many distinct values, fractions among them, is a measurement."""
+    if not pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column):
+        return
+    distinct = column.unique()
+    if len(distinct) > CONTINUOUS_CLASSES and not all(float(v).is_integer() for v in distinct):
+        examples = ", ".join(category_text(v) for v in distinct[:3])
+        raise DataError(f"{path}: the label column {label!r} looks continuous ({len(distinct)} distinct values in "
+                        f"{len(column)} rows, e.g. {examples}); a sweep trains classifiers, regression is not "
+                        "supported yet: choose a label column of classes, or bin this one")
+
+
 def _class_names(train: pd.Series, test: pd.Series | None) -> tuple[str, ...]:
-    """The label values, sorted (numbers numerically), as text."""
+    """The label values, sorted (numbers numerically), as text; 1.0 in one file is 1 in the other."""
     values = pd.concat([train, test]) if test is not None else train
-    return tuple(str(v) for v in sorted(values.unique(), key=lambda v: (isinstance(v, str), v)))
+    by_text = {category_text(v): v for v in values.unique()}
+    return tuple(sorted(by_text, key=lambda text: (isinstance(by_text[text], str), by_text[text])))
 
 
 def _labels(column: pd.Series, codes: dict[str, int]) -> np.ndarray:
-    return np.array([codes[str(v)] for v in column], dtype=np.int64)
+    return np.array([codes[category_text(v)] for v in column], dtype=np.int64)
 
 
-def _records(frame: pd.DataFrame, features: list[str], categorical: tuple[str, ...]) -> np.ndarray:
-    """The feature columns as one structured array: float32 numbers (NaN where missing), categorical text."""
-    columns = {}
+def _records(frame: pd.DataFrame, features: list[str], categorical: tuple[str, ...], path: Path) -> np.ndarray:
+    """The feature columns as one structured array: float32 numbers (NaN where missing), categorical text;
+    infinite numbers and numbers beyond float32 refused, naming each column and how many rows."""
+    columns, infinite = {}, {}
     for name in features:
         if name in categorical:
-            columns[name] = frame[name].map(lambda v: MISSING_TEXT if pd.isna(v) else str(v)).to_numpy(dtype=str)
+            columns[name] = frame[name].map(lambda v: MISSING_TEXT if pd.isna(v) else category_text(v)).to_numpy(
+                dtype=str)
         else:
-            columns[name] = frame[name].to_numpy(dtype=np.float32, na_value=np.nan)
+            with np.errstate(over="ignore"):  # beyond float32 becomes inf, refused just below
+                columns[name] = frame[name].to_numpy(dtype=np.float32, na_value=np.nan)
+            if np.isinf(columns[name]).any():
+                infinite[name] = int(np.isinf(columns[name]).sum())
+    if infinite:
+        found = ", ".join(f"{name!r} ({count} rows)" for name, count in infinite.items())
+        raise DataError(f"{path}: infinite numbers, or numbers beyond float32 (about 3.4e38), in {found}; a "
+                        "model cannot learn from them: fix or remove those rows")
     records = np.empty(len(frame), dtype=[(name, column.dtype) for name, column in columns.items()])
     for name, column in columns.items():
         records[name] = column

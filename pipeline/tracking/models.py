@@ -15,12 +15,13 @@ import mlflow
 import mlflow.keras
 import numpy as np
 import pandas as pd
-from mlflow.models import infer_signature
+from mlflow.models import ModelSignature, infer_signature
+from mlflow.types.schema import AnyType, ColSpec, DataType, Schema
 
 from pipeline import keys, stores
 from pipeline.errors import TrackingError
 from pipeline.tracking import table_pyfunc
-from pipeline.tracking.table_pyfunc import KERAS_ARTIFACT, table_feed
+from pipeline.tracking.table_pyfunc import KERAS_ARTIFACT
 
 
 def log_model(model: keras.Model, example: np.ndarray, class_names: tuple[str, ...],
@@ -45,20 +46,36 @@ def log_model(model: keras.Model, example: np.ndarray, class_names: tuple[str, .
 def _log_table_model(model: keras.Model, example: np.ndarray, class_names: tuple[str, ...],
                      run_id: str | None) -> str:
     """A table's model behind table_pyfunc, so that it is served DataFrame rows as they come. (What
-    mlflow.pyfunc.log_model does, through Model.log, which takes a run id.)"""
-    frame = pd.DataFrame({name: example[name].astype(str if example.dtype[name].kind == "U" else np.float64)
-                          for name in example.dtype.names})
-    probabilities = pd.DataFrame(model.predict(table_feed(model, frame), verbose=0), columns=list(class_names))
+    mlflow.pyfunc.log_model does, through Model.log, which takes a run id.)
+
+    The signature names the columns but gives them no type: pandas reads a column of whole numbers as
+    int64, a boolean one as bool, codes as numbers or text, and a gap turns any of them into floats or
+    objects; MLflow would refuse all of these against a double or string type, and table_pyfunc converts
+    each column itself, refusing what it cannot take by name."""
+    frame = _example_rows(example)
+    signature = ModelSignature(Schema([ColSpec(AnyType(), name) for name in example.dtype.names]),
+                               Schema([ColSpec(DataType.double, name) for name in class_names]))
     with tempfile.TemporaryDirectory(prefix="sweep-model-") as folder:
         path = os.path.join(folder, "model.keras")
         model.save(path)
         info = mlflow.models.Model.log(
             artifact_path=None, name=keys.MODEL, flavor=mlflow.pyfunc, run_id=run_id,
             python_model=table_pyfunc.__file__, artifacts={KERAS_ARTIFACT: path},
-            model_config={"class_names": list(class_names)}, signature=infer_signature(frame, probabilities),
+            model_config={"class_names": list(class_names)}, signature=signature,
             input_example=frame, metadata={keys.CLASS_NAMES: list(class_names)},
             pip_requirements=[*_requirements(), f"pandas=={pd.__version__}"])
     return info.model_uri
+
+
+def _example_rows(example: np.ndarray) -> pd.DataFrame:
+    """Rows as a user has them: numbers as written (13.2, not float32's 13.199999809), gaps as nulls."""
+    columns = {}
+    for name in example.dtype.names:
+        values = example[name]
+        gaps = values == "" if values.dtype.kind == "U" else np.isnan(values)
+        written = values.tolist() if values.dtype.kind == "U" else [float(str(v)) for v in values]
+        columns[name] = [None if gap else value for gap, value in zip(gaps, written)]
+    return pd.DataFrame(columns)
 
 
 def register_champion(model_uri: str, name: str, description: str) -> int:
