@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import signal
 import sys
 from pathlib import Path
@@ -21,7 +22,8 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     run = commands.add_parser("run", help="run or resume the sweep a YAML file describes")
-    run.add_argument("sweep_file", help="path to the sweep file, e.g. sweeps/fashion_mnist.yaml")
+    run.add_argument("sweep_file", help="path to the sweep file, e.g. sweeps/fashion_mnist.yaml, or a shipped "
+                     "example's name, e.g. smoke (`sweep examples` lists them)")
     run.add_argument("--n-trials", type=int, help="total trials for the study (overrides study.n_trials)")
     run.add_argument("--timeout", type=float, help="total seconds for the study (overrides study.timeout)")
     _add_worker_options(run, "worker processes running trials side by side")
@@ -78,6 +80,11 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--tracking-uri", default=DEFAULT_TRACKING_URI, help="registry for models:/ URIs")
     predict.add_argument("--verbose", action="store_true", help="show TensorFlow's own start-up messages")
     predict.set_defaults(handler=_predict)
+
+    examples = commands.add_parser("examples", help="list the example sweeps shipped with the tool, or copy them out")
+    examples.add_argument("--out", type=Path, help="copy them, and their data, into this folder (sweeps: the table "
+                          "example's data path, sweeps/data/wine.csv, then works from here)")
+    examples.set_defaults(handler=_examples)
     return parser
 
 
@@ -162,10 +169,13 @@ def _confirm_with(config, args: argparse.Namespace) -> int:
 
 
 def _compare(args: argparse.Namespace) -> int:
-    from pipeline.compare import render, side
+    from pipeline.compare import data_warning, render, side
 
-    configs = [_compared_config(spec, args) for spec in args.studies]
-    print(render(*(side(config) for config in configs)))
+    sides = [side(_compared_config(spec, args)) for spec in args.studies]
+    warning = data_warning(*sides)
+    if warning:
+        print(f"sweep: warning: {warning}", file=sys.stderr)
+    print(render(*sides))
     return 0
 
 
@@ -198,11 +208,12 @@ def _export(args: argparse.Namespace) -> int:
 
 def _report(args: argparse.Namespace) -> int:
     config = _config(args)
-    from pipeline.report import format_table, study_conclusions, trials_table
+    from pipeline.report import format_trials, study_conclusions
     from pipeline.study import load_existing_study
 
     study = load_existing_study(config.study.storage, config.study.name)
-    text = format_table(trials_table(study, config), args.format)
+    width = None if args.out else shutil.get_terminal_size().columns  # a file gets every column
+    text = format_trials(study, config, args.format, width)
     if args.format != "csv":  # CSV stays one table for spreadsheets; the others add confirmation and verdict
         text = f"{text.rstrip()}\n\n{study_conclusions(study, config)}\n"
     if args.out:
@@ -234,6 +245,17 @@ def _predict(args: argparse.Namespace) -> int:
 
     model = load_model(args.model, args.tracking_uri)
     print(format_predictions(predict_files(model, args.inputs), args.json))
+    return 0
+
+
+def _examples(args: argparse.Namespace) -> int:
+    from pipeline import examples
+
+    if args.out is None:
+        print(examples.describe())
+        return 0
+    copied = examples.copy_to(args.out)
+    print(f"Copied {len(copied)} files to {args.out}/; run one: sweep run {args.out / 'smoke.yaml'}")
     return 0
 
 

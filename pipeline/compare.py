@@ -16,6 +16,7 @@ from optuna.trial import TrialState
 
 from pipeline import confirmation, keys, objectives, tracking
 from pipeline.config import SweepConfig
+from pipeline.data.records import describe_folder
 from pipeline.study import best_complete_trial, load_existing_study
 from pipeline.verdict import Noise, noise_from_neighbours, noise_from_seeds
 
@@ -31,6 +32,7 @@ class Side:
     tests: tuple[float, ...]
     confirmed: bool
     noise: Noise
+    data: dict | None = None  # what the study recorded of its data (pipeline.keys.DATA): folder and digest
 
     @property
     def mean(self) -> float:
@@ -60,7 +62,17 @@ def side(config: SweepConfig) -> Side:
         noise = noise_from_neighbours([(t.user_attrs[keys.PARAMS], objectives.value(t)) for t in finished
                                        if t.state == TrialState.COMPLETE])
     return Side(config.study.name, config.study.metric, len(finished), _wall_seconds(finished), params,
-                tuple(values), tuple(tests), bool(confirmed), noise)
+                tuple(values), tuple(tests), bool(confirmed), noise, study.user_attrs.get(keys.DATA))
+
+
+def data_warning(a: Side, b: Side) -> str | None:
+    """A line saying the two studies ran on different data (their recorded digests differ), or None: their
+    scores then say nothing about which search is better, though the table is still shown."""
+    if not (a.data and b.data) or a.data.get("digest") == b.data.get("digest"):
+        return None
+    ran = "; ".join(f"{s.name} on {describe_folder(s.data.get('data_dir'))} (digest {s.data.get('digest')})"
+                    for s in (a, b))
+    return f"the two studies ran on different data ({ran}): their scores are not comparable; compared anyway"
 
 
 def render(a: Side, b: Side) -> str:

@@ -7,13 +7,14 @@ second instead of an hour into a study.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
 import yaml
 
-from pipeline import keys, stores
+from pipeline import examples, keys, stores
 from pipeline.errors import SweepConfigError
 from pipeline.hyperparameters import NAMES, CategoricalParam, FixedParam, ParamSpec, parse_param
 from pipeline.validation import Checker, quote
@@ -204,7 +205,10 @@ def with_confirm(config: SweepConfig, top_k: int | None, seeds: int | None) -> S
 
 
 def load_sweep(path: str | Path) -> SweepConfig:
-    """Read and validate a sweep file; raise SweepConfigError naming file, key and what is allowed."""
+    """Read and validate a sweep file, or the shipped example a bare name means (`smoke`); raise
+    SweepConfigError naming file, key and what is allowed."""
+    if examples.is_bare_name(str(path)):
+        return examples.with_own_data(load_sweep(examples.locate(str(path))))
     path = Path(path)
     if not path.is_file():
         raise SweepConfigError(f"{path}: no such sweep file")
@@ -223,10 +227,40 @@ def parse_sweep_text(text: str, path: Path) -> SweepConfig:
         raise SweepConfigError(f"{path}: {len(text)} characters; a sweep file is at most {MAX_FILE_BYTES}")
     try:
         _check_size(yaml.compose(text, Loader=yaml.SafeLoader), path)
-        raw = yaml.safe_load(text)
+        raw = yaml.load(text, Loader=_UniqueKeyLoader)
+    except DuplicateKeyError as exc:
+        raise SweepConfigError(f"{path}: line {exc.line}: {quote(exc.key)} appears twice in one mapping (first on "
+                               f"line {exc.first}); YAML would keep only the last, so remove one") from None
     except yaml.YAMLError as exc:
         raise SweepConfigError(f"{path}: not valid YAML: {exc}") from None
     return parse_sweep(raw, path)
+
+
+class DuplicateKeyError(yaml.YAMLError):
+    """A key given twice in one mapping: yaml.safe_load silently keeps the last, which hides a typo'd edit."""
+
+    def __init__(self, key: Any, line: int, first: int):
+        super().__init__(f"{key!r} on line {line} repeats line {first}")
+        self.key, self.line, self.first = key, line, first
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """yaml.safe_load's loader, refusing duplicate keys. Merge keys (`<<: *base`) may still be overridden:
+    a key written beside a merge is the YAML way to change one value of the merged mapping."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        first_lines: dict = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=True)
+            try:
+                if key in first_lines:
+                    raise DuplicateKeyError(key, key_node.start_mark.line + 1, first_lines[key])
+            except TypeError:  # an unhashable key: SafeLoader's own error names it
+                break
+            first_lines[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep)
 
 
 def _check_size(root: yaml.Node | None, path: Path) -> None:
@@ -305,12 +339,16 @@ def _parse_study(check: Checker, raw: dict) -> StudyConfig:
 
 
 def export_limits(max_params: Any, max_latency_ms: Any, max_model_mb: Any) -> Constraints:
-    """`sweep export --max-params N --max-latency-ms X --max-model-mb Y`, each above zero when given."""
+    """`sweep export --max-params N --max-latency-ms X --max-model-mb Y`, each finite and above zero when given
+    (argparse's float() takes "inf" and "nan", which no measurement can be compared with)."""
     check = Checker(Path("sweep export"))
     given = {"max_params": max_params, "max_latency_ms": max_latency_ms, "max_model_mb": max_model_mb}
     for key, value in given.items():
+        option = f"--{key.replace('_', '-')}"
+        if value is not None and not math.isfinite(value):
+            check.fail(option, f"must be a finite number, got {value}")
         if value is not None and not value > 0:
-            check.fail(f"--{key.replace('_', '-')}", f"must be above 0, got {value}")
+            check.fail(option, f"must be above 0, got {value}")
     return Constraints(**given)
 
 

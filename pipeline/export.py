@@ -37,6 +37,9 @@ from pipeline.tracking import models
 from pipeline.training import TEST_BATCH, score, start_fresh, train_and_evaluate
 
 KERAS_FILE, SAVED_MODEL_DIR, METADATA_FILE = "model.keras", "saved_model", "metadata.json"
+# metadata.json's mark: --force replaces a folder only when it holds this tool's export files and this mark.
+EXPORTED_BY = ("exported_by", "keras-sweep-pipeline")
+STORE_SUFFIXES, SWEEP_SUFFIXES = (".journal", ".db", ".sqlite"), (".yaml", ".yml")
 STAGING, REPLACED = "staging", "replaced"  # hidden folders beside --out, named with the writer's pid
 EXACTNESS = 1e-6
 
@@ -48,7 +51,7 @@ def export_best(config: SweepConfig, out: Path, refit: bool = False, name: str |
     The data is the study's own (as it recorded it) unless `data_given` (--data-dir on the command line);
     either way it must be the data the study ran on.
     """
-    out = Path(out)
+    out = Path(os.path.abspath(out))  # "." and "x/.." named as the folders they are
     registered_name = check_model_name(name, "--name") if name else check_model_name(
         config.registered_model_name, f"{config.path}: study.name (the default registered model name)")
     _check_destination(out, force)
@@ -136,11 +139,52 @@ def evaluate(model, inputs: np.ndarray, labels: np.ndarray) -> float:
 
 
 def _check_destination(out: Path, force: bool) -> None:
+    """--out is replaced whole, so it must be a new or empty folder, or (with --force) an earlier export: any
+    other folder is refused, --force or not, naming what it holds (bad input: the user names another --out)."""
     if out.exists() and not out.is_dir():
-        raise ExportError(f"{out}: exists and is not a folder; choose another --out")
-    if out.is_dir() and any(out.iterdir()) and not force:
-        raise ExportError(f"{out}: already holds files (an earlier export?); pass --force to replace it "
-                          "or choose another --out")
+        raise BadInputError(f"{out}: exists and is not a folder; choose another --out")
+    if out.is_dir() and any(out.iterdir()):
+        foreign = _foreign_contents(out)
+        if foreign:
+            raise BadInputError(f"{out}: holds {foreign}, so it is not an earlier export to replace (--out is "
+                                "replaced whole); choose a new or empty folder, e.g. --out export")
+        if not force:
+            raise BadInputError(f"{out}: already holds an export; pass --force to replace it, or choose another "
+                                "--out")
+    working = Path.cwd().resolve()
+    if out.resolve() in (working, *working.parents):
+        raise BadInputError(f"{out}: is the working folder or holds it; an export goes in a folder of its own, "
+                            "e.g. --out export")
+
+
+def _foreign_contents(out: Path) -> str | None:
+    """What in `out` is not an export's (in words), or None for a folder this tool exported."""
+    names = sorted(p.name for p in out.iterdir())
+    stores = [n for n in names if n == "mlruns" or n.endswith(STORE_SUFFIXES)]
+    sweeps = [n for n in names if n.endswith(SWEEP_SUFFIXES)]
+    others = [n for n in names if n not in (KERAS_FILE, SAVED_MODEL_DIR, METADATA_FILE, *stores, *sweeps)]
+    parts = [f"{what} ({_listed(found)})" for what, found in (("a store", stores), ("a sweep file", sweeps),
+                                                                ("other files", others)) if found]
+    if parts:
+        return ", ".join(parts)
+    if not (out / METADATA_FILE).is_file():
+        return f"{_listed(names)} but no {METADATA_FILE}"
+    if not _marked(out / METADATA_FILE):
+        return f"a {METADATA_FILE} that `sweep export` did not write"
+    return None
+
+
+def _marked(metadata: Path) -> bool:
+    try:
+        info = json.loads(metadata.read_text())
+    except (OSError, UnicodeDecodeError, ValueError):
+        return False
+    return isinstance(info, dict) and info.get(EXPORTED_BY[0]) == EXPORTED_BY[1]
+
+
+def _listed(names: list[str], shown: int = 3) -> str:
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return ", ".join(names[:shown]) + more
 
 
 def _check_exact(test_accuracy: float, logged: float, trial_number: int) -> None:
@@ -162,6 +206,7 @@ def _refit(params: Hyperparameters, data: Splits, epochs: int, run):
 def _metadata(config: SweepConfig, best: _Choice, params: Hyperparameters, logged: dict,
               data: Splits, test_accuracy: float, refit: bool, export_run: str, name: str) -> dict:
     return {
+        EXPORTED_BY[0]: EXPORTED_BY[1],
         "study": config.study.name, "trial_number": best.number, "params": params.as_dict(),
         "objective": {"metric": config.study.metric, "value": best.value},
         "test_accuracy": test_accuracy, "trial_test_accuracy": logged.get(keys.TEST_ACCURACY),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from dataclasses import dataclass
 
 import optuna
@@ -10,6 +11,9 @@ import pandas as pd
 from pipeline import keys, objectives, tracking
 from pipeline.config import QUANTITIES
 from pipeline.study import has_best
+
+# What `sweep report` leads with: which trial, how it ended, and how well it did (the study's metric comes fourth).
+LEAD = ("best", "trial", "state", "val_accuracy", "test_accuracy", "test_loss")
 
 
 @dataclass
@@ -125,8 +129,47 @@ def _shape(spec: dict) -> str:
     return f"{'x'.join(map(str, spec['shape']))} {spec['dtype']}"
 
 
+def format_trials(study, config, fmt: str, width: int | None = None) -> str:
+    """`sweep report`'s trials: the full table as CSV or markdown; as text, the parameters no trial varied on
+    one line above a table cut to `width` characters (the terminal's), saying what it left out."""
+    table = trials_table(study, config)
+    if fmt != "table":
+        return format_table(table, fmt)
+    params = [name for name in table.columns if name in _param_names(study)]
+    fixed = [name for name in params if len(table) > 1 and table[name].astype(str).nunique() == 1]
+    lines = _wrapped("Same in every trial: " + ", ".join(f"{name}={_fmt(table.loc[0, name])}" for name in fixed),
+                     width) if fixed else []
+    shown, hidden = _fitting(table.drop(columns=fixed), width)
+    lines.append(format_table(shown, fmt))
+    if hidden:
+        lines += _wrapped(f"{len(hidden)} more column(s) not shown: {', '.join(hidden)}; `--format csv` or "
+                          "`--format markdown` gives them all", width)
+    return "\n".join(lines) + "\n"
+
+
+def _param_names(study) -> set[str]:
+    return {name for t in study.trials for name in t.user_attrs.get(keys.PARAMS, t.params)}
+
+
+def _wrapped(text: str, width: int | None) -> list[str]:
+    return textwrap.wrap(text, width, subsequent_indent="  ", break_on_hyphens=False) if width else [text]
+
+
+def _fitting(table: pd.DataFrame, width: int | None) -> tuple[pd.DataFrame, list[str]]:
+    """The table without as many trailing columns as it takes to fit `width` (the leading results stay)."""
+    columns = list(table.columns)
+    while width and len(columns) > len(LEAD) and _widest(table[columns]) > width:
+        columns.pop()
+    return table[columns], [name for name in table.columns if name not in columns]
+
+
+def _widest(table: pd.DataFrame) -> int:
+    return max(map(len, format_table(table, "table").splitlines()), default=0)
+
+
 def trials_table(study, config) -> pd.DataFrame:
-    """Optuna's trials joined with their MLflow runs: best first, the best one marked."""
+    """Optuna's trials joined with their MLflow runs: best first, the best one marked; the results lead (state,
+    validation, test), then the parameters, what each model costs to ship, and the run."""
     rows = [{"trial": t.number, "state": t.state.name, **t.user_attrs.get(keys.PARAMS, t.params),
              **_costs(t, config), "value": objectives.value(t)} for t in study.trials]
     trials = pd.DataFrame(rows)
@@ -137,7 +180,9 @@ def trials_table(study, config) -> pd.DataFrame:
     table = table.sort_values("value", ascending=not maximize, na_position="last", kind="stable")
     best = objectives.candidates(study)[0].number if has_best(study) else None
     table.insert(0, "best", ["*" if n == best else "" for n in table["trial"]])
-    return table.drop(columns=["value"]).reset_index(drop=True)
+    table = table.drop(columns=["value"]).reset_index(drop=True)
+    lead = [name for name in dict.fromkeys([*LEAD[:3], config.study.metric, *LEAD[3:]]) if name in table]
+    return table[lead + [name for name in table.columns if name not in lead]]
 
 
 def _costs(trial, config) -> dict:

@@ -15,17 +15,23 @@ from typing import Iterator
 
 
 def load_tensorflow(verbose: bool = False, threads: int | None = None) -> None:
-    with contextlib.nullcontext() if verbose else _native_stderr_silenced():
+    """Every command that runs a model calls this first: `sweep run`'s workers, `export` and `predict`."""
+    quiet = contextlib.nullcontext if verbose else _native_stderr_silenced
+    with quiet():
         import tensorflow as tf
 
         tf.config.list_physical_devices()  # device discovery prints the CUDA lines; do it now, silenced
+    if threads:
+        _set_threads(tf, threads)  # before the first op, and heard: it warns when TensorFlow had started already
+    with quiet():
+        # The first op creates the devices: on a machine with CUDA's driver and no usable GPU, that is where
+        # "failed call to cuInit" is written, and otherwise it would come with the first model loaded.
+        tf.zeros(())
     if not verbose:
         logging.getLogger("tensorflow").setLevel(logging.ERROR)  # e.g. retracing warnings after each trial
     # A table's model keys its inputs by column name, and a name Keras cannot give a layer ("/" in it) makes
     # Keras warn at every build and load, though it maps the inputs by key all the same.
     warnings.filterwarnings("ignore", message="When providing `inputs` as a dict")
-    if threads:
-        _set_threads(tf, threads)
 
 
 def _set_threads(tf, count: int) -> None:

@@ -19,6 +19,7 @@ from typing import Sequence
 
 NEAR = 0.10  # numbers within 10 % of each other count as "nearly the same" configuration
 MIN_TRIALS = 5
+UNKNOWN_NOISE = "`sweep confirm` measures it"
 
 
 @dataclass(frozen=True)
@@ -42,7 +43,7 @@ def noise_from_seeds(groups: Sequence[Sequence[float]], source: str) -> Noise:
     """The pooled within-configuration standard deviation of groups of scores of one configuration each."""
     groups = [g for g in groups if len(g) > 1]
     if not groups:
-        return Noise(None, "none: no configuration was trained more than once")
+        return Noise(None, "no configuration was trained more than once")
     dof = sum(len(g) - 1 for g in groups)
     pooled = sum(statistics.variance(g) * (len(g) - 1) for g in groups) / dof
     return Noise(math.sqrt(pooled), source)
@@ -83,9 +84,15 @@ def judge(values: Sequence[float | None], noise: Noise, maximize: bool = True, p
 
 def _text(n: int, since: int, gain: float, window: int, noise: Noise, points: bool, complete: int) -> str:
     unit = (lambda x: f"{100 * x:.2f} points") if points else (lambda x: f"{x:.4f}")
-    floor = f"±{unit(noise.sd)}" if noise.sd is not None else "unknown"
     if complete < MIN_TRIALS:
         return f"too early to tell: {complete} COMPLETE trial(s); the verdict needs {MIN_TRIALS}"
+    if noise.sd is None:  # no floor: every rise counts, and none can be told from luck
+        if since >= window:
+            return (f"the best has not improved at all in the last {since} trials: more trials of this space are "
+                    f"unlikely to help (the seed noise is unknown; {UNKNOWN_NOISE})")
+        return (f"still improving: the best rose {unit(gain)} in the last {min(window, n)} trials, last {since} "
+                f"trial(s) ago; the seed noise is unknown, so some of that may be luck ({UNKNOWN_NOISE})")
+    floor = f"±{unit(noise.sd)}"
     if since >= window:
         return (f"the best has not improved by more than the seed noise ({floor}) in the last {since} trials: "
                 "more trials of this space are unlikely to help")
@@ -108,7 +115,8 @@ def _near(a: dict, b: dict) -> bool:
 
 def describe(verdict: Verdict) -> str:
     """The verdict with the figures it rests on, as the parent run's verdict.txt and `sweep report` give it."""
-    noise = "unknown" if verdict.noise.sd is None else f"{verdict.noise.sd:.4f} (from {verdict.noise.source})"
+    noise = (f"unknown ({verdict.noise.source}; {UNKNOWN_NOISE})" if verdict.noise.sd is None
+             else f"{verdict.noise.sd:.4f} (from {verdict.noise.source})")
     best = next((b for b in reversed(verdict.best_so_far) if b is not None), None)
     return "\n".join([
         f"verdict: {verdict.text}",

@@ -221,6 +221,35 @@ def features_model(tmp: Path, inputs: np.ndarray, suffix: str) -> list[str]:
     return ["predict", str(tmp / "features.keras"), str(tmp / f"inputs{suffix}")]
 
 
+def export_over_victim(tmp: Path, data_dir: Path) -> list[str]:
+    """`sweep export --force` onto a folder of the user's: it once deleted it (tests/test_export.py checks the
+    file is still there)."""
+    victim = tmp / "victim"
+    victim.mkdir()
+    (victim / "important.txt").write_text("x")
+    return ["export", str(tiny(tmp, data_dir)), "--out", str(victim), "--force"]
+
+
+def export_over_project(tmp: Path, data_dir: Path) -> list[str]:
+    """`--out $PWD --force` in a project: it once deleted the sweep file, the journal and the artifacts."""
+    (tmp / "mlruns").mkdir()
+    (tmp / "mlruns" / "optuna.journal").write_text("")
+    return ["export", str(tiny(tmp, data_dir)), "--out", str(tmp), "--force"]
+
+
+def export_into_working_folder(tmp: Path, data_dir: Path) -> list[str]:
+    path = tiny(tmp, data_dir)
+    (tmp / "empty").mkdir()
+    os.chdir(tmp / "empty")
+    return ["export", str(path), "--out", "."]
+
+
+def examples_over_copies(tmp: Path, data_dir: Path) -> list[str]:
+    (tmp / "sweeps").mkdir()
+    (tmp / "sweeps" / "smoke.yaml").write_text("# my edits\n")
+    return ["examples", "--out", str(tmp / "sweeps")]
+
+
 CASES = {
     # Sweep files: validated into typed objects before anything starts.
     "unknown key": Case(lambda t, d: ["run", str(tiny(t, d, study__trials=3))], 2, "study.trials: unknown key"),
@@ -346,6 +375,30 @@ CASES = {
                                                   "the model's probabilities for 1 input(s) are NaN"),
     # Issue 21, stores and crashes: never written after damage, never shown with a password.
     # Issue 21, export, report and the command line.
+    "export --force over a folder it did not write": Case(export_over_victim, 2,
+                                                          "victim: holds other files (important.txt), so it is not "
+                                                          "an earlier export to replace"),
+    "export --force over the project folder": Case(export_over_project, 2,
+                                                   "holds a store (mlruns), a sweep file (tiny.yaml), so it is not"),
+    "export --out . in an empty working folder": Case(export_into_working_folder, 2,
+                                                      "empty: is the working folder or holds it"),
+    "export onto a file": Case(lambda t, d: ["export", str(tiny(t, d)), "--out", str(t / "tiny.yaml")], 2,
+                               "tiny.yaml: exists and is not a folder"),
+    "an infinite export limit": Case(lambda t, d: ["export", str(tiny(t, d)), "--out", str(t / "e"),
+                                                   "--max-latency-ms", "inf"], 2,
+                                     "--max-latency-ms: must be a finite number, got inf"),
+    "a NaN export limit": Case(lambda t, d: ["export", str(tiny(t, d)), "--out", str(t / "e"), "--max-model-mb",
+                                             "nan"], 2, "--max-model-mb: must be a finite number, got nan"),
+    "a duplicate key in a sweep file": Case(lambda t, d: raw_yaml(t, "study:\n  name: a\n  n_trials: 3\n"
+                                                                     "  n_trials: 5\n"), 2,
+                                            "bad.yaml: line 4: 'n_trials' appears twice in one mapping (first on "
+                                            "line 3)"),
+    "a duplicate key in a flow mapping": Case(lambda t, d: raw_yaml(t, "study: {name: a, name: b}\n"), 2,
+                                              "bad.yaml: line 1: 'name' appears twice"),
+    "a sweep name that is not a shipped example": Case(lambda t, d: ["run", "smok"], 2,
+                                                       "smok: no such sweep file, and no shipped example of that "
+                                                       "name; the examples are fashion_mnist,"),
+    "examples copied over earlier copies": Case(examples_over_copies, 2, "smoke.yaml: already exists (1 of the"),
 }
 
 

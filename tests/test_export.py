@@ -63,6 +63,7 @@ def test_export_writes_keras_savedmodel_and_metadata(exported, swept):
     assert info["input"] == {"shape": [28, 28], "dtype": "uint8"}
     assert info["refit"] is False and len(info["dataset"]["digest"]) == 16
     assert {"tensorflow", "keras", "mlflow", "optuna"} <= set(info["versions"])
+    assert info["exported_by"] == "keras-sweep-pipeline", "the mark --force looks for before replacing a folder"
     assert not [p for p in exported.parent.iterdir() if p.name.startswith(".")], "no staging folder left"
 
 
@@ -115,6 +116,8 @@ def test_registry_alias_points_at_the_export(exported, swept):
     assert int(version.version) == info["mlflow"]["version"]
     # The trial's own logged model is what was registered: no rebuild, no second copy.
     assert version.run_id == info["mlflow"]["trial_run_id"]
+    assert version.source.startswith("models:/m-"), "registered from the LoggedModel, not the run's artifacts"
+    assert client.get_logged_model(version.source.removeprefix("models:/")).source_run_id == version.run_id
     assert f"{info['test_accuracy']:.4f}" in version.description
     export_run = client.get_run(info["mlflow"]["export_run_id"])
     assert export_run.data.tags["sweep.source_run_id"] == info["mlflow"]["trial_run_id"]
@@ -205,9 +208,60 @@ def test_export_by_study_name(swept, tmp_path):
 
 def test_existing_export_needs_force(exported, swept, capsys):
     before = (exported / "model.keras").stat().st_mtime_ns
-    assert cli.main(["export", str(swept), "--out", str(exported)]) == 1
-    assert f"{exported}: already holds files" in capsys.readouterr().err
+    assert cli.main(["export", str(swept), "--out", str(exported)]) == 2
+    assert f"{exported}: already holds an export; pass --force" in capsys.readouterr().err
     assert (exported / "model.keras").stat().st_mtime_ns == before
+
+
+def test_force_replaces_only_a_folder_this_tool_exported(exported, swept, tmp_path, capsys):
+    """--force once deleted any folder: now a folder is replaced only when it holds an export's files alone
+    and a metadata.json that export wrote; anything else is refused before anything is read or written."""
+    def folder(name: str, files: dict) -> object:
+        path = tmp_path / name
+        path.mkdir()
+        for file, text in files.items():
+            (path / file).write_text(text)
+        return path
+
+    marked = (exported / "metadata.json").read_text()
+    cases = {
+        folder("victim", {"important.txt": "x"}): "holds other files (important.txt)",
+        folder("project", {"S.yaml": "", "optuna.journal": "", "notes.md": ""}):
+            "holds a store (optuna.journal), a sweep file (S.yaml), other files (notes.md)",
+        folder("export-plus", {"model.keras": "", "metadata.json": marked, "mine.txt": "x"}):
+            "holds other files (mine.txt)",
+        folder("unmarked", {"model.keras": "", "metadata.json": '{"study": "x"}'}):
+            "holds a metadata.json that `sweep export` did not write",
+        folder("garbled", {"metadata.json": "{"}): "holds a metadata.json that `sweep export` did not write",
+        folder("no-metadata", {"model.keras": ""}): "holds model.keras but no metadata.json",
+    }
+    for out, message in cases.items():
+        before = sorted((p.name, p.read_text()) for p in out.iterdir())
+        assert cli.main(["export", str(swept), "--out", str(out), "--force"]) == 2, out
+        assert f"{out}: {message}, so it is not an earlier export to replace" in capsys.readouterr().err
+        assert sorted((p.name, p.read_text()) for p in out.iterdir()) == before, "nothing touched"
+    assert (tmp_path / "victim" / "important.txt").read_text() == "x"
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in cases), "nothing staged beside"
+
+
+QUIET_NOISE = ("cuda", "cuinit", "has no artifacts", "successfully registered", "created version", "traceback")
+
+
+def test_export_and_predict_say_only_their_own_lines(swept, test_split, tmp_path):
+    """In a process of their own, as a user runs them: no TensorFlow CUDA start-up lines, and registration
+    from the trial's LoggedModel (models:/m-...), so MLflow has nothing to add to the summary."""
+    out = tmp_path / "quiet"
+    export = subprocess.run([sys.executable, "-m", "pipeline.cli", "export", str(swept), "--out", str(out),
+                             "--name", "smoke-quiet"], capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert export.returncode == 0, export.stderr
+    Image.fromarray(test_split[0][0]).save(tmp_path / "one.png")
+    predict = subprocess.run([sys.executable, "-m", "pipeline.cli", "predict", str(out), str(tmp_path / "one.png")],
+                             capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert predict.returncode == 0, predict.stderr
+    for result in (export, predict):
+        noise = [line for line in result.stderr.splitlines() if any(n in line.lower() for n in QUIET_NOISE)]
+        assert not noise, noise
+    assert export.stdout.startswith("Exported trial #") and "registered as smoke-quiet version 1" in export.stdout
 
 
 def test_unknown_study_lists_the_ones_that_exist(swept, tmp_path, capsys):

@@ -79,12 +79,36 @@ def _example_rows(example: np.ndarray) -> pd.DataFrame:
 
 
 def register_champion(model_uri: str, name: str, description: str) -> int:
-    """Register an already logged model under `name` and point the `champion` alias at the new version."""
+    """Register an already logged model under `name` and point the `champion` alias at the new version.
+
+    Registered from the LoggedModel itself (models:/m-...) through the client: mlflow.register_model, given a
+    run's URI, looks for model files in the run (MLflow 3 keeps them with the LoggedModel), warns that it found
+    none, and prints each step besides; the export's summary says what was registered."""
     client = mlflow.MlflowClient()
-    version = mlflow.register_model(model_uri, name)
-    client.update_model_version(name, version.version, description=description)
+    model = _logged_model(client, model_uri)
+    try:
+        client.create_registered_model(name)
+    except mlflow.exceptions.MlflowException as exc:
+        if exc.error_code not in ("RESOURCE_ALREADY_EXISTS", "ALREADY_EXISTS"):
+            raise
+    version = client.create_model_version(name, f"models:/{model.model_id}", run_id=model.source_run_id,
+                                          description=description, model_id=model.model_id)
     client.set_registered_model_alias(name, keys.CHAMPION, str(version.version))
     return int(version.version)
+
+
+def _logged_model(client: mlflow.MlflowClient, model_uri: str):
+    """The LoggedModel behind models:/m-... or runs:/RUN/model (the model that run logged under that name)."""
+    if not model_uri.startswith("runs:/"):
+        return client.get_logged_model(model_uri.removeprefix("models:/"))
+    run_id, _, name = model_uri.removeprefix("runs:/").partition("/")
+    run = client.get_run(run_id)
+    found = client.search_logged_models([run.info.experiment_id],
+                                        filter_string=f"source_run_id = '{run_id}' AND name = '{name}'")
+    if len(found) != 1:
+        raise TrackingError(f"{model_uri}: run {run_id} logged {len(found)} models named '{name}', not one; "
+                            "export another trial or pass --refit")
+    return found[0]
 
 
 def class_names(uri: str) -> tuple[str, ...] | None:
