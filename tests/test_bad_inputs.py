@@ -158,7 +158,7 @@ def one_trial_study(tmp: Path, data_dir: Path) -> list[str]:
     return ["confirm", str(path), "--top-k", "3"]
 
 
-def npz_sweep(tmp: Path, data_dir: Path | None = None, **arrays) -> list[str]:
+def npz_sweep(tmp: Path, **arrays) -> list[str]:
     """sweeps/smoke.yaml on a small .npz of features of ours; `arrays` replace or add to its four arrays."""
     rng = np.random.default_rng(0)
     x, y = rng.normal(size=(40, 6)), np.arange(40) % 4
