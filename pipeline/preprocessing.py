@@ -66,8 +66,8 @@ def _numeric_stats(x_train: np.ndarray) -> FeatureStats:
     one row alone is larger). A constant feature gets variance 1, so it maps to 0, not to inf."""
     flat = x_train.reshape(len(x_train), -1)
     count, features = flat.shape
-    width = min(features, STATS_BLOCK_BYTES // 8)
-    height = max(1, STATS_BLOCK_BYTES // 8 // max(width, 1))
+    width = max(1, min(features, STATS_BLOCK_BYTES // 8))  # a table without numeric columns has 0 features
+    height = max(1, STATS_BLOCK_BYTES // 8 // width)
     mean, variance = np.zeros(features), np.zeros(features)
     for first in range(0, features, width):
         part = slice(first, first + width)

@@ -139,3 +139,9 @@ def test_the_statistics_are_exact_within_a_bounded_working_set(shape):
     variance = flat.var(axis=0)
     np.testing.assert_allclose(stats.variance, np.where(variance == 0, 1.0, variance), rtol=1e-5)  # constant: 1
     assert np.array_equal(stats.minimum, flat.min(axis=0)) and np.array_equal(stats.maximum, flat.max(axis=0))
+
+
+def test_the_statistics_of_a_table_without_numeric_columns_are_empty():
+    rows = np.array([("red",), ("blue",)], dtype=[("colour", "U4")])
+    stats = fit_stats(rows)
+    assert stats.mean.shape == stats.variance.shape == (0,) and stats.categories == {"colour": ("blue", "red")}
