@@ -129,3 +129,53 @@ def test_pruner_accepts_a_name_or_a_mapping(tmp_path):
         load_sweep(_write_bad(tmp_path, {"study.pruner": {"type": "median", "startup_trials": -1}}))
     with pytest.raises(SweepConfigError, match="study.pruner: 'asha' is not allowed; allowed: median"):
         load_sweep(_write_bad(tmp_path, {"study.pruner": "asha"}))
+
+
+def test_a_key_given_twice_is_refused_with_both_lines(tmp_path):
+    """yaml.safe_load keeps the last of two equal keys: an edit above a forgotten line would silently lose."""
+    path = tmp_path / "twice.yaml"
+    path.write_text("study:\n  name: a\n  n_trials: 3\ndata:\n  subset: 600\n  subset: 900\n")
+    with pytest.raises(SweepConfigError, match=r"twice.yaml: line 6: 'subset' appears twice in one mapping \(first "
+                                               r"on line 5\)"):
+        load_sweep(path)
+    path.write_text("study:\n  name: a\nstudy:\n  name: b\n")
+    with pytest.raises(SweepConfigError, match="line 3: 'study' appears twice"):
+        load_sweep(path)
+
+
+def test_a_key_beside_a_merge_still_overrides_it_and_equal_keys_in_two_mappings_are_fine(tmp_path):
+    path = tmp_path / "merged.yaml"
+    path.write_text("study: &base {name: a, n_trials: 3}\ntracking: {experiment: a}\n"
+                    "search_space:\n  units: {type: int, low: 16, high: 64}\n  dropout: {type: float, low: 0.0, "
+                    "high: 0.5}\n")
+    assert load_sweep(path).study.n_trials == 3
+    path.write_text("study:\n  <<: {name: a, n_trials: 3}\n  n_trials: 5\n")
+    assert load_sweep(path).study.n_trials == 5
+
+
+def test_a_bare_name_is_a_shipped_example(tmp_path, monkeypatch):
+    """`sweep run smoke` from anywhere; the table example finds its data beside it, not in the working folder."""
+    from pipeline import examples
+
+    monkeypatch.chdir(tmp_path)
+    assert load_sweep("smoke").path == examples.folder() / "smoke.yaml"
+    table = load_sweep("table").data.data_dir
+    assert Path(table).is_absolute() and Path(table).is_file() and table.endswith("sweeps/data/wine.csv")
+    (tmp_path / "smoke").write_text("study: {name: mine}\n")
+    assert load_sweep("smoke").study.name == "mine", "a file that is there is that file"
+    with pytest.raises(SweepConfigError, match="smoke.yml: no such sweep file"):
+        load_sweep("smoke.yml")
+
+
+def test_sweep_examples_lists_and_copies_them_out(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["examples"]) == 0
+    listed = capsys.readouterr().out
+    for path in SWEEPS.glob("*.yaml"):
+        assert f"  {path.stem} " in listed
+    assert cli.main(["examples", "--out", "sweeps"]) == 0
+    assert "Copied 8 files to sweeps/" in capsys.readouterr().out
+    for path in [*SWEEPS.glob("*.yaml"), SWEEPS / "data" / "wine.csv"]:
+        assert (tmp_path / "sweeps" / path.relative_to(SWEEPS)).read_bytes() == path.read_bytes()
+    copied = load_sweep("sweeps/table.yaml")
+    assert copied.data.data_dir == "sweeps/data/wine.csv" and Path(copied.data.data_dir).is_file(), "works from here"

@@ -152,3 +152,76 @@ def test_optuna_dashboard_reads_the_default_journal_storage(config):
         assert len(detail["trials"]) == 3
     finally:
         stop_group(dashboard)
+
+
+def test_report_leads_with_the_results_and_fits_the_terminal(module_sweep, capsys, monkeypatch):
+    """The default view: trial, state, validation and test first; parameters no trial varied on one line
+    above; no line wider than the terminal, saying which columns it left out and how to see them."""
+    monkeypatch.setenv("COLUMNS", "80")  # what shutil.get_terminal_size reads first
+    capsys.readouterr()
+    assert cli.main(["report", str(module_sweep)]) == 0
+    text = capsys.readouterr().out
+    table, _, conclusions = text.partition("\n\n")
+    assert all(len(line) <= 80 for line in table.splitlines()), table
+    fixed, header = table.split("\nbest")[0], "best" + table.split("\nbest")[1].splitlines()[0]
+    assert fixed.startswith("Same in every trial: ") and "batch_size=64" in fixed and "jit_compile=False" in fixed
+    assert header.split()[:6] == ["best", "trial", "state", "val_accuracy", "test_accuracy", "test_loss"]
+    assert "batch_size" not in header.split(), "a parameter no trial varied is said once, above"
+    assert "more column(s) not shown: " in table and "run_id" in table.split("not shown: ")[1]
+    assert "`--format csv` or `--format markdown` gives them all" in " ".join(table.split())
+    assert conclusions.startswith("verdict: too early to tell")
+    monkeypatch.setenv("COLUMNS", "1000")
+    assert cli.main(["report", str(module_sweep)]) == 0
+    wide = capsys.readouterr().out
+    assert "not shown" not in wide and "run_id" in wide.split("\n\n")[0]
+
+
+def test_report_csv_keeps_every_column_results_first(module_sweep, capsys):
+    capsys.readouterr()
+    assert cli.main(["report", str(module_sweep), "--format", "csv"]) == 0
+    header = capsys.readouterr().out.splitlines()[0].split(",")
+    assert header[:6] == ["best", "trial", "state", "val_accuracy", "test_accuracy", "test_loss"]
+    assert {"batch_size", "jit_compile", "run_id", "latency_ms"} <= set(header), "the full table"
+
+
+def test_the_verdict_says_plainly_when_the_noise_is_unknown():
+    from pipeline.verdict import Noise, describe, judge
+
+    unknown = Noise(None, "no configuration was trained more than once")
+    flat = judge([0.8] + [0.7] * 19, unknown)
+    assert flat.text == ("the best has not improved at all in the last 19 trials: more trials of this space are "
+                         "unlikely to help (the seed noise is unknown; `sweep confirm` measures it)")
+    rising = judge([0.5 + 0.01 * i for i in range(12)], unknown)
+    assert rising.text.startswith("still improving: the best rose 10.00 points in the last 10 trials, last 0 trial(s) "
+                                  "ago; the seed noise is unknown, so some of that may be luck")
+    assert "(unknown)" not in flat.text + rising.text
+    assert ("seed noise (sd between seeds of one configuration): unknown (no configuration was trained more than "
+            "once; `sweep confirm` measures it)") in describe(flat)
+
+
+def test_compare_warns_when_the_studies_ran_on_different_data(module_sweep, config, tmp_path, capsys):
+    """The same study twice compares quietly; a copy that records other data gets one warning line, and the
+    comparison all the same."""
+    import optuna
+    import yaml
+
+    from pipeline.study import optuna_storage
+
+    paths = []
+    for name in ("same", "other"):
+        raw = yaml.safe_load(module_sweep.read_text())
+        raw["study"]["storage"] = f"sqlite:///{tmp_path}/{name}.db"
+        optuna.copy_study(from_study_name=config.study.name, from_storage=optuna_storage(config.study.storage),
+                          to_storage=raw["study"]["storage"])
+        paths.append(tmp_path / f"{name}.yaml")
+        paths[-1].write_text(yaml.safe_dump(raw))
+    capsys.readouterr()
+    assert cli.main(["compare", str(module_sweep), str(paths[0])]) == 0
+    assert capsys.readouterr().err == ""
+    other = optuna.load_study(study_name=config.study.name, storage=f"sqlite:///{tmp_path}/other.db")
+    other.set_user_attr("data", {"data_dir": "elsewhere", "digest": "0123456789abcdef"})
+    assert cli.main(["compare", str(paths[0]), str(paths[1])]) == 0
+    out, err = capsys.readouterr()
+    assert err.startswith("sweep: warning: the two studies ran on different data (") and err.count("\n") == 1, err
+    assert "the data in elsewhere (digest 0123456789abcdef)" in err and "compared anyway" in err
+    assert "differs by +0.0000" in out, "compared all the same"
