@@ -10,7 +10,7 @@ import zipfile
 
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, SWEEPS
 
 MODULES = sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "pipeline").rglob("*.py"))
 IMPORT_ALL = """
@@ -43,11 +43,49 @@ def test_the_wheel_holds_every_module(wheel):
     assert shipped == set(MODULES)
 
 
-@pytest.mark.slow
-def test_every_module_imports_from_the_installed_wheel_outside_the_tree(wheel, tmp_path):
-    target = tmp_path / "site"
+@pytest.fixture(scope="module")
+def installed(wheel, tmp_path_factory):
+    """The wheel installed into a folder of its own, as pip would into a user's environment."""
+    target = tmp_path_factory.mktemp("install") / "site"
     subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target), str(wheel)],
                    check=True, capture_output=True, timeout=600)
+    return target
+
+
+def test_the_wheel_ships_the_example_sweeps_and_their_data(wheel):
+    """sweeps/ stays at the top of the repository and ships as pipeline/sweeps/, the same bytes."""
+    shipped = [*SWEEPS.glob("*.yaml"), SWEEPS / "data" / "wine.csv"]
+    assert len(shipped) > 5
+    with zipfile.ZipFile(wheel) as archive:
+        for path in shipped:
+            assert archive.read(f"pipeline/sweeps/{path.relative_to(SWEEPS).as_posix()}") == path.read_bytes()
+
+
+@pytest.mark.slow
+def test_a_bare_name_runs_a_shipped_example_from_the_installed_wheel(installed, tmp_path):
+    """From a folder with nothing in it: `sweep run table` finds the example and its data in the install, the
+    stores land in the working folder; `sweep examples --out sweeps` copies them out to edit."""
+    env = {"PYTHONPATH": str(installed), "PATH": "", "HOME": str(tmp_path / "home")}
+    work = tmp_path / "work"
+    work.mkdir()
+
+    def sweep(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "pipeline.cli", *args], capture_output=True, text=True,
+                              cwd=work, env=env, timeout=600)
+
+    listed = sweep("examples")
+    assert listed.returncode == 0 and f"(in {installed / 'pipeline' / 'sweeps'})" in listed.stdout, listed.stderr
+    ran = sweep("run", "table", "--n-trials", "1", "--no-progress")
+    assert ran.returncode == 0, ran.stderr[-3000:]
+    assert "Study 'wine-table': 1 finished trials" in ran.stdout
+    assert sorted(p.name for p in work.iterdir()) == ["mlruns"], "the stores, in the working folder"
+    copied = sweep("examples", "--out", "sweeps")
+    assert copied.returncode == 0 and (work / "sweeps" / "data" / "wine.csv").is_file(), copied.stderr
+
+
+@pytest.mark.slow
+def test_every_module_imports_from_the_installed_wheel_outside_the_tree(installed, tmp_path):
+    target = installed
     names = [m[:-3].replace("/", ".").removesuffix(".__init__") for m in MODULES]
     result = subprocess.run([sys.executable, "-c", IMPORT_ALL, *names], capture_output=True, text=True,
                             cwd=tmp_path, env={"PYTHONPATH": str(target), "PATH": ""}, timeout=300)
