@@ -197,6 +197,17 @@ def test_data_that_would_not_fit_in_memory_is_refused_with_the_estimate(digits, 
         load_image_folder(root, None, "grayscale", 0.2, seed=0, cache=tmp_path / "cache")
 
 
+def test_an_npz_too_large_is_refused_from_its_headers_before_it_is_read(digits, tmp_path, monkeypatch):
+    from pipeline.data import memory
+
+    images, labels = digits
+    np.savez(tmp_path / "d.npz", x_train=images, y_train=labels, x_test=images[:10], y_test=labels[:10])
+    monkeypatch.setattr(memory, "available_bytes", lambda: memory.GIB // 2)
+    monkeypatch.setattr(np, "load", None)  # reading an array would fail: the refusal comes first
+    with pytest.raises(DataError, match=r"d\.npz: the data takes 0\.0 GiB in memory; 1 worker\(s\) would need"):
+        load_npz(tmp_path / "d.npz")
+
+
 def test_the_estimate_counts_the_statistics_and_advises_what_shrinks_the_decoded_images():
     """Issue 21's repro: 200 pictures resized to 4000x4000 on a machine with 22 GiB available. The statistics
     once took 16 bytes per value of the training set (an OOM kill); now a 64 MiB block and 48 bytes per pixel,

@@ -157,14 +157,17 @@ def _read_cache(path: Path, count: int) -> np.ndarray | None:
 
 
 def _store(path: Path, images: np.ndarray) -> None:
-    """Best effort: a cache that cannot be written only costs the next load its decoding."""
+    """Best effort: a cache that cannot be written only costs the next load its decoding. Written beside
+    the file and renamed into place, so a reader never sees half of it; a write cut short (a full disk)
+    leaves nothing behind."""
+    partial = path.with_name(f".{path.name}.{os.getpid()}.npy")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_name(f".{path.name}.{os.getpid()}.npy")
         np.save(partial, images)
         os.replace(partial, path)
     except OSError:
-        pass
+        with contextlib.suppress(OSError):
+            partial.unlink(missing_ok=True)
 
 
 def load_image_folder(root: Path, size: tuple[int, int] | None, color: str | None, test_fraction: float,

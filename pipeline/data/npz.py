@@ -1,7 +1,8 @@
 """A NumPy .npz file with x_train, y_train, x_test, y_test and, optionally, class_names.
 
 Each array's header is checked against the bytes the archive holds before the array is read, so a damaged
-or crafted header is refused in one line instead of asking for terabytes; `sweep predict` reads .npz inputs
+or crafted header is refused in one line instead of asking for terabytes, and arrays too large for the
+memory available are refused with the estimate before they are read; `sweep predict` reads .npz inputs
 through the same functions.
 """
 
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.data.memory import check_fits
 from pipeline.data.records import RawData, checked, numbered_classes
 from pipeline.errors import DataError
 
@@ -21,6 +23,7 @@ NOT_NPZ = "not a valid .npz file (a zip archive of .npy arrays, as numpy.savez w
 
 
 def load_npz(path: Path) -> RawData:
+    """The arrays, checked; refused before they are read when one worker could not hold them."""
     if not path.is_file():
         raise DataError(f"{path}: no such .npz file")
     present = array_names(path)
@@ -28,7 +31,12 @@ def load_npz(path: Path) -> RawData:
     if missing:
         raise DataError(f"{path}: missing {', '.join(missing)}; expected arrays {', '.join(REQUIRED)} "
                         "and optionally class_names")
-    arrays = read_arrays(path, [*REQUIRED, *(["class_names"] if "class_names" in present else [])])
+    wanted = [*REQUIRED, *(["class_names"] if "class_names" in present else [])]
+    headers = read_headers(path, wanted)
+    inputs = [headers[key] for key in ("x_train", "x_test")]
+    check_fits(sum(math.prod(shape) * dtype.itemsize for shape, dtype in inputs), 1, str(path),
+               features=math.prod(inputs[0][0][1:]))
+    arrays = read_arrays(path, wanted)
     names = arrays.pop("class_names", None)
     arrays["y_train"], arrays["y_test"] = arrays["y_train"].reshape(-1), arrays["y_test"].reshape(-1)
     numbered = numbered_classes(arrays["y_train"], arrays["y_test"])
@@ -49,10 +57,9 @@ def array_names(path: Path) -> list[str]:
 
 def read_arrays(path: Path, names: list[str]) -> dict[str, np.ndarray]:
     """The named arrays, each header checked first against the bytes the archive holds for it."""
+    read_headers(path, names)
     try:
         with np.load(path, allow_pickle=False) as archive:
-            for name in names:
-                _check_header(path, archive.zip, name)
             return {name: archive[name] for name in names}
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
         raise DataError(f"{path}: {NOT_NPZ}; {exc}") from None
@@ -60,7 +67,16 @@ def read_arrays(path: Path, names: list[str]) -> dict[str, np.ndarray]:
         raise DataError(f"{path}: its arrays do not fit in the memory available") from None
 
 
-def _check_header(path: Path, archive: zipfile.ZipFile, name: str) -> None:
+def read_headers(path: Path, names: list[str]) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+    """Each named array's shape and dtype, from its header alone, checked."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return {name: _checked_header(path, archive, name) for name in names}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise DataError(f"{path}: {NOT_NPZ}; {exc}") from None
+
+
+def _checked_header(path: Path, archive: zipfile.ZipFile, name: str) -> tuple[tuple[int, ...], np.dtype]:
     """Refuse an array of Python objects (reading it would run pickle) or one whose header claims more bytes
     than the archive holds for it (a damaged or crafted file)."""
     info = archive.getinfo(f"{name}.npy")
@@ -75,6 +91,7 @@ def _check_header(path: Path, archive: zipfile.ZipFile, name: str) -> None:
     if claimed > info.file_size - offset:
         raise DataError(f"{path}: {name}'s header claims shape {shape} of {dtype} ({claimed / 2**30:.3g} GiB) but "
                         f"the file holds {info.file_size - offset} bytes for it; the file is damaged, write it again")
+    return shape, dtype
 
 
 def _checked_names(path: Path, names: np.ndarray, classes: int) -> tuple[str, ...]:
