@@ -8,6 +8,8 @@ hyperparameters, the trial's MLflow run, which process runs it, why it failed); 
 # Optuna: study user attributes
 SWEEP_FILE = "sweep_file"  # the sweep file's text, so `--study NAME` commands can run without it
 DATA = "data"  # {"data_dir": the folder as run (relative to the sweep file's folder when inside it), "digest"}
+PARENT_RUN_ID = "mlflow_parent_run_id"  # the study's MLflow parent run, found by id wherever the store moves
+STORED_AT = "storage"  # stores.identity of the storage when the study last ran, to tell that it moved
 
 # Optuna: trial user attributes
 PARAMS = "hyperparameters"  # the complete set, searched and fixed

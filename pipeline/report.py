@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import optuna
 import pandas as pd
 
-from pipeline import keys, objectives, tracking
+from pipeline import keys, objectives, stores, tracking
 from pipeline.config import QUANTITIES
 from pipeline.study import has_best
 
@@ -75,7 +75,7 @@ def study_conclusions(study, config) -> str:
 def format_summary(outcome: SweepOutcome, metric: str) -> str:
     """Best trial, its params and metrics, its run, and how to open the store in the MLflow UI."""
     lines = [f"Study '{outcome.study_name}': {outcome.finished_trials} finished trials "
-             f"({outcome.new_trials} run now) in {outcome.storage}"]
+             f"({outcome.new_trials} run now) in {stores.printable(outcome.storage)}"]
     if outcome.message:
         lines.append(outcome.message)
     best = outcome.best
@@ -174,7 +174,7 @@ def trials_table(study, config) -> pd.DataFrame:
              **_costs(t, config), "value": objectives.value(t)} for t in study.trials]
     trials = pd.DataFrame(rows)
     runs = tracking.trial_runs_frame(config.tracking.tracking_uri, config.experiment_name, config.study.name,
-                                     config.storage_identity)
+                                     {t.number: t.user_attrs.get(keys.RUN_ID) for t in study.trials})
     table = trials.merge(runs, on="trial", how="left")
     maximize = objectives.maximizes(study)
     table = table.sort_values("value", ascending=not maximize, na_position="last", kind="stable")

@@ -6,6 +6,7 @@ command and the stored artifact locations keep working from any directory later.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -49,15 +50,27 @@ def resolve_uri(uri: str, create: bool = True) -> str:
     path = local_path(uri)
     if path is None:
         return uri
+    _refuse_dangling_links(uri)
     if create:
         _ensure_folder(path.parent, uri)
     return f"{SQLITE_PREFIX if is_sqlite(uri) else JOURNAL_PREFIX}{path}"
+
+
+def _refuse_dangling_links(uri: str) -> None:
+    """A symlink on the way to a store whose target is gone would have that target created wherever it
+    points (SQLite makes the file, the default folder is made): refused, naming both."""
+    given = Path(uri[len(SQLITE_PREFIX if is_sqlite(uri) else JOURNAL_PREFIX):]).expanduser()
+    for link in (given, *given.parents):
+        if link.is_symlink() and not link.exists():
+            raise BadInputError(f"{printable(uri)}: {link} is a symlink to {os.readlink(link)}, which does not "
+                                "exist; create its target, remove the link, or choose another path")
 
 
 def check_folder(uri: str) -> None:
     """Refuse now, before anything starts, a store whose folder cannot be used or would have to be invented."""
     path = local_path(uri)
     if path is not None:
+        _refuse_dangling_links(uri)
         _ensure_folder(path.parent, uri, create=False)
 
 
@@ -82,6 +95,16 @@ def identity(uri: str) -> str:
     parts = urlsplit(uri)
     port = f":{parts.port}" if parts.port else ""
     return f"{parts.scheme}://{parts.hostname or ''}{port}{parts.path}"
+
+
+def printable(uri: str) -> str:
+    """A store's URI as it may be printed or put in an error: a file's in full, a server's without user name,
+    password and options (the query may hold a password too). Plain text, so a URL that does not parse is
+    shown without them as well."""
+    if local_path(uri) is not None or "://" not in uri:
+        return uri
+    scheme, rest = uri.split("://", 1)
+    return f"{scheme}://{rest.split('?')[0].rpartition('@')[2]}"
 
 
 def artifact_root(tracking_uri: str) -> str | None:

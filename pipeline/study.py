@@ -45,7 +45,7 @@ def open_study(config: SweepConfig, worker: int = 0) -> optuna.Study:
                                     directions=config.directions, pruner=make_pruner(config.study.pruner))
     found = [d.name.lower() for d in study.directions]
     if found != config.directions:
-        raise StudyError(f"study '{config.study.name}' in {config.study.storage} was created to "
+        raise StudyError(f"study '{config.study.name}' in {stores.printable(config.study.storage)} was created to "
                          f"{', '.join(found)}, but {config.path} asks to {', '.join(config.directions)}; give "
                          "the new objectives their own study.name")
     # Offsetting the seed by the trials already run keeps a resumed study from replaying its first picks.
@@ -60,8 +60,8 @@ def open_study(config: SweepConfig, worker: int = 0) -> optuna.Study:
 def optuna_storage(url: str):
     """SQLite (one process), a journal file (`journal:///path`, several local processes) or an RDB server.
 
-    On a server, heartbeats let any process fail the trials of a worker that died; their MLflow runs are
-    marked FAILED too.
+    On a server, heartbeats let any process fail the trials of a worker that died (fail_dead_trials); their
+    MLflow runs are ended once a process has the tracking store open (end_failed_runs).
     """
     url = stores.resolve_uri(url)
     with storage_errors(url):
@@ -77,8 +77,7 @@ def _rdb_storage(url: str, heartbeats: bool, attempts: int = 3) -> optuna.storag
     """Processes that start together on a fresh database race to create Optuna's tables; the loser retries."""
     import sqlalchemy.exc
 
-    options = dict(heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
-                   heartbeat_stale_trial_callback=_fail_trial_run) if heartbeats else {}
+    options = dict(heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S) if heartbeats else {}
     for attempt in range(attempts):
         try:
             with warnings.catch_warnings():
@@ -95,15 +94,66 @@ def storage_errors(url: str) -> Iterator[None]:
     """What the storage libraries raise for a store that cannot be used, as one line naming it."""
     import sqlalchemy.exc
 
+    shown = stores.printable(url)
     try:
         yield
     except (sqlalchemy.exc.NoSuchModuleError, sqlalchemy.exc.ArgumentError):
-        raise BadInputError(f"{url}: not a study storage this tool can open; use journal:///path (the default, "
+        raise BadInputError(f"{shown}: not a study storage this tool can open; use journal:///path (the default, "
                             "mlruns/optuna.journal), sqlite:///path.db, or postgresql://user@host/database") from None
     except (sqlalchemy.exc.SQLAlchemyError, OSError, ValueError, optuna.exceptions.StorageInternalError) as exc:
-        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0][:300]
-        raise StudyError(f"cannot open the study storage {url}: {reason}. Check the path or server (a damaged "
+        reason = _without(str(getattr(exc, "orig", None) or exc).strip().splitlines()[0][:300], url, shown)
+        raise StudyError(f"cannot open the study storage {shown}: {reason}. Check the path or server (a damaged "
                          "file can be moved away; its study is then lost), or pass another --storage") from None
+
+
+def _without(text: str, url: str, shown: str) -> str:
+    """A driver's message may quote the URL it was given, password and all."""
+    password = url.split("://", 1)[-1].split("?")[0].rpartition("@")[0].partition(":")[2]
+    text = text.replace(url, shown)
+    return text.replace(password, "***") if password else text
+
+
+def repair_journal(storage: str) -> str | None:
+    """Cut off a journal's last line when a crash left it half written, and say so; None when whole.
+
+    Optuna appends whole lines and ignores an unfinished last one when it reads, but its next record would
+    be appended onto that partial line and break the file for good. The repair holds Optuna's own journal
+    lock, which every writer holds while it appends: under it, an unfinished line is no write in progress
+    but what a writer killed mid-write (or a full disk, a power loss) left behind.
+    """
+    url = stores.resolve_uri(storage, create=False)
+    path = stores.journal_path(url) if stores.is_journal(url) else None
+    if path is None or not path.is_file():
+        return None
+    lock = optuna.storages.journal.JournalFileSymlinkLock(str(path))
+    with storage_errors(url):
+        lock.acquire()
+        try:
+            with open(path, "rb+") as journal:
+                size = journal.seek(0, os.SEEK_END)
+                whole = _whole_lines_size(journal, size)
+                if whole == size:
+                    return None
+                journal.truncate(whole)
+                journal.flush()
+                os.fsync(journal.fileno())
+        finally:
+            lock.release()
+    return (f"{path}: its last line was cut off by a crash ({size - whole} bytes, the unfinished record of its "
+            "last write); removed it. Had that write ended a trial, the trial now counts as died and is run again")
+
+
+def _whole_lines_size(journal, size: int, block: int = 65536) -> int:
+    """The length of the file up to and including its last newline (0 when it has none)."""
+    end = size
+    while end > 0:
+        start = max(end - block, 0)
+        journal.seek(start)
+        found = journal.read(end - start).rfind(b"\n")
+        if found >= 0:
+            return start + found + 1
+        end = start
+    return 0
 
 
 def load_existing_study(storage: str, name: str) -> optuna.Study:
@@ -113,11 +163,12 @@ def load_existing_study(storage: str, name: str) -> optuna.Study:
     local = stores.local_path(url)
     if local is not None and not local.is_file():
         raise StudyNotFound(f"no study storage at {url}; run `sweep run` first")
+    shown = stores.printable(url)
     backend = optuna_storage(url)
     with storage_errors(url):
         names = optuna.get_all_study_names(backend)
         if name not in names:
-            raise StudyNotFound(f"no study named '{name}' in {url}; studies there: {', '.join(names) or 'none'}")
+            raise StudyNotFound(f"no study named '{name}' in {shown}; studies there: {', '.join(names) or 'none'}")
         return optuna.load_study(study_name=name, storage=backend)
 
 
@@ -188,28 +239,33 @@ def claim_trial(trial: optuna.Trial) -> None:
 
 
 def fail_dead_trials(study: optuna.Study) -> list[int]:
-    """Mark FAIL the RUNNING trials whose process on this machine is gone (SIGKILL, power loss, OOM).
+    """Mark FAIL the RUNNING trials whose process is gone: on this machine by their pid (SIGKILL, power loss,
+    OOM); on a server also those of any machine whose heartbeat stopped.
 
-    Servers with heartbeats do this by themselves; SQLite and journal files need this check, run when
-    the study is opened. Their MLflow runs are ended FAILED, so none is left RUNNING.
+    Run before any decision on the budget: a dead trial counted as running would hold its place for ever.
+    Only the study is written; end_failed_runs ends their MLflow runs once the tracking store is open.
     """
-    failed = []
-    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+    running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    for trial in running:
         if trial.user_attrs.get(keys.HOST) == socket.gethostname() and not pid_alive(trial.user_attrs.get(keys.PID)):
             # Optuna has no public call to fail someone else's trial; this is what its heartbeat check does.
-            study._storage.set_trial_user_attr(trial._trial_id, keys.ERROR, "its process died")
-            study._storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL)
-            failed.append(trial.number)
-    # A trial that failed while the tracking server was down could not end its run then; end it now.
+            with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):  # another process did it first
+                study._storage.set_trial_user_attr(trial._trial_id, keys.ERROR, "its process died")
+                study._storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)  # heartbeats: a no-op on SQLite and journal files
+    still = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
+    return [t.number for t in running if t.number not in still]
+
+
+def end_failed_runs(study: optuna.Study) -> None:
+    """End FAILED the MLflow runs of FAIL trials that are still RUNNING: a dead process's, or one that failed
+    while the tracking server was down and could not end its run then."""
     for trial in study.get_trials(deepcopy=False, states=(TrialState.FAIL,)):
-        _fail_trial_run(study, trial)
-    return failed
-
-
-def _fail_trial_run(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-    run_id = trial.user_attrs.get(keys.RUN_ID)
-    if run_id:
-        tracking.fail_stale_run(run_id, trial.user_attrs.get(keys.ERROR, "its process died"))
+        run_id = trial.user_attrs.get(keys.RUN_ID)
+        if run_id:
+            tracking.fail_stale_run(run_id, trial.user_attrs.get(keys.ERROR, "its process died"))
 
 
 def load_study_config(storage: str, name: str) -> SweepConfig:
@@ -217,7 +273,8 @@ def load_study_config(storage: str, name: str) -> SweepConfig:
     study = load_existing_study(storage, name)
     text = study.user_attrs.get(keys.SWEEP_FILE)
     if text is None:
-        raise StudyError(f"study '{name}' in {storage} was not created by `sweep run`; pass its sweep file")
+        raise StudyError(f"study '{name}' in {stores.printable(storage)} was not created by `sweep run`; pass its "
+                         "sweep file")
     config = parse_sweep_text(text, Path(f"<sweep file of study '{name}'>"))
     return dataclasses.replace(config, study=dataclasses.replace(config.study, storage=storage))
 

@@ -11,6 +11,8 @@ machines share one study through Optuna's storage and one MLflow server: no sche
 from __future__ import annotations
 
 import dataclasses
+import socket
+import sys
 
 import optuna
 from optuna.trial import TrialState
@@ -21,8 +23,9 @@ from pipeline.data import describe_folder
 from pipeline.errors import BadInputError, SweepConfigError, SweepError
 from pipeline.progress import Progress
 from pipeline.report import ConfirmationOutcome, SweepOutcome
-from pipeline.study import (StudyNotFound, best_complete_trial, budget_left, budget_spent, check_space_fits,
-                            fail_dead_trials, find_study, finished_count, has_best, load_existing_study, open_study)
+from pipeline.study import (GRACE_S, StudyNotFound, best_complete_trial, budget_left, budget_spent,
+                            check_space_fits, end_failed_runs, fail_dead_trials, find_study, finished_count, has_best,
+                            load_existing_study, open_study, repair_journal)
 from pipeline.worker import Go, Ready
 from pipeline.worker_pool import STOP_SIGNALS, WorkerPool
 
@@ -35,34 +38,63 @@ def run_sweep(config: SweepConfig, pool: WorkerPool, show_progress: bool = True)
     """
     with pool.forwarding_signals():
         tracking.check_reachable(config.tracking.tracking_uri)
+        _say(repair_journal(config.study.storage))  # before anything else reads or writes the study
         existing = find_study(config)
         if existing is not None:
             check_space_fits(existing, config)
+            fail_dead_trials(existing)  # a dead trial must not hold a place in the budget
             if budget_spent(existing, config):
                 pool.stop()
-                return _outcome(config, existing, config.tracking.tracking_uri, None, len(existing.trials),
+                return _outcome(config, existing, pool, config.tracking.tracking_uri, None, len(existing.trials),
                                 _spent_message(existing, config))
         data = pool.wait_until_ready()  # the data passed its checks: only now is anything written
         _check_same_data(existing, data, config)
         tracker = tracking.connect(config.tracking.tracking_uri, config.experiment_name)
         study = open_study(config)
-        fail_dead_trials(study)
+        _clean_dead(study)
         before = len(study.trials)
         if budget_spent(study, config):  # another process finished it meanwhile
             pool.stop()
-            return _outcome(config, study, tracker.tracking_uri, None, before, _spent_message(study, config))
+            return _outcome(config, study, pool, tracker.tracking_uri, None, before, _spent_message(study, config))
         study.set_user_attr(keys.SWEEP_FILE, config.path.read_text())
         study.set_user_attr(keys.DATA, {"data_dir": data.data_dir, "digest": data.digest})
-        parent_id = tracking.open_parent_run(tracker, config.study.name, config.storage_identity, config.path,
-                                             _settings(config))
+        parent_id = _open_parent(study, config, tracker)
         return _supervise(pool, config, study, tracker, parent_id, before, show_progress)
+
+
+def _say(note: str | None) -> None:
+    """A note on stderr, where the progress goes: something the command repaired or noticed, no error."""
+    if note:
+        print(f"sweep: note: {note}", file=sys.stderr, flush=True)
+
+
+def _clean_dead(study: optuna.Study) -> None:
+    """Fail the trials of dead processes and end their MLflow runs (the tracking store is open)."""
+    fail_dead_trials(study)
+    end_failed_runs(study)
+
+
+def _open_parent(study: optuna.Study, config: SweepConfig, tracker: tracking.Tracker) -> str:
+    """The study's one parent run, found by the id the study recorded (or its trials' runs name), so a copied
+    or moved store keeps it; says when the store moved since the study last ran."""
+    identity = config.storage_identity
+    was = study.user_attrs.get(keys.STORED_AT)
+    known = study.user_attrs.get(keys.PARENT_RUN_ID) or tracking.parent_of(
+        [t.user_attrs[keys.RUN_ID] for t in study.get_trials(deepcopy=False) if keys.RUN_ID in t.user_attrs][-1:])
+    parent_id = tracking.open_parent_run(tracker, config.study.name, identity, config.path, _settings(config), known)
+    if was is not None and was != identity:
+        _say(f"study '{config.study.name}' was last run from {stores.printable(was)} and is now at "
+             f"{stores.printable(identity)}: the store moved; its MLflow runs are joined by the ids it recorded")
+    study.set_user_attr(keys.PARENT_RUN_ID, parent_id)
+    study.set_user_attr(keys.STORED_AT, identity)
+    return parent_id
 
 
 def _supervise(pool: WorkerPool, config: SweepConfig, study: optuna.Study, tracker: tracking.Tracker,
                parent_id: str, before: int, show_progress: bool) -> SweepOutcome:
     """Hand the workers the parent run and watch them until they are done; end the parent run."""
     _release_and_watch(pool, tracker, parent_id, "search", Progress(study, config, tracker.tracking_uri, show_progress),
-                       lambda: budget_spent(study, config), lambda: fail_dead_trials(study))
+                       lambda: budget_spent(study, config), lambda: _clean_dead(study))
     _refresh_study_plots(study, parent_id, config.study.objectives)
     confirmed = confirmation.of_study(study, config, tracker.tracking_uri)
     _log_conclusions(study, confirmed, config.study.metric, parent_id)
@@ -70,7 +102,7 @@ def _supervise(pool: WorkerPool, config: SweepConfig, study: optuna.Study, track
     message = ""
     if pool.stopped_by:
         message = f"interrupted: the current trial was marked FAIL ({STOP_SIGNALS[pool.stopped_by]})"
-    return _outcome(config, study, tracker.tracking_uri, parent_id, before, message, pool.stopped_by)
+    return _outcome(config, study, pool, tracker.tracking_uri, parent_id, before, message, pool.stopped_by)
 
 
 def run_confirmation(config: SweepConfig, pool: WorkerPool, show_progress: bool = True) -> ConfirmationOutcome:
@@ -79,6 +111,7 @@ def run_confirmation(config: SweepConfig, pool: WorkerPool, show_progress: bool 
     settings = config.study.confirm
     with pool.forwarding_signals():
         tracking.check_reachable(config.tracking.tracking_uri)
+        _say(repair_journal(config.study.storage))
         try:
             study = load_existing_study(config.study.storage, config.study.name)
         except StudyNotFound as exc:
@@ -91,14 +124,13 @@ def run_confirmation(config: SweepConfig, pool: WorkerPool, show_progress: bool 
         _check_same_data(study, pool.wait_until_ready(), config)
         tracker = tracking.connect(config.tracking.tracking_uri, config.experiment_name)
         queue = confirmation.open_confirmation(config)
-        fail_dead_trials(queue)
+        _clean_dead(queue)
         confirmation.enqueue_missing(queue, retrainings)
-        parent_id = tracking.open_parent_run(tracker, config.study.name, config.storage_identity, config.path,
-                                             _settings(config))
+        parent_id = _open_parent(study, config, tracker)
         progress = Progress(queue, config, tracker.tracking_uri, show_progress, total=len(retrainings),
                             desc=f"{config.study.name} confirm")
         _release_and_watch(pool, tracker, parent_id, "confirm", progress, lambda: confirmation.queue_empty(queue),
-                           lambda: fail_dead_trials(queue))
+                           lambda: _clean_dead(queue))
         outcome = _confirmation_outcome(config, study, queue, parent_id)
         _log_conclusions(study, outcome.results, config.study.metric, parent_id)
         tracking.close_parent_run(parent_id, "KILLED" if pool.stopped_by else "FINISHED")
@@ -114,6 +146,8 @@ def _release_and_watch(pool: WorkerPool, tracker: tracking.Tracker, parent_id: s
             pool.release(Go(parent_id, worker_uri, phase))
             with progress:
                 failure = pool.watch(progress, done, fail_dead)
+            if failure is None:
+                fail_dead()  # trials the workers' Optuna failed by heartbeat have their runs ended too
     except BaseException:
         tracking.close_parent_run(parent_id, "KILLED")
         raise
@@ -175,6 +209,12 @@ def _settings(config: SweepConfig) -> dict:
 
 def _spent_message(study: optuna.Study, config: SweepConfig) -> str:
     n_left, _ = budget_left(study, config)
+    running = len(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
+    if n_left == 0 and running:
+        return (f"study '{config.study.name}' has {finished_count(study)} finished trials of the "
+                f"{config.study.n_trials} asked for, and {running} running in other processes; nothing to do now. "
+                f"A trial whose process died on another machine is failed {GRACE_S} s after its last heartbeat: "
+                "rerun then to run it again")
     if n_left == 0:
         return (f"study '{config.study.name}' already has {finished_count(study)} finished trials of the "
                 f"{config.study.n_trials} asked for; nothing to do (raise --n-trials to continue it)")
@@ -182,16 +222,23 @@ def _spent_message(study: optuna.Study, config: SweepConfig) -> str:
             "(raise --timeout to continue it)")
 
 
-def _outcome(config: SweepConfig, study: optuna.Study, tracking_uri: str, parent_id: str | None, before: int,
-             message: str = "", stopped_by: int | None = None) -> SweepOutcome:
+def _outcome(config: SweepConfig, study: optuna.Study, pool: WorkerPool, tracking_uri: str, parent_id: str | None,
+             before: int, message: str = "", stopped_by: int | None = None) -> SweepOutcome:
     """What the command did; `before` is the study's size when the command began."""
     has_complete = has_best(study)
     return SweepOutcome(
         study_name=config.study.name, storage=stores.resolve_uri(config.study.storage, create=False),
         tracking_uri=stores.resolve_uri(tracking_uri, create=False), parent_run_id=parent_id,
-        new_trials=len(study.trials) - before, finished_trials=finished_count(study),
+        new_trials=_ran_here(study, pool, before), finished_trials=finished_count(study),
         best=best_complete_trial(study) if has_complete else None, message=message, stopped_by=stopped_by,
         no_best=_no_best(study))
+
+
+def _ran_here(study: optuna.Study, pool: WorkerPool, before: int) -> int:
+    """The trials this command's workers ran; other processes and machines may have added to the study too."""
+    host = socket.gethostname()
+    return sum(t.number >= before and t.user_attrs.get(keys.HOST) == host and t.user_attrs.get(keys.PID) in pool.pids
+               for t in study.get_trials(deepcopy=False))
 
 
 def _no_best(study: optuna.Study) -> str:

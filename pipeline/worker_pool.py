@@ -50,6 +50,7 @@ class WorkerPool:
     stopped_by: int | None = None  # the signal that stopped the sweep
     failure: Failed | None = None  # the first failure, which stops the sweep
     started: int = 0
+    pids: set[int] = field(default_factory=set)  # every worker this pool started, to tell its trials from others'
     context = multiprocessing.get_context("spawn")  # a fresh interpreter: no inherited threads or locks
 
     def __enter__(self) -> "WorkerPool":
@@ -85,6 +86,7 @@ class WorkerPool:
         finally:
             signal.signal(signal.SIGINT, handler)
         theirs.close()
+        self.pids.add(process.pid)
         worker = _Worker(self.started, process, ours, held=held)
         self.workers.append(worker)
         self.started += 1

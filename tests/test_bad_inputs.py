@@ -221,6 +221,30 @@ def features_model(tmp: Path, inputs: np.ndarray, suffix: str) -> list[str]:
     return ["predict", str(tmp / "features.keras"), str(tmp / f"inputs{suffix}")]
 
 
+def journal_with_garbage_inside(tmp: Path, data_dir: Path) -> list[str]:
+    """A journal whose second line is damaged: refused as a whole, never written after (only a last line cut
+    off by a crash is repaired; see tests/test_faults.py)."""
+    journal = tmp / "optuna.journal"
+    storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(journal)))
+    study = optuna.create_study(study_name="fashion-mnist-smoke", storage=storage, direction="maximize")
+    study.add_trial(optuna.trial.create_trial(params={}, distributions={}, value=0.5))
+    first, rest = journal.read_bytes().split(b"\n", 1)
+    journal.write_bytes(first + b"\n" + b'{"op_code": 4, "study_id"\n' + rest)
+    return ["run", str(tiny(tmp, data_dir, study__storage=f"journal:///{journal}"))]
+
+
+def dangling_link(tmp: Path, name: str) -> Path:
+    """A symlink to a path under /nonexistent (the table's test checks it is never created)."""
+    os.symlink("/nonexistent/store", tmp / name)
+    return tmp / name
+
+
+def in_folder_with_dangling_mlruns(tmp: Path, data_dir: Path) -> list[str]:
+    """The default stores (./mlruns/...) where mlruns is a symlink whose target is gone."""
+    dangling_link(tmp, "mlruns")
+    return ["run", str(write_sweep(tmp, data__data_dir=str(data_dir)))]
+
+
 def export_over_victim(tmp: Path, data_dir: Path) -> list[str]:
     """`sweep export --force` onto a folder of the user's: it once deleted it (tests/test_export.py checks the
     file is still there)."""
@@ -374,6 +398,30 @@ CASES = {
     "predict features far outside training": Case(lambda t, d: features_model(t, with_value(3e38, *range(6))[:2], ".npz"), 2,
                                                   "the model's probabilities for 1 input(s) are NaN"),
     # Issue 21, stores and crashes: never written after damage, never shown with a password.
+    "a journal with a damaged line inside": Case(journal_with_garbage_inside, 1, "cannot open the study storage"),
+    "a password in an unreachable PostgreSQL URL": Case(
+        lambda t, d: ["run", str(tiny(t, d)), "--storage", "postgresql://user:SECRET@127.0.0.1:9/x"], 1,
+        "cannot open the study storage postgresql://127.0.0.1:9/x: "),  # the user and password are left out
+    "a password in an unknown storage scheme": Case(
+        lambda t, d: ["run", str(tiny(t, d)), "--storage", "foo://user:SECRET@host/db?password=SECRET"], 2,
+        "sweep: error: foo://host/db: not a study storage"),
+    "a password in an unreachable tracking server URL": Case(
+        lambda t, d: ["run", str(tiny(t, d)), "--tracking-uri", "http://user:SECRET@127.0.0.1:9"], 1,
+        "sweep: error: the MLflow tracking server http://127.0.0.1:9 is unreachable"),
+    "predict a registered model where there is no tracking store": Case(
+        lambda t, d: ["predict", "models:/smoke-classifier@champion", str(t / "image.png")], 2,
+        "no tracking store at sqlite:///"),
+    "predict a run's model from a tracking store that is not there": Case(
+        lambda t, d: ["predict", "runs:/0123/model", str(t / "image.png"), "--tracking-uri",
+                      f"sqlite:///{t}/absent.db"], 2, "absent.db; run `sweep run` first"),
+    "a dangling mlruns symlink": Case(in_folder_with_dangling_mlruns, 2,
+                                      "mlruns is a symlink to /nonexistent/store, which does not exist"),
+    "a dangling symlink as the tracking database": Case(
+        lambda t, d: ["run", str(tiny(t, d)), "--tracking-uri", f"sqlite:///{dangling_link(t, 'm.db')}"], 2,
+        "m.db is a symlink to /nonexistent/store, which does not exist"),
+    "report with a dangling symlink as the study storage": Case(
+        lambda t, d: ["report", "--study", "s", "--storage", f"journal:///{dangling_link(t, 'optuna.journal')}"], 2,
+        "optuna.journal is a symlink to /nonexistent/store"),
     # Issue 21, export, report and the command line.
     "export --force over a folder it did not write": Case(export_over_victim, 2,
                                                           "victim: holds other files (important.txt), so it is not "

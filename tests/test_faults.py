@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -101,17 +102,21 @@ def _wait_for_running_trial(stores, process: subprocess.Popen, after: int = 0, s
 
 @pytest.mark.slow
 def test_sigkill_mid_trial_then_rerun_resumes_to_the_total(tmp_path, data_dir, stores):
-    path = _tiny(tmp_path, data_dir, stores, study__n_trials=3, search_space__epochs=6,
+    """Killed in the study's last trial: the dead trial must not hold its place in the budget (it once
+    did, and every rerun said "nothing to do")."""
+    path = _tiny(tmp_path, data_dir, stores, study__n_trials=2, search_space__epochs=6,
                  data__subset=3000)
     process = _sweep_process(path)
     _wait_for_running_trial(stores, process, after=1)
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
+    assert [t.state for t in _study(stores).trials] == [TrialState.COMPLETE, TrialState.RUNNING]
     rerun = subprocess.run([sys.executable, "-m", "pipeline.cli", "run", str(path), "--no-progress"], cwd=ROOT,
                            capture_output=True, text=True, timeout=600)
     assert rerun.returncode == 0, rerun.stderr
+    assert "2 finished trials (1 run now)" in rerun.stdout
     trials = _study(stores).trials
-    assert sum(t.state == TrialState.COMPLETE for t in trials) == 3
+    assert sum(t.state == TrialState.COMPLETE for t in trials) == 2
     killed = [t for t in trials if t.state == TrialState.FAIL]
     assert len(killed) == 1 and killed[0].user_attrs["error"] == "its process died"
     client = _client(stores)
@@ -161,6 +166,30 @@ def test_a_worker_killed_mid_trial_stops_the_sweep_with_its_trial_failed(tmp_pat
     (parent,) = client.search_runs([client.get_experiment_by_name("fashion-mnist-smoke").experiment_id],
                                    "tags.`sweep.role` = 'parent'")
     assert parent.info.status == "KILLED"
+
+
+@pytest.mark.slow
+def test_a_journal_cut_off_mid_line_is_repaired_and_the_study_runs_to_its_total(tmp_path, data_dir, capsys):
+    """A crash mid-write leaves a partial last line; the next record must not be appended onto it."""
+    journal = tmp_path / "optuna.journal"
+    path = _tiny(tmp_path, data_dir, {"storage": f"journal:///{journal}", "tracking_uri": f"sqlite:///{tmp_path}/m.db"},
+                 study__n_trials=2, search_space__epochs=1)
+    assert cli.main(["run", str(path), "--no-progress"]) == 0
+    with open(journal, "rb+") as handle:
+        handle.truncate(journal.stat().st_size - 40)
+    capsys.readouterr()
+    assert cli.main(["run", str(path), "--no-progress", "--n-trials", "4"]) == 0
+    err = capsys.readouterr().err
+    assert "optuna.journal: its last line was cut off by a crash (" in err and "bytes" in err and "removed it" in err
+    lines = journal.read_bytes().split(b"\n")
+    assert lines[-1] == b"" and all(json.loads(line) for line in lines[:-1]), "every line whole again"
+    study = optuna.load_study(study_name="fashion-mnist-smoke", storage=optuna_storage(f"journal:///{journal}"))
+    assert sum(t.state == TrialState.COMPLETE for t in study.trials) == 4
+    assert not [t for t in study.trials if t.state == TrialState.RUNNING]
+    assert not list(tmp_path.glob("optuna.journal.lock*")), "Optuna's lock was taken and given back"
+    capsys.readouterr()
+    assert cli.main(["report", str(path), "--format", "csv"]) == 0, "the journal opens cleanly from then on"
+    assert capsys.readouterr().err == ""
 
 
 class _SwallowsCtrlC:

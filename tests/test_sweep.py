@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import io
+import shutil
+
 import mlflow
 import mlflow.pyfunc
 import numpy as np
 import optuna
+import pandas as pd
 import pytest
 
 from pipeline import cli, stores as store_uris
 from pipeline.config import load_sweep
 from pipeline.data import load_splits
 from pipeline.hyperparameters import NAMES
+
+from conftest import write_sweep
 
 EXPERIMENT, STUDY = "fashion-mnist-smoke", "fashion-mnist-smoke"
 CURVES = ("loss", "accuracy", "val_loss", "val_accuracy")
@@ -115,8 +121,6 @@ def test_summary_names_the_best_trial_and_the_ui_command(tiny_sweep, stores, cap
 
 
 def test_missing_data_exits_2_naming_the_path(tmp_path, stores, capsys):
-    from conftest import write_sweep
-
     path = write_sweep(tmp_path, data__data_dir=str(tmp_path / "nowhere"), study__storage=stores["storage"],
                        tracking__tracking_uri=stores["tracking_uri"])
     assert run(path) == 2
@@ -139,3 +143,30 @@ def test_a_study_is_its_name_in_its_storage(swept, stores, tmp_path, capsys):
     assert run(swept, "--storage", f"sqlite:///{tmp_path}/typo/optuna.db") == 2
     assert "typo does not exist; create it first" in capsys.readouterr().err
     assert not (tmp_path / "typo").exists()
+
+
+def test_a_copied_store_keeps_its_runs_and_its_one_parent(tmp_path, data_dir, monkeypatch, capsys):
+    """`cp -r mlruns S.yaml elsewhere/`: the copy's report shows its trials' runs, and a rerun from the copy
+    resumes under the same parent run, saying that the store moved (the join once used the journal's path)."""
+    original, copy = tmp_path / "original", tmp_path / "elsewhere"
+    original.mkdir()
+    path = write_sweep(original, study__n_trials=2, data__subset=600, data__test_subset=300,
+                       data__data_dir=str(data_dir))  # the default stores, ./mlruns
+    monkeypatch.chdir(original)
+    assert run(path) == 0
+    shutil.copytree(original, copy)
+    monkeypatch.chdir(copy)
+    capsys.readouterr()
+    assert cli.main(["report", "tiny.yaml", "--format", "csv"]) == 0
+    table = pd.read_csv(io.StringIO(capsys.readouterr().out))
+    assert len(table) == 2 and table["run_id"].notna().all() and table["test_accuracy"].notna().all()
+    assert run(copy / "tiny.yaml", "--n-trials", "3") == 0
+    err = capsys.readouterr().err
+    assert err.count("the store moved") == 1 and str(copy / "mlruns" / "optuna.journal") in err
+    _, parents, children = runs_by_role("sqlite:///mlruns/mlflow.db")  # the copy's
+    assert len(parents) == 1 and len(children) == 3
+    assert {c.data.tags["mlflow.parentRunId"] for c in children} == {parents[0].info.run_id}
+    assert parents[0].data.tags["sweep.study_storage"] == str(copy / "mlruns" / "optuna.journal")
+    capsys.readouterr()
+    assert run(copy / "tiny.yaml", "--n-trials", "3") == 0
+    assert "the store moved" not in capsys.readouterr().err, "said once"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -139,7 +140,45 @@ def test_two_machines_join_one_postgres_study_and_one_mlflow_server(tmp_path, da
     environment = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "OMP_NUM_THREADS": "1"}
     machines = [subprocess.Popen(command, cwd=ROOT, env=environment, stdout=subprocess.PIPE,
                                  stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    ran = []
     for machine in machines:
         out, err = machine.communicate(timeout=600)
         assert machine.returncode == 0, err[-3000:]
+        assert "View run" not in out, "MLflow's run links stay out of the trial lines"
+        ran.append(int(re.search(r"4 finished trials \((\d) run now\)", out).group(1)))
+    assert sum(ran) == 4, f"each machine counts the trials it ran, not the study's: {ran}"
     assert_one_run_per_trial(storage, tracking_server, 4)
+
+
+def with_password(url: str) -> str:
+    """The test server's URL with a password added (trust authentication ignores it)."""
+    scheme, rest = url.split("://", 1)
+    user, host = rest.split("@", 1)
+    return f"{scheme}://{user.split(':')[0]}:SECRET@{host}"
+
+
+def test_a_trial_whose_machine_died_as_the_study_s_last_is_run_again_on_postgres(tmp_path, data_dir,
+                                                                                    postgres_databases, capsys):
+    """Another machine died in the study's last trial: its heartbeat stopped. A rerun fails that trial
+    before it decides what is left to run, and completes the study (it once said "nothing to do" for ever).
+    The URL's password is never printed."""
+    storage = postgres_databases[0]
+    path = write_sweep(tmp_path, study__n_trials=1, data__subset=600, data__test_subset=200,
+                       data__data_dir=str(data_dir), study__storage=with_password(storage),
+                       tracking__tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")
+    assert cli.main(["run", str(path), "--no-progress"]) == 0
+    study = optuna.load_study(study_name="fashion-mnist-smoke", storage=optuna_storage(storage))
+    dead = study._storage.create_new_trial(study._study_id)  # the other machine's trial, RUNNING
+    study._storage.set_trial_user_attr(dead, "host", "another-machine")
+    study._storage.set_trial_user_attr(dead, "pid", 4242)
+    study._storage.record_heartbeat(dead)
+    with psycopg.connect(storage, autocommit=True) as database:
+        database.execute("UPDATE trial_heartbeats SET heartbeat = heartbeat - interval '1 hour' WHERE trial_id = %s",
+                         (dead,))
+    capsys.readouterr()
+    assert cli.main(["run", str(path), "--no-progress", "--n-trials", "2"]) == 0
+    out, err = capsys.readouterr()
+    assert "2 finished trials (1 run now)" in out, out
+    assert "SECRET" not in out + err and "postgresql://127.0.0.1:5432/" in out
+    trials = optuna.load_study(study_name="fashion-mnist-smoke", storage=optuna_storage(storage)).trials
+    assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.FAIL, TrialState.COMPLETE]

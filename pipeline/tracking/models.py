@@ -18,9 +18,10 @@ import pandas as pd
 from mlflow.models import ModelSignature, infer_signature
 from mlflow.types.schema import AnyType, ColSpec, DataType, Schema
 
-from pipeline import keys, stores
+from pipeline import keys
 from pipeline.errors import TrackingError
 from pipeline.tracking import table_pyfunc
+from pipeline.tracking.store import existing_store
 from pipeline.tracking.table_pyfunc import KERAS_ARTIFACT
 
 
@@ -131,7 +132,7 @@ def load_model(uri: str, tracking_uri: str | None = None) -> keras.Model:
     leaves a copy of every model it loads under /tmp).
     """
     if tracking_uri:
-        mlflow.set_tracking_uri(stores.resolve_uri(tracking_uri, create=False))
+        mlflow.set_tracking_uri(existing_store(tracking_uri))
     try:
         with tempfile.TemporaryDirectory(prefix="sweep-model-") as folder:
             local = mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=folder)

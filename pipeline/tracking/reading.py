@@ -27,8 +27,12 @@ def test_accuracy(tracking_uri: str, run_id: str | None) -> float:
     return run_metrics(tracking_uri, run_id).get(keys.TEST_ACCURACY, math.nan) if run_id else math.nan
 
 
-def trial_runs_frame(tracking_uri: str, experiment_name: str, study_name: str, storage: str):
-    """One row per trial run of a study (run id, status, final metrics, duration), read from MLflow."""
+def trial_runs_frame(tracking_uri: str, experiment_name: str, study_name: str, run_ids: dict[int, str]):
+    """One row per trial run of a study (run id, status, final metrics, duration), read from MLflow.
+
+    Joined on the run ids the study's trials recorded (`run_ids`: trial number -> run id), not on where the
+    study's storage was when they ran: a copied or moved store keeps its runs.
+    """
     import pandas as pd
 
     columns = ["trial", "run_id", "run_status", "duration_s", *RESULT_METRICS]
@@ -36,14 +40,14 @@ def trial_runs_frame(tracking_uri: str, experiment_name: str, study_name: str, s
     experiment = None if client is None else client.get_experiment_by_name(experiment_name)
     if experiment is None:
         return pd.DataFrame(columns=columns)
-    study = (f"tags.`{keys.ROLE}` = 'trial' AND tags.`{keys.STUDY}` = {filter_literal(study_name)} "
-             f"AND tags.`{keys.STORAGE}` = {filter_literal(storage)}")
+    trial_of = {run_id: number for number, run_id in run_ids.items() if run_id}
+    study = f"tags.`{keys.ROLE}` = 'trial' AND tags.`{keys.STUDY}` = {filter_literal(study_name)}"
     runs = client.search_runs([experiment.experiment_id], max_results=50000, filter_string=study)
     return pd.DataFrame([{
-        "trial": int(r.data.tags[keys.TRIAL]), "run_id": r.info.run_id, "run_status": r.info.status,
+        "trial": trial_of[r.info.run_id], "run_id": r.info.run_id, "run_status": r.info.status,
         "duration_s": ((r.info.end_time or r.info.start_time) - r.info.start_time) / 1000,
         **{name: r.data.metrics.get(name) for name in RESULT_METRICS},
-    } for r in runs], columns=columns)
+    } for r in runs if r.info.run_id in trial_of], columns=columns)
 
 
 def _existing_store(tracking_uri: str) -> mlflow.MlflowClient | None:
@@ -65,4 +69,4 @@ def ui_command(tracking_uri: str) -> str:
     """The command that opens this store in the MLflow UI (a server store is opened in a browser)."""
     if stores.is_sqlite(tracking_uri):
         return f"mlflow ui --backend-store-uri {tracking_uri} --host 127.0.0.1 --port 5000"
-    return f"open {tracking_uri} in a browser"
+    return f"open {stores.printable(tracking_uri)} in a browser"

@@ -8,6 +8,7 @@ the model and the dataset it saw. Models themselves are logged by tracking.model
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import socket
 import time
@@ -19,8 +20,9 @@ import mlflow
 import numpy as np
 import pandas as pd
 from mlflow.entities import Metric, RunStatus, RunTag
+from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
-from pipeline import keys
+from pipeline import keys, stores
 from pipeline.errors import TrackingError
 from pipeline.processes import pid_alive
 from pipeline.tracking.store import STORE_ERRORS, Tracker, racing_write
@@ -28,14 +30,38 @@ from pipeline.tracking.store import STORE_ERRORS, Tracker, racing_write
 _RUN_STATUS = {"COMPLETE": "FINISHED", "PRUNED": "KILLED", "FAIL": "FAILED"}
 
 
-def open_parent_run(tracker: Tracker, study_name: str, storage: str, sweep_file: Path, settings: dict) -> str:
+def open_parent_run(tracker: Tracker, study_name: str, storage: str, sweep_file: Path, settings: dict,
+                    known: str | None = None) -> str:
     """Find the study's parent run (or start one), mark it running and attach the sweep file.
 
-    A study is its name in its storage: two studies of one name in different storages never share a
-    parent. Processes on several machines may start the same study at once and each create a parent;
-    they all settle on the oldest one and delete their own duplicate.
+    `known` is the parent the study recorded (or its trials' runs name): it is the study's parent wherever
+    the store now lies, so a copied or moved store keeps its one parent. Otherwise a study is its name in its
+    storage: two studies of one name in different storages never share a parent. Processes on several
+    machines may start the same study at once and each create a parent; they all settle on the oldest one
+    and delete their own duplicate.
     """
     client = mlflow.MlflowClient()
+    run_id = _live_run(client, tracker, known) or _found_or_created_parent(client, tracker, study_name, storage)
+    client.update_run(run_id, status="RUNNING")
+    tags = [RunTag(f"{keys.SETTING_PREFIX}{key}", str(value)) for key, value in settings.items()]
+    tags.append(RunTag(keys.STORAGE, storage))  # where the study is now, should it have moved
+    racing_write(client.log_batch, run_id, tags=tags)
+    client.log_artifact(run_id, str(sweep_file), artifact_path=keys.SWEEP_DIR)
+    return run_id
+
+
+def _live_run(client: mlflow.MlflowClient, tracker: Tracker, run_id: str | None) -> str | None:
+    """The run if it is still there, in this experiment and not deleted."""
+    if not run_id:
+        return None
+    try:
+        info = client.get_run(run_id).info
+    except mlflow.exceptions.MlflowException:
+        return None
+    return run_id if info.experiment_id == tracker.experiment_id and info.lifecycle_stage == "active" else None
+
+
+def _found_or_created_parent(client: mlflow.MlflowClient, tracker: Tracker, study_name: str, storage: str) -> str:
     parents = _parent_runs(tracker, study_name, storage)
     if not parents:
         tags = {keys.ROLE: "parent", keys.STUDY: study_name, keys.STORAGE: storage}
@@ -43,12 +69,19 @@ def open_parent_run(tracker: Tracker, study_name: str, storage: str, sweep_file:
         parents = _parent_runs(tracker, study_name, storage)
         if parents[0] != created:
             client.delete_run(created)
-    run_id = parents[0]
-    client.update_run(run_id, status="RUNNING")
-    tags = [RunTag(f"{keys.SETTING_PREFIX}{key}", str(value)) for key, value in settings.items()]
-    racing_write(client.log_batch, run_id, tags=tags)
-    client.log_artifact(run_id, str(sweep_file), artifact_path=keys.SWEEP_DIR)
-    return run_id
+    return parents[0]
+
+
+def parent_of(run_ids: list[str]) -> str | None:
+    """The parent run of the first of these trial runs the store still holds (studies that did not record
+    their parent run yet)."""
+    client = mlflow.MlflowClient()
+    for run_id in run_ids:
+        try:
+            return client.get_run(run_id).data.tags.get(MLFLOW_PARENT_RUN_ID)
+        except mlflow.exceptions.MlflowException:
+            continue
+    return None
 
 
 def _parent_runs(tracker: Tracker, study_name: str, storage: str) -> list[str]:
@@ -71,7 +104,7 @@ def close_parent_run(parent_id: str, status: str) -> None:
     Best effort: when the store itself is what failed, closing fails too and must not hide why.
     """
     with contextlib.suppress(*STORE_ERRORS):
-        mlflow.MlflowClient().set_terminated(parent_id, status=status)
+        _terminate(mlflow.MlflowClient(), parent_id, status)
 
 
 def log_study_figures(parent_id: str, figures: dict) -> None:
@@ -171,15 +204,15 @@ def _run(tracker: Tracker, name: str, tags: dict, params: dict, parent_id: str |
         recorder = RunRecorder(run.info.run_id)
         mlflow.log_params(params)
     except STORE_ERRORS as exc:
-        raise TrackingError(f"cannot log to {tracker.tracking_uri}: {exc}") from exc
+        raise TrackingError(f"cannot log to {stores.printable(tracker.tracking_uri)}: {exc}") from exc
     try:
         yield recorder
         mlflow.set_tag(keys.STATE, recorder.state)
-        mlflow.end_run(_RUN_STATUS[recorder.state])
+        _end_active_run(_RUN_STATUS[recorder.state])
     except BaseException as exc:
         _end_failed(exc)
         if isinstance(exc, STORE_ERRORS):
-            raise TrackingError(f"cannot log to {tracker.tracking_uri}: {exc}") from exc
+            raise TrackingError(f"cannot log to {stores.printable(tracker.tracking_uri)}: {exc}") from exc
         raise
 
 
@@ -188,9 +221,23 @@ def _end_failed(exc: BaseException) -> None:
     status = RunStatus.KILLED if isinstance(exc, KeyboardInterrupt) else RunStatus.FAILED
     try:
         mlflow.set_tags({keys.STATE: "FAIL", keys.RUN_ERROR: f"{type(exc).__name__}: {exc}"[:4000]})
-        mlflow.end_run(RunStatus.to_string(status))
+        _end_active_run(RunStatus.to_string(status))
     except STORE_ERRORS:
         _forget_active_run()
+
+
+def _end_active_run(status: str) -> None:
+    """mlflow.end_run without the "View run ... at: URL" lines MLflow writes to stdout when a run on a
+    tracking server ends: they fell between the trial lines. MLflow's only switch for them is an environment
+    variable (MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT), and this process keeps no state there."""
+    with contextlib.redirect_stdout(io.StringIO()):
+        mlflow.end_run(status)
+
+
+def _terminate(client: mlflow.MlflowClient, run_id: str, status: str) -> None:
+    """client.set_terminated, without the run's URL on stdout (see _end_active_run)."""
+    with contextlib.redirect_stdout(io.StringIO()):
+        client.set_terminated(run_id, status=status)
 
 
 def _forget_active_run() -> None:
@@ -211,7 +258,7 @@ def end_dead_export_runs(tracker: Tracker, study_name: str) -> list[str]:
         tags = run.data.tags
         if tags.get(keys.RUN_HOST) == socket.gethostname() and not pid_alive(int(tags.get(keys.RUN_PID, 0))):
             client.set_tag(run.info.run_id, keys.RUN_ERROR, "its process died during the export")
-            client.set_terminated(run.info.run_id, status="KILLED")
+            _terminate(client, run.info.run_id, "KILLED")
             ended.append(run.info.run_id)
     return ended
 
@@ -223,7 +270,7 @@ def fail_stale_run(run_id: str, reason: str) -> None:
     if run.info.status == "RUNNING":
         client.set_tag(run_id, keys.STATE, "FAIL")
         client.set_tag(run_id, keys.RUN_ERROR, run.data.tags.get(keys.RUN_ERROR, reason))
-        client.set_terminated(run_id, status="FAILED")
+        _terminate(client, run_id, "FAILED")
 
 
 def numpy_dataset(features: np.ndarray, targets: np.ndarray, name: str, source: str, digest: str):

@@ -50,7 +50,7 @@ def connect(tracking_uri: str, experiment_name: str) -> Tracker:
                                          tags={keys.EXPERIMENT_KIND: keys.MODEL_TRAINING_KIND})
             experiment = mlflow.get_experiment_by_name(experiment_name)
         if experiment.lifecycle_stage == "deleted":
-            raise TrackingError(f"{uri}: experiment '{experiment_name}' is deleted; restore it "
+            raise TrackingError(f"{stores.printable(uri)}: experiment '{experiment_name}' is deleted; restore it "
                                 f"(mlflow experiments restore) or choose another tracking.experiment")
         if keys.EXPERIMENT_KIND not in experiment.tags:  # made before the pipeline tagged its experiments
             racing_write(mlflow.MlflowClient().set_experiment_tag, experiment.experiment_id, keys.EXPERIMENT_KIND,
@@ -59,8 +59,8 @@ def connect(tracking_uri: str, experiment_name: str) -> Tracker:
         # logged after the trial) is filed under it, not under MLflow's Default experiment.
         mlflow.set_experiment(experiment_id=experiment.experiment_id)
     except (*STORE_ERRORS, sqlalchemy.exc.SQLAlchemyError) as exc:
-        reason = str(exc).strip().splitlines()[0][:300]
-        raise TrackingError(f"cannot use the tracking store {uri}: {reason}") from None
+        reason = str(exc).strip().splitlines()[0][:300].replace(uri, stores.printable(uri))
+        raise TrackingError(f"cannot use the tracking store {stores.printable(uri)}: {reason}") from None
     return Tracker(uri, experiment.experiment_id)
 
 
@@ -78,6 +78,16 @@ def _first_use_lock(uri: str) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def existing_store(tracking_uri: str) -> str:
+    """The URI of a store a read-only command reads from (predict, a model from the registry), which must be
+    there already: MLflow creates a SQLite store it is pointed at, and a read must leave nothing behind."""
+    uri = stores.resolve_uri(tracking_uri, create=False)
+    if stores.is_sqlite(uri) and not stores.sqlite_path(uri).is_file():
+        raise TrackingError(f"no tracking store at {uri}; run `sweep run` first, or pass the store's "
+                            "--tracking-uri")
+    return uri
 
 
 def racing_write(write, *args, attempts: int = 4, **kwargs):
@@ -102,6 +112,6 @@ def check_reachable(tracking_uri: str) -> None:
 def _check_server(uri: str) -> None:
     try:
         urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=5)
-    except OSError as exc:
-        raise TrackingError(f"the MLflow tracking server {uri} is unreachable ({exc}); start it or pass "
-                            "another --tracking-uri. Nothing was trained.") from None
+    except (OSError, ValueError) as exc:  # ValueError: a URL urllib cannot parse (a port that is no number)
+        raise TrackingError(f"the MLflow tracking server {stores.printable(uri)} is unreachable ({exc}); start it "
+                            "or pass another --tracking-uri. Nothing was trained.") from None
