@@ -135,6 +135,8 @@ def format_trials(study, config, fmt: str, width: int | None = None) -> str:
     table = trials_table(study, config)
     if fmt != "table":
         return format_table(table, fmt)
+    if table.empty:
+        return f"Study '{study.study_name}' has no trials yet.\n"
     params = [name for name in table.columns if name in _param_names(study)]
     fixed = [name for name in params if len(table) > 1 and table[name].astype(str).nunique() == 1]
     lines = _wrapped("Same in every trial: " + ", ".join(f"{name}={_fmt(table.loc[0, name])}" for name in fixed),
@@ -172,7 +174,7 @@ def trials_table(study, config) -> pd.DataFrame:
     validation, test), then the parameters, what each model costs to ship, and the run."""
     rows = [{"trial": t.number, "state": t.state.name, **t.user_attrs.get(keys.PARAMS, t.params),
              **_costs(t, config), "value": objectives.value(t)} for t in study.trials]
-    trials = pd.DataFrame(rows)
+    trials = pd.DataFrame(rows, columns=None if rows else ["trial", "state", "value"])  # a study yet to run one
     runs = tracking.trial_runs_frame(config.tracking.tracking_uri, config.experiment_name, config.study.name,
                                      {t.number: t.user_attrs.get(keys.RUN_ID) for t in study.trials})
     table = trials.merge(runs, on="trial", how="left")

@@ -225,3 +225,19 @@ def test_compare_warns_when_the_studies_ran_on_different_data(module_sweep, conf
     assert err.startswith("sweep: warning: the two studies ran on different data (") and err.count("\n") == 1, err
     assert "the data in elsewhere (digest 0123456789abcdef)" in err and "compared anyway" in err
     assert "differs by +0.0000" in out, "compared all the same"
+
+
+def test_report_on_a_study_with_no_trials_yet(tmp_path, capsys):
+    """A study created by a run stopped before its first trial: a sentence, not pandas' "Empty DataFrame"."""
+    import optuna
+
+    from conftest import write_sweep
+
+    storage = f"sqlite:///{tmp_path}/optuna.db"
+    path = write_sweep(tmp_path, study__storage=storage, tracking__tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")
+    optuna.create_study(study_name="fashion-mnist-smoke", storage=storage)
+    capsys.readouterr()
+    assert cli.main(["report", str(path)]) == 0
+    assert capsys.readouterr().out.startswith("Study 'fashion-mnist-smoke' has no trials yet.\n\nverdict: too early")
+    assert cli.main(["report", str(path), "--format", "csv"]) == 0
+    assert capsys.readouterr().out.splitlines()[0].startswith("best,trial,state,")
