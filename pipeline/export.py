@@ -7,7 +7,8 @@ validation score; the metadata gives the test accuracy as mean ± sd over the se
 No rebuild: the model a trial logged already holds its preprocessing, so export takes it as it is (or,
 with --refit, trains the same model on train + validation). The export is checked before it is written:
 evaluated on the raw test set it must reproduce the test accuracy the trial logged. Files are built in
-a temporary folder and renamed into place at the end, so a failed export leaves nothing half-written.
+a temporary folder and renamed into place at the end, so a failed export leaves nothing half-written; an
+existing folder is replaced only when this tool exported it (its metadata.json says so), never a user's.
 """
 
 from __future__ import annotations
