@@ -361,3 +361,12 @@ def test_export_uses_the_data_the_study_ran_on_and_refuses_other_data(tmp_path, 
     assert "pass --data-dir with the study's data" in err and not (tmp_path / "y").exists()
     assert cli.main(["run", str(path), "--no-progress", "--n-trials", "2", "--data-dir", str(data_dir)]) == 2
     assert "give this data its own study.name" in capsys.readouterr().err
+
+
+def test_tensorflow_loads_quietly_and_still_takes_its_thread_cap():
+    """The devices are created while stderr is silenced, and the worker's thread cap is set before that."""
+    probe = ("from pipeline.tensorflow_setup import load_tensorflow; load_tensorflow(threads=2); "
+             "import tensorflow as tf; print(tf.config.threading.get_intra_op_parallelism_threads())")
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0 and result.stdout.strip() == "2", result.stderr
+    assert result.stderr == "", result.stderr
