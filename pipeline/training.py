@@ -14,6 +14,7 @@ import keras
 import numpy as np
 
 from pipeline.data import Splits
+from pipeline.data.memory import check_model_fits
 from pipeline.hyperparameters import Hyperparameters
 from pipeline.model import model_inputs, one_hot_labels
 
@@ -57,6 +58,7 @@ def train_and_evaluate(model: keras.Model, data: Splits, params: Hyperparameters
     """Fit for params.epochs (or until a hook stops it), then score the test set once.
 
     best_by (metric, maximize) is what restore_best keeps the best epoch by: the study's metric."""
+    check_model_fits(model.count_params())
     result = TrainResult()
     labels = _targets(params, len(data.class_names))
     validation = (model_inputs(data.x_val), labels(data.y_val)) if len(data.y_val) else None

@@ -61,3 +61,29 @@ def test_every_allowed_activation_resolves_in_keras(name):
 def test_every_allowed_optimizer_resolves_in_keras(name):
     model = build(Hyperparameters(units=4, optimizer=name, learning_rate=0.05))
     assert float(model.optimizer.learning_rate) == pytest.approx(0.05)
+
+
+def test_a_model_too_large_to_train_in_the_memory_available_fails_before_it_trains(monkeypatch):
+    """The data check cannot see the model (a Dense layer over 4000x4000 pixels is 16 million weights a unit):
+    each trial's built model is checked before fit, so the trial fails with the figures, not the worker in the
+    kernel's OOM killer."""
+    from pipeline.data import memory
+    from pipeline.data.records import Splits
+    from pipeline.training import train_and_evaluate
+
+    params = Hyperparameters(units=32, epochs=1)
+    model = build(params)
+    labels = np.arange(64) % 10
+    splits = Splits(IMAGES, labels, IMAGES[:10], labels[:10], IMAGES[:10], labels[:10], tuple("abcdefghij"), "x")
+    needed = model.count_params() * memory.TRAINING_BYTES_PER_PARAMETER
+    monkeypatch.setattr(memory, "available_bytes", lambda: needed - 1)
+    weights = [w.copy() for w in model.get_weights()]
+    with pytest.raises(memory.ModelMemoryError, match=r"the model has 25,450 parameters; training them needs at "
+                                                      r"least 0\.0 GiB more .* narrow the search space"):
+        train_and_evaluate(model, splits, params)
+    assert all(np.array_equal(a, b) for a, b in zip(weights, model.get_weights()))  # it never trained
+    monkeypatch.setattr(memory, "available_bytes", lambda: needed)
+    assert train_and_evaluate(model, splits, params).epochs_run == 1
+    with pytest.raises(memory.ModelMemoryError, match="2,000,000,000 parameters; training them needs at least "
+                                                      r"22\.4 GiB more"):
+        memory.check_model_fits(2_000_000_000, available=20 * memory.GIB)  # the issue's 4000x4000 case, 125 units

@@ -8,6 +8,7 @@ the classes, plots, export, predict) follows from it.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 from pipeline.config import FOLDER_SOURCES, DataConfig
@@ -49,6 +50,7 @@ def load_splits(data: DataConfig, seed: int, workers: int = 1) -> Splits:
     Refused, with the estimate, when `workers` processes holding it would not fit in memory.
     """
     raw = load_raw(data, seed, workers)
-    check_fits(raw.x_train.nbytes + raw.x_test.nbytes, workers, raw.source)
+    features = math.prod(raw.x_train.shape[1:]) if raw.x_train.ndim > 1 else 1
+    check_fits(raw.x_train.nbytes + raw.x_test.nbytes, workers, raw.source, features=features)
     splits = split_data(raw, data.validation_fraction, seed, data.subset, data.test_subset)
     return impute(splits) if data.missing == "impute" else splits

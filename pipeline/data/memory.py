@@ -1,4 +1,4 @@
-"""Will the data fit? An estimate of what the sweep's workers hold, checked against the memory available
+"""Will the data and the model fit? An estimate of what the sweep's workers hold, checked against the memory available
 before anything is decoded or trained, so a dataset too large fails in a second with the figures instead
 of an hour later in the kernel's OOM killer.
 
@@ -8,6 +8,8 @@ train/validation/test split (scikit-learn copies), and the tensor Keras makes of
 each fit; plus the preprocessing statistics' working set (a 64 MiB float64 block and 48 bytes per input
 feature). On this 2-core, 23.5 GiB machine, with about 22 GiB available, one worker takes a dataset of up
 to about 7 GiB as stored: 9 million 28x28 grayscale images or 2.3 million 32x32 colour ones.
+
+The model is checked per trial, before it trains (its size follows from the trial's parameters).
 """
 
 from __future__ import annotations
@@ -22,6 +24,11 @@ GIB = 2**30
 WORKER_BASELINE = 1 * GIB
 DATA_COPIES = 3
 GENERIC_ADVICE = "use fewer --workers, a smaller dataset, or a machine with more memory"
+TRAINING_BYTES_PER_PARAMETER = 12  # float32 gradients and two optimizer slots
+
+
+class ModelMemoryError(MemoryError):
+    """A trial's model too large to train in the memory available; the trial fails, the sweep goes on."""
 
 
 def needed_bytes(data_bytes: int, workers: int, features: int = 0) -> int:
@@ -73,6 +80,22 @@ def image_advice(count: int, shape: tuple[int, ...], workers: int, available: in
         ways.append(f"fewer --workers ({fitting} fit)")
     ways.append("a machine with more memory")
     return ", ".join(ways[:-1]) + f", or {ways[-1]}" if len(ways) > 1 else ways[0]
+
+
+def check_model_fits(params_count: int, available: int | None = None) -> None:
+    """Refuse, before it trains, a built model whose training state would exceed the memory available now.
+
+    The data check cannot see the model: a Dense layer over 4000x4000 pixels holds 16 million weights a unit.
+    The built model holds its float32 weights already; training adds gradients and two optimizer slots
+    (Adam's, the most any offered optimizer keeps), 12 more bytes a parameter, and activations on top, so this
+    is a floor. A trial refused here fails with the figures, and the sweep goes on with the next."""
+    available = available_bytes() if available is None else available
+    needed = params_count * TRAINING_BYTES_PER_PARAMETER
+    if available is not None and needed > available:
+        raise ModelMemoryError(
+            f"the model has {params_count:,} parameters; training them needs at least {needed / GIB:.1f} GiB more "
+            f"(gradients and optimizer state) but {available / GIB:.1f} GiB is available: narrow the search "
+            "space (fewer units or hidden_layers) or use smaller inputs (data.image_size)")
 
 
 def available_bytes() -> int | None:
