@@ -274,6 +274,25 @@ def examples_over_copies(tmp: Path, data_dir: Path) -> list[str]:
     return ["examples", "--out", str(tmp / "sweeps")]
 
 
+def table_and_test_file(tmp: Path, csv: str, test_csv: str) -> list[str]:
+    """sweeps/table.yaml on rows.csv, with test.csv beside it as data.test_file."""
+    (tmp / "test.csv").write_text(test_csv)
+    return table(tmp, csv, data__test_file="test.csv")
+
+
+def table_model(tmp: Path, rows: str) -> list[str]:
+    """`sweep predict` on CSV rows with a table's model (a number `a`, a category `kind`; its study refused gaps)."""
+    from pipeline.data.records import InputSpec
+    from pipeline.hyperparameters import Hyperparameters
+    from pipeline.model import build_model
+    from pipeline.preprocessing import fit_stats
+
+    x = np.array([(0.5, "p"), (1.5, "q")], dtype=[("a", "f4"), ("kind", "U1")])
+    build_model(Hyperparameters(units=4), InputSpec.of(x), 2, fit_stats(x)).save(tmp / "table.keras")
+    (tmp / "served.csv").write_text(rows)
+    return ["predict", str(tmp / "table.keras"), str(tmp / "served.csv")]
+
+
 CASES = {
     # Sweep files: validated into typed objects before anything starts.
     "unknown key": Case(lambda t, d: ["run", str(tiny(t, d, study__trials=3))], 2, "study.trials: unknown key"),
@@ -362,6 +381,44 @@ CASES = {
     "predict with a model that is not there": Case(lambda t, d: ["predict", str(t / "absent"), str(t)], 2,
                                                    "no model here"),
     # Issue 21, tables: served as they were read, refused by column.
+    "infinite numbers in a table": Case(lambda t, d: table(t, "a,b,cultivar\n1,inf,p\n2,3,q\n3,-inf,p\n4,5,q\n"), 2,
+                                        "rows.csv: infinite numbers, or numbers beyond float32 (about 3.4e38), in "
+                                        "'b' (2 rows)"),
+    "a table number beyond float32": Case(lambda t, d: table(t, "a,b,cultivar\n1e39,2,p\n2,3,q\n"), 2,
+                                          "numbers beyond float32 (about 3.4e38), in 'a' (1 rows)"),
+    "a duplicate column in a table": Case(lambda t, d: table(t, "a,b,a,cultivar\n1,2,3,p\n4,5,6,q\n"), 2,
+                                          "rows.csv: the column 'a' appears 2 times in the header"),
+    "a test file that is the training table": Case(lambda t, d: table(t, "a,cultivar\n1,p\n2,q\n",
+                                                                      data__test_file="rows.csv"), 2,
+                                                   "data.test_file is the training table"),
+    "text in a numeric column of the test file": Case(lambda t, d: table_and_test_file(
+        t, "a,b,cultivar\n1,2,p\n3,4,q\n", "a,b,cultivar\n1,x,p\n"), 2,
+        "test.csv: column 'b' is not numeric (e.g. 'x'); list it in data.categorical"),
+    "a test file lacking a feature column": Case(lambda t, d: table_and_test_file(
+        t, "a,b,cultivar\n1,2,p\n3,4,q\n", "a,cultivar\n1,p\n"), 2,
+        "test.csv: the test table lacks the feature column(s) 'b'"),
+    "a class only in the test file": Case(lambda t, d: table_and_test_file(
+        t, "a,cultivar\n1,p\n2,p\n3,p\n4,q\n5,q\n6,q\n", "a,cultivar\n1,p\n2,r\n"), 2,
+        "class 2 ('r') appears only in the test rows: training never saw it"),
+    "a continuous label": Case(lambda t, d: table(t, "a,cultivar\n" + "".join(f"{i},{i * 0.37:.2f}\n" for i in range(200))),
+                               2, "the label column 'cultivar' looks continuous (200 distinct values in 200 rows, "
+                               "e.g. 0, 0.37, 0.74); a sweep trains classifiers, regression is not supported yet"),
+    "a text label with a class per row": Case(lambda t, d: table(t, "a,cultivar\n" + "".join(
+        f"{i},class {i}\n" for i in range(200))), 2, "cannot split 200 inputs stratified by class"),
+    "predict table rows beyond float32": Case(lambda t, d: table_model(t, "a,kind\n1,p\n1e39,q\n"), 2,
+                                              "served.csv: column 'a' has 1 value(s) that are infinite or beyond "
+                                              "float32's range (e.g. 1e+39)"),
+    "predict table rows with gaps its study refused": Case(lambda t, d: table_model(t, "a,kind\n1,p\n,q\n2,\n"), 2,
+                                                           "column 'a' has 1 missing value(s); this model takes "
+                                                           "complete rows (its study refused or dropped rows with "
+                                                           "gaps); column 'kind' has 1 missing value(s)"),
+    "predict table rows with text for a number": Case(lambda t, d: table_model(t, "a,kind\nlots,p\n"), 2,
+                                                      "column 'a' has 1 value(s) that are not numbers (e.g. 'lots')"),
+    "predict table rows with a duplicate column": Case(lambda t, d: table_model(t, "a,kind,a\n1,p,2\n"), 2,
+                                                       "served.csv: the column 'a' appears 2 times in the header"),
+    "predict table rows without a column": Case(lambda t, d: table_model(t, "a\n1\n"), 2,
+                                                "served.csv: the rows lack the column(s) 'kind' the model takes"),
+    "predict an empty table": Case(lambda t, d: table_model(t, "a,kind\n"), 2, "served.csv: the table holds no rows"),
     # Issue 21, images and arrays: decoded faithfully, within memory.
     "npz features with NaN and inf": Case(lambda t, d: npz_sweep(t, x_train=with_value(np.inf, 7) + with_value(
         np.nan, 3)), 2, "x_train holds 2 value(s) that are NaN, infinite or beyond float32's range"),
