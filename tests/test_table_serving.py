@@ -122,6 +122,22 @@ def test_a_model_whose_study_refused_gaps_refuses_them_by_column(tmp_path):
             served.predict(gappy)
 
 
+def test_an_array_model_is_served_quietly_and_answers_no_inputs_with_no_rows(tmp_path, capfd):
+    features = np.random.default_rng(0).normal(size=(20, 6)).astype(np.float32)
+    model = build_model(Hyperparameters(units=4, preprocessing="standardize"), InputSpec((6,), "float32"), 3,
+                        fit_stats(features))
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/mlflow.db")
+    with mlflow.start_run(experiment_id=mlflow.create_experiment("features")):
+        uri = models.log_model(model, features[:2], ("a", "b", "c"))
+    served = mlflow.pyfunc.load_model(uri)
+    capfd.readouterr()
+    probabilities = served.predict(features)
+    assert capfd.readouterr().out == "", "no progress bar on a served prediction"
+    np.testing.assert_allclose(probabilities, model.predict(features, verbose=0), rtol=1e-6)
+    assert served.predict(features[:0]).shape == (0, 3)
+    assert models.load_model(uri).count_params() == model.count_params(), "sweep predict's loader takes it too"
+
+
 def test_mlflow_models_serve_answers_rows_with_ints_bools_and_gaps(served, tmp_path):
     port = free_port()
     env = {**os.environ, "MLFLOW_TRACKING_URI": served["tracking_uri"]}
@@ -152,5 +168,7 @@ def test_mlflow_models_serve_answers_rows_with_ints_bools_and_gaps(served, tmp_p
         status, body = post({"dataframe_split": {"columns": columns, "data": [[2004, True, 1e39, 2]]}})
         assert status == 400 and "column 'x' has 1 value(s) that are infinite or beyond" in body["message"]
         assert "Traceback" not in body["message"]
+        status, body = post({"inputs": None})
+        assert status == 400 and "Expected input to be DataFrame" in body["message"]
     finally:
         stop_group(server)

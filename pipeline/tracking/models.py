@@ -20,7 +20,7 @@ from mlflow.types.schema import AnyType, ColSpec, DataType, Schema
 
 from pipeline import keys
 from pipeline.errors import TrackingError
-from pipeline.tracking import table_pyfunc
+from pipeline.tracking import array_pyfunc, table_pyfunc
 from pipeline.tracking.store import existing_store
 from pipeline.tracking.table_pyfunc import KERAS_ARTIFACT
 
@@ -37,17 +37,15 @@ def log_model(model: keras.Model, example: np.ndarray, class_names: tuple[str, .
     if example.dtype.names is not None:
         return _log_table_model(model, example, class_names, run_id)
     signature = infer_signature(example, keras.ops.convert_to_numpy(model(example, training=False)))
-    info = mlflow.models.Model.log(
-        artifact_path=None, name=keys.MODEL, flavor=_KERAS_FLAVOR, flavor_name="mlflow.keras", model=model,
-        signature=signature, input_example=example, validate_serving_input=False,
-        metadata={keys.CLASS_NAMES: list(class_names)}, pip_requirements=_requirements(), run_id=run_id)
-    return info.model_uri
+    # Serving-input validation (reloading the model to predict the example) would double the logging time;
+    # the tests load logged models for real instead.
+    return _log_from_code(model, array_pyfunc, class_names, run_id, signature=signature, input_example=example,
+                          validate_serving_input=False)
 
 
 def _log_table_model(model: keras.Model, example: np.ndarray, class_names: tuple[str, ...],
                      run_id: str | None) -> str:
-    """A table's model behind table_pyfunc, so that it is served DataFrame rows as they come. (What
-    mlflow.pyfunc.log_model does, through Model.log, which takes a run id.)
+    """A table's model behind table_pyfunc, so that it is served DataFrame rows as they come.
 
     The signature names the columns but gives them no type: pandas reads a column of whole numbers as
     int64, a boolean one as bool, codes as numbers or text, and a gap turns any of them into floats or
@@ -56,15 +54,22 @@ def _log_table_model(model: keras.Model, example: np.ndarray, class_names: tuple
     frame = _example_rows(example)
     signature = ModelSignature(Schema([ColSpec(AnyType(), name) for name in example.dtype.names]),
                                Schema([ColSpec(DataType.double, name) for name in class_names]))
+    return _log_from_code(model, table_pyfunc, class_names, run_id, signature=signature, input_example=frame)
+
+
+def _log_from_code(model: keras.Model, code: types.ModuleType, class_names: tuple[str, ...], run_id: str | None,
+                   **logged) -> str:
+    """The Keras model, saved with safe_mode's format, behind the pyfunc in `code` (MLflow's "model from
+    code": its file is copied beside the model; no pickle). What mlflow.pyfunc.log_model does, through
+    Model.log, which takes a run id."""
     with tempfile.TemporaryDirectory(prefix="sweep-model-") as folder:
         path = os.path.join(folder, "model.keras")
         model.save(path)
         info = mlflow.models.Model.log(
-            artifact_path=None, name=keys.MODEL, flavor=mlflow.pyfunc, run_id=run_id,
-            python_model=table_pyfunc.__file__, artifacts={KERAS_ARTIFACT: path},
-            model_config={"class_names": list(class_names)}, signature=signature,
-            input_example=frame, metadata={keys.CLASS_NAMES: list(class_names)},
-            pip_requirements=[*_requirements(), f"pandas=={pd.__version__}"])
+            artifact_path=None, name=keys.MODEL, flavor=_PYFUNC_FLAVOR, run_id=run_id, python_model=code.__file__,
+            artifacts={KERAS_ARTIFACT: path}, model_config={"class_names": list(class_names)},
+            metadata={keys.CLASS_NAMES: list(class_names)},
+            pip_requirements=[*_requirements(), f"pandas=={pd.__version__}"], **logged)
     return info.model_uri
 
 
@@ -143,7 +148,8 @@ def load_model(uri: str, tracking_uri: str | None = None) -> keras.Model:
 
 
 def _load_local(folder: str) -> keras.Model:
-    """The Keras model of a downloaded MLflow model: the keras flavor's, or the one a table's pyfunc holds."""
+    """The Keras model of a downloaded MLflow model: the one its pyfunc holds, or the keras flavor's (models
+    logged before images had their own pyfunc)."""
     flavors = mlflow.models.Model.load(folder).flavors
     if "keras" in flavors:
         return mlflow.keras.load_model(folder)
@@ -156,18 +162,13 @@ def _requirements() -> list[str]:
     return [f"keras=={keras.__version__}", f"tensorflow=={_tensorflow_version()}"]
 
 
-def _save_keras_model(path: str, validate_serving_input: bool = True, **kwargs) -> None:
-    """mlflow.keras.save_model, creating the model folder first: given an input example, MLflow 3.x
-    writes it before making the folder and fails (mlflow/mlflow#16183, open in 3.17).
-
-    Serving-input validation (reloading the model to predict the example) is skipped: it doubles
-    the logging time, and the tests load every logged model for real instead.
-    """
-    os.makedirs(path, exist_ok=True)
-    mlflow.keras.save_model(path=path, **kwargs)
+def _save_pyfunc_model(path: str, validate_serving_input: bool = True, **kwargs) -> None:
+    """mlflow.pyfunc.save_model, which does not take the switch Model.log reads to skip its serving-input
+    validation (reloading the model to predict the example)."""
+    mlflow.pyfunc.save_model(path=path, **kwargs)
 
 
-_KERAS_FLAVOR = types.SimpleNamespace(__name__="mlflow.keras", save_model=_save_keras_model)
+_PYFUNC_FLAVOR = types.SimpleNamespace(__name__="mlflow.pyfunc", save_model=_save_pyfunc_model)
 
 
 def _tensorflow_version() -> str:

@@ -35,9 +35,6 @@ class TableClassifier(mlflow.pyfunc.PythonModel):
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
         """Probabilities per row; a bad row is a client's error (HTTP 400 from `mlflow models serve`)."""
-        if model_input is None:
-            raise MlflowException("no rows: send the table's rows, one column per feature column",
-                                  INVALID_PARAMETER_VALUE)
         frame = pd.DataFrame(model_input)
         if frame.empty:  # Keras' predict fails on no rows
             return pd.DataFrame(np.zeros((len(frame), len(self.class_names))), columns=self.class_names,

@@ -1,0 +1,35 @@
+"""The MLflow model an image or array trial logs: its Keras model behind a pyfunc that predicts quietly.
+
+MLflow's Keras flavor calls the model's predict with Keras' default verbosity, which prints a progress bar
+for every prediction into a server's log or a notebook. This file is logged with the model (MLflow's "models
+from code", no pickle) and needs only MLflow and Keras where it is served: `mlflow models serve` and
+`mlflow.pyfunc.load_model(...).predict(x)` take the raw inputs the signature names (uint8 28x28 images,
+say) and return the class probabilities, an array with one column per class name.
+"""
+
+from __future__ import annotations
+
+import mlflow.models
+import mlflow.pyfunc
+import numpy as np
+
+KERAS_ARTIFACT = "keras_model"
+
+
+class ArrayClassifier(mlflow.pyfunc.PythonModel):
+    def load_context(self, context) -> None:
+        import keras
+
+        self.model = keras.saving.load_model(context.artifacts[KERAS_ARTIFACT], safe_mode=True, compile=False)
+        self.class_names = list(context.model_config["class_names"])
+
+    def predict(self, context, model_input: np.ndarray, params=None) -> np.ndarray:
+        """The class probabilities, one row per input (MLflow has made the input an array of the signature's
+        shape and type)."""
+        inputs = np.asarray(model_input)
+        if not len(inputs):  # Keras' predict fails on no inputs
+            return np.zeros((0, len(self.class_names)), np.float32)
+        return self.model.predict(inputs, verbose=0)
+
+
+mlflow.models.set_model(ArrayClassifier())
