@@ -289,7 +289,8 @@ def test_predict_bad_inputs_exit_2_naming_them(exported, tmp_path, capsys):
     cases = [
         ([str(exported), str(tmp_path / "junk.png")], f"{tmp_path / 'junk.png'}: cannot decode the image"),
         ([str(exported), str(tmp_path / "bad.csv")], f"{tmp_path / 'bad.csv'}: expected 784 or 785 columns"),
-        ([str(tmp_path / "broken.keras"), str(tmp_path / "junk.png")], f"{tmp_path / 'broken.keras'}: cannot load"),
+        ([str(tmp_path / "broken.keras"), str(tmp_path / "junk.png")],
+         f"{tmp_path / 'broken.keras'}: cannot be read as a Keras model file"),
         ([str(tmp_path / "absent"), str(tmp_path / "junk.png")], "no model here"),
         ([str(exported), str(tmp_path / "missing.png")], "missing.png: no such input file"),
     ]
