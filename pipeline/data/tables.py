@@ -77,7 +77,8 @@ def read_table(path: Path) -> pd.DataFrame:
 
 def category_text(value) -> str:
     """A categorical value as text: integer-valued numbers without a fraction (a column of codes read as
-    floats because of a gap, 1.0, is the same category as 1), the rest as str() writes them."""
+    floats because of a gap, 1.0, is the same category as 1), the rest as str() writes them. The served
+    model's table_pyfunc.category_text is its copy: that file runs where pipeline may not be installed."""
     if isinstance(value, (float, np.floating)) and float(value).is_integer():
         return str(int(value))
     return str(value)
