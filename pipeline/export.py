@@ -176,11 +176,15 @@ def _foreign_contents(out: Path) -> str | None:
 
 
 def _marked(metadata: Path) -> bool:
+    """metadata.json says this tool wrote it: the mark, or (exports from before the mark) its own run ids."""
     try:
         info = json.loads(metadata.read_text())
     except (OSError, UnicodeDecodeError, ValueError):
         return False
-    return isinstance(info, dict) and info.get(EXPORTED_BY[0]) == EXPORTED_BY[1]
+    if not isinstance(info, dict):
+        return False
+    unmarked = isinstance(info.get("mlflow"), dict) and {"trial_run_id", "export_run_id"} <= info["mlflow"].keys()
+    return info.get(EXPORTED_BY[0]) == EXPORTED_BY[1] or (unmarked and {"study", "trial_number"} <= info.keys())
 
 
 def _listed(names: list[str], shown: int = 3) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -242,6 +243,17 @@ def test_force_replaces_only_a_folder_this_tool_exported(exported, swept, tmp_pa
         assert sorted((p.name, p.read_text()) for p in out.iterdir()) == before, "nothing touched"
     assert (tmp_path / "victim" / "important.txt").read_text() == "x"
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in cases), "nothing staged beside"
+
+
+def test_force_replaces_an_export_written_before_exports_were_marked(exported, swept, tmp_path):
+    """An export from an earlier version has no exported_by mark, but its metadata's own run ids say what it is."""
+    old = tmp_path / "old"
+    shutil.copytree(exported, old)
+    info = json.loads((old / "metadata.json").read_text())
+    del info["exported_by"]
+    (old / "metadata.json").write_text(json.dumps(info))
+    assert cli.main(["export", str(swept), "--out", str(old), "--force", "--name", "smoke-unmarked"]) == 0
+    assert json.loads((old / "metadata.json").read_text())["exported_by"] == "keras-sweep-pipeline"
 
 
 QUIET_NOISE = ("cuda", "cuinit", "has no artifacts", "successfully registered", "created version", "traceback")
