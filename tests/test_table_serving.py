@@ -135,6 +135,9 @@ def test_an_array_model_is_served_quietly_and_answers_no_inputs_with_no_rows(tmp
     assert capfd.readouterr().out == "", "no progress bar on a served prediction"
     np.testing.assert_allclose(probabilities, model.predict(features, verbose=0), rtol=1e-6)
     assert served.predict(features[:0]).shape == (0, 3)
+    for bad in (np.nan, np.inf):
+        with pytest.raises(MlflowException, match="1 input value.s. are NaN, infinite or beyond float32's range"):
+            served.predict(np.where(np.arange(6) == 2, np.float32(bad), features[:1]))
     assert models.load_model(uri).count_params() == model.count_params(), "sweep predict's loader takes it too"
 
 

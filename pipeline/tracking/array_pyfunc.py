@@ -12,6 +12,8 @@ from __future__ import annotations
 import mlflow.models
 import mlflow.pyfunc
 import numpy as np
+from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 
 KERAS_ARTIFACT = "keras_model"
 
@@ -29,6 +31,11 @@ class ArrayClassifier(mlflow.pyfunc.PythonModel):
         inputs = np.asarray(model_input)
         if not len(inputs):  # Keras' predict fails on no inputs
             return np.zeros((0, len(self.class_names)), np.float32)
+        if inputs.dtype.kind == "f":  # NaN probabilities would be answered as a bare NaN, which is not JSON
+            unusable = int(np.count_nonzero(~np.isfinite(inputs)))
+            if unusable:
+                raise MlflowException(f"{unusable} input value(s) are NaN, infinite or beyond float32's range; the "
+                                      "model takes finite numbers", INVALID_PARAMETER_VALUE)
         return self.model.predict(inputs, verbose=0)
 
 
