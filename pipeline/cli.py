@@ -212,7 +212,8 @@ def _report(args: argparse.Namespace) -> int:
     from pipeline.study import load_existing_study
 
     study = load_existing_study(config.study.storage, config.study.name)
-    width = None if args.out else shutil.get_terminal_size().columns  # a file gets every column
+    # A terminal's width (or COLUMNS); a file, a pipe or --out get every column.
+    width = None if args.out else shutil.get_terminal_size((0, 0)).columns or None
     text = format_trials(study, config, args.format, width)
     if args.format != "csv":  # CSV stays one table for spreadsheets; the others add confirmation and verdict
         text = f"{text.rstrip()}\n\n{study_conclusions(study, config)}\n"

@@ -174,6 +174,10 @@ def test_report_leads_with_the_results_and_fits_the_terminal(module_sweep, capsy
     assert cli.main(["report", str(module_sweep)]) == 0
     wide = capsys.readouterr().out
     assert "not shown" not in wide and "run_id" in wide.split("\n\n")[0]
+    monkeypatch.delenv("COLUMNS")
+    piped = subprocess.run([sys.executable, "-m", "pipeline.cli", "report", str(module_sweep)], capture_output=True,
+                           text=True, timeout=300)
+    assert piped.returncode == 0 and "not shown" not in piped.stdout, "a pipe or a file gets every column"
 
 
 def test_report_csv_keeps_every_column_results_first(module_sweep, capsys):
