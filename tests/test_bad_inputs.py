@@ -459,6 +459,9 @@ CASES = {
     "a password in an unreachable PostgreSQL URL": Case(
         lambda t, d: ["run", str(tiny(t, d)), "--storage", "postgresql://user:SECRET@127.0.0.1:9/x"], 1,
         "cannot open the study storage postgresql://127.0.0.1:9/x: "),  # the user and password are left out
+    "report with a password in an unreachable PostgreSQL URL": Case(
+        lambda t, d: ["report", "--study", "s", "--storage", "postgresql://user:SECRET@127.0.0.1:9/x?password=SECRET"],
+        1, "sweep: error: cannot open the study storage postgresql://127.0.0.1:9/x: "),
     "a password in an unknown storage scheme": Case(
         lambda t, d: ["run", str(tiny(t, d)), "--storage", "foo://user:SECRET@host/db?password=SECRET"], 2,
         "sweep: error: foo://host/db: not a study storage"),
