@@ -6,6 +6,7 @@ train (`sweep run`'s supervisor, `report`, `ui`) never import this module.
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 import types
@@ -17,8 +18,9 @@ import numpy as np
 import pandas as pd
 from mlflow.models import ModelSignature, infer_signature
 from mlflow.types.schema import AnyType, ColSpec, DataType, Schema
+from mlflow.utils.mlflow_tags import MLFLOW_MODEL_VERSIONS
 
-from pipeline import keys
+from pipeline import keys, stores
 from pipeline.errors import TrackingError
 from pipeline.tracking import array_pyfunc, table_pyfunc
 from pipeline.tracking.store import existing_store
@@ -99,6 +101,9 @@ def register_champion(model_uri: str, name: str, description: str) -> int:
             raise
     version = client.create_model_version(name, f"models:/{model.model_id}", run_id=model.source_run_id,
                                           description=description, model_id=model.model_id)
+    # The link back from the LoggedModel that mlflow.register_model records: the UI lists its versions from it.
+    links = json.loads(model.tags.get(MLFLOW_MODEL_VERSIONS, "[]")) + [{"name": name, "version": version.version}]
+    client.set_logged_model_tags(model.model_id, {MLFLOW_MODEL_VERSIONS: json.dumps(links)})
     client.set_registered_model_alias(name, keys.CHAMPION, str(version.version))
     return int(version.version)
 
@@ -122,7 +127,7 @@ def class_names(uri: str) -> tuple[str, ...] | None:
     try:
         names = (mlflow.models.get_model_info(uri).metadata or {}).get(keys.CLASS_NAMES)
     except Exception as exc:  # MLflow raises many types for a missing model
-        raise TrackingError(f"cannot read {uri} from {mlflow.get_tracking_uri()}: {exc}") from None
+        raise TrackingError(f"cannot read {uri} from {stores.printable(mlflow.get_tracking_uri())}: {exc}") from None
     return tuple(names) if names else None
 
 
@@ -143,7 +148,7 @@ def load_model(uri: str, tracking_uri: str | None = None) -> keras.Model:
             local = mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=folder)
             return _load_local(local)
     except Exception as exc:  # MLflow and Keras raise many types for a missing or damaged model
-        raise TrackingError(f"cannot load {uri} from {mlflow.get_tracking_uri()}: "
+        raise TrackingError(f"cannot load {uri} from {stores.printable(mlflow.get_tracking_uri())}: "
                             f"{type(exc).__name__}: {exc}") from None
 
 
