@@ -118,7 +118,10 @@ def test_registry_alias_points_at_the_export(exported, swept):
     # The trial's own logged model is what was registered: no rebuild, no second copy.
     assert version.run_id == info["mlflow"]["trial_run_id"]
     assert version.source.startswith("models:/m-"), "registered from the LoggedModel, not the run's artifacts"
-    assert client.get_logged_model(version.source.removeprefix("models:/")).source_run_id == version.run_id
+    logged = client.get_logged_model(version.source.removeprefix("models:/"))
+    assert logged.source_run_id == version.run_id
+    links = json.loads(logged.tags["mlflow.modelVersions"])
+    assert {"name": "smoke-classifier", "version": version.version} in links, "the UI's link from the model"
     assert f"{info['test_accuracy']:.4f}" in version.description
     export_run = client.get_run(info["mlflow"]["export_run_id"])
     assert export_run.data.tags["sweep.source_run_id"] == info["mlflow"]["trial_run_id"]
