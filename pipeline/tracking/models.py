@@ -7,7 +7,6 @@ train (`sweep run`'s supervisor, `report`, `ui`) never import this module.
 from __future__ import annotations
 
 import json
-import json
 import os
 import tempfile
 import types
@@ -19,7 +18,6 @@ import numpy as np
 import pandas as pd
 from mlflow.models import ModelSignature, infer_signature
 from mlflow.types.schema import AnyType, ColSpec, DataType, Schema
-from mlflow.utils.mlflow_tags import MLFLOW_MODEL_VERSIONS
 from mlflow.utils.mlflow_tags import MLFLOW_MODEL_VERSIONS
 
 from pipeline import keys, stores
