@@ -24,7 +24,7 @@ from optuna.trial import TrialState
 from pipeline import keys, objectives, tracking
 from pipeline.config import SweepConfig
 from pipeline.errors import BadInputError
-from pipeline.study import best_complete_trial, optuna_storage, storage_errors
+from pipeline.study import best_complete_trial, describe_complete, optuna_storage, storage_errors
 
 SUFFIX = ":confirm"
 SEED_STRIDE = 100_003  # repeat r of trial n trains with seed study.seed + n + r * SEED_STRIDE (r = 0: the trial)
@@ -85,9 +85,8 @@ def top_trials(study: optuna.Study, top_k: int) -> list[optuna.trial.FrozenTrial
     """The K best COMPLETE trials by the study's objective; refused when the study has fewer."""
     complete = objectives.candidates(study)
     if top_k > len(complete):
-        raise BadInputError(f"study '{study.study_name}' has {len(complete)} COMPLETE trial(s); cannot confirm the "
-                            f"top {top_k} (trials that break the study's constraints do not count): lower --top-k "
-                            "(study.confirm.top_k) or run more trials first")
+        raise BadInputError(f"study '{study.study_name}' has {describe_complete(study)}; cannot confirm the top "
+                            f"{top_k}: lower --top-k (study.confirm.top_k) or run more trials first")
     return complete[:top_k]
 
 

@@ -203,7 +203,8 @@ def _refit(params: Hyperparameters, data: Splits, epochs: int, run):
     combined = data.with_validation_in_train()
     params = params.replace(epochs=epochs)
     start_fresh(0)
-    model = build_model(params, combined.inputs, len(combined.class_names), fit_stats(combined.x_train))
+    stats = fit_stats(combined.x_train, combined.fills_gaps)
+    model = build_model(params, combined.inputs, len(combined.class_names), stats)
     train_and_evaluate(model, combined, params, hooks=[run.log_epoch])
     return model
 

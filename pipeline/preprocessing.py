@@ -30,7 +30,7 @@ MISSING_TEXT = ""  # a table's missing category, as its structured array holds i
 @dataclass(frozen=True)
 class FeatureStats:
     """Per-feature mean, variance, minimum and maximum of the flattened training inputs (a table's numeric
-    columns), a table's categories per text column, and, when its training split has gaps (data.missing:
+    columns), a table's categories per text column, and, for a table whose study imputes (data.missing:
     impute), each column's fill: the mean or the most frequent category (validation and test never leak in)."""
 
     mean: np.ndarray
@@ -41,11 +41,13 @@ class FeatureStats:
     fills: Mapping[str, float | str] = field(default_factory=dict)
 
 
-def fit_stats(x_train: np.ndarray) -> FeatureStats:
-    """The statistics the preprocessing layers need, from the training split."""
+def fit_stats(x_train: np.ndarray, impute: bool = False) -> FeatureStats:
+    """The statistics the preprocessing layers need, from the training split. `impute` (a table whose
+    study imputes) gives the model its fills even when the training split has no gaps: the rows it is
+    validated, tested and served on may have them."""
     if x_train.dtype.names is None:
         return _numeric_stats(x_train)
-    fills = gap_fills(x_train) if has_gaps(x_train) else {}
+    fills = gap_fills(x_train) if impute or has_gaps(x_train) else {}
     x_train = fill_gaps(x_train, fills)  # the statistics of the rows the model's layers see once filled
     names = x_train.dtype.names
     numbers = [n for n in names if x_train.dtype[n].kind != "U"]

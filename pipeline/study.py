@@ -284,11 +284,19 @@ def best_complete_trial(study: optuna.Study) -> optuna.trial.FrozenTrial:
     of several objectives)."""
     found = objectives.candidates(study)
     if not found:
-        complete = sum(t.state == TrialState.COMPLETE for t in study.get_trials(deepcopy=False))
-        what = (f"its {complete} COMPLETE trial(s) all break the study's constraints" if complete else
-                f"no COMPLETE trial yet ({len(study.trials)} trials in other states)")
-        raise StudyError(f"study '{study.study_name}' has {what}; run the sweep (further) first")
+        raise StudyError(f"study '{study.study_name}' has {describe_complete(study)}; run the sweep (further) first")
     return found[0]
+
+
+def describe_complete(study: optuna.Study) -> str:
+    """How many COMPLETE trials a study has and, under constraints, how many of them meet them: the same words
+    wherever a command needs more of them (export, confirm)."""
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    if any(t.constraints for t in complete):
+        feasible = sum(objectives.feasible(t) for t in complete)
+        return f"{len(complete)} COMPLETE trial(s), {feasible} of them within the study's constraints"
+    others = f" ({len(study.trials)} trial(s) in other states)" if not complete and study.trials else ""
+    return f"{len(complete)} COMPLETE trial(s){others}"
 
 
 def has_best(study: optuna.Study) -> bool:

@@ -293,7 +293,7 @@ def test_study_without_complete_trial_is_refused(swept, tmp_path, capsys):
                        tracking__tracking_uri=config.tracking.tracking_uri)
     optuna.create_study(study_name="empty-study", storage=optuna_storage(config.study.storage))
     assert cli.main(["export", str(path), "--out", str(tmp_path / "x")]) == 1
-    assert "study 'empty-study' has no COMPLETE trial" in capsys.readouterr().err
+    assert "study 'empty-study' has 0 COMPLETE trial(s); run the sweep (further) first" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny.yaml"], "nothing half-written"
 
 
@@ -377,6 +377,23 @@ def test_export_uses_the_data_the_study_ran_on_and_refuses_other_data(tmp_path, 
     assert "pass --data-dir with the study's data" in err and not (tmp_path / "y").exists()
     assert cli.main(["run", str(path), "--no-progress", "--n-trials", "2", "--data-dir", str(data_dir)]) == 2
     assert "give this data its own study.name" in capsys.readouterr().err
+
+
+def test_export_and_confirm_count_the_complete_trials_in_the_same_words(tmp_path, data_dir, capsys):
+    """A constrained study whose three COMPLETE trials all break its limit: export said it had 3 COMPLETE
+    trials, confirm that it had 0; both now give the count and how many meet the constraints."""
+    storage = f"sqlite:///{tmp_path}/optuna.db"
+    path = write_sweep(tmp_path, study__storage=storage, tracking__tracking_uri=f"sqlite:///{tmp_path}/mlflow.db",
+                       data__data_dir=str(data_dir), study__constraints={"max_params": 10})
+    study = optuna.create_study(study_name="fashion-mnist-smoke", storage=storage, direction="maximize")
+    for value in (0.5, 0.6, 0.7):
+        study.add_trial(optuna.trial.create_trial(value=value, constraints={"max_params": 3.0},
+                                                  user_attrs={"hyperparameters": {}, "mlflow_run_id": "x"}))
+    said = "study 'fashion-mnist-smoke' has 3 COMPLETE trial(s), 0 of them within the study's constraints; "
+    assert cli.main(["export", str(path), "--out", str(tmp_path / "e")]) == 1
+    assert said + "run the sweep (further) first" in capsys.readouterr().err
+    assert cli.main(["confirm", str(path), "--top-k", "2", "--no-progress"]) == 2
+    assert said + "cannot confirm the top 2" in capsys.readouterr().err
 
 
 def test_tensorflow_loads_quietly_and_still_takes_its_thread_cap():

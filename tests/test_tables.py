@@ -126,15 +126,21 @@ def test_the_model_fills_gaps_with_the_training_split_values(cancer, tmp_path):
                                   model.predict(model_inputs(filled), verbose=0))
 
 
-def test_gaps_only_outside_the_training_split_are_filled_there_and_the_model_takes_complete_rows(cancer, tmp_path):
+def test_gaps_only_outside_the_training_split_are_filled_by_the_model_too(cancer, tmp_path):
+    """A study that imputes gives its model the fills even when training had no gaps: the rows it is tested
+    and served on may have them, and they are filled as training would have filled them."""
     train, test = cancer.iloc[:450].copy(), cancer.iloc[450:].copy()
     test.loc[test.index[:4], "mean area"] = np.nan
     train.to_csv(tmp_path / "train.csv", index=False)
     test.to_csv(tmp_path / "test.csv", index=False)
     splits = load_splits(table_config(tmp_path / "train.csv", missing="impute", test_file="test.csv"), seed=0)
-    assert not has_gaps(splits.x_test) and fit_stats(splits.x_train).fills == {}
-    mean = np.float32(splits.x_train["mean area"].mean(dtype=np.float64))
-    assert (splits.x_test["mean area"][:4] == mean).all(), "the training split's mean"
+    assert splits.fills_gaps and has_gaps(splits.x_test) and not has_gaps(splits.x_train)
+    stats = fit_stats(splits.x_train, splits.fills_gaps)
+    assert stats.fills["mean area"] == pytest.approx(splits.x_train["mean area"].mean(dtype=np.float64), rel=1e-6)
+    model = build_model(Hyperparameters(units=8), splits.inputs, 2, stats)
+    np.testing.assert_array_equal(model.predict(model_inputs(splits.x_test), verbose=0),
+                                  model.predict(model_inputs(fill_gaps(splits.x_test, stats.fills)), verbose=0))
+    assert fit_stats(splits.x_train).fills == {}, "a study that refuses or drops gaps: no fills, gaps refused"
 
 
 def test_columns_named_like_the_model_s_layers_train_save_and_serve(tmp_path):

@@ -8,6 +8,7 @@ the classes, plots, export, predict) follows from it.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from pipeline.data.npz import load_npz
 from pipeline.data.records import (RawData, Splits, array_digest, describe_folder, located_folder,
                                    portable_folder)
 from pipeline.data.split import split_data
-from pipeline.data.tables import impute, load_table
+from pipeline.data.tables import load_table
 
 SOURCES = (*KERAS_DATASETS, *FOLDER_SOURCES)  # FOLDER_SOURCES: the user's own files, named by data.data_dir
 
@@ -53,4 +54,4 @@ def load_splits(data: DataConfig, seed: int, workers: int = 1) -> Splits:
     features = math.prod(raw.x_train.shape[1:]) if raw.x_train.ndim > 1 else 1
     check_fits(raw.x_train.nbytes + raw.x_test.nbytes, workers, raw.source, features=features)
     splits = split_data(raw, data.validation_fraction, seed, data.subset, data.test_subset)
-    return impute(splits) if data.missing == "impute" else splits
+    return dataclasses.replace(splits, fills_gaps=True) if data.missing == "impute" else splits

@@ -72,6 +72,7 @@ class Splits:
     y_test: np.ndarray
     class_names: tuple[str, ...]
     source: str
+    fills_gaps: bool = False  # a table whose study imputes: its model fills gaps with the training split's values
 
     @property
     def inputs(self) -> InputSpec:

@@ -14,7 +14,6 @@ numbers beyond float32, are refused whatever `data.missing` says.
 
 from __future__ import annotations
 
-import dataclasses
 from collections import Counter
 from pathlib import Path
 
@@ -22,10 +21,10 @@ import numpy as np
 import pandas as pd
 
 from pipeline.config import DataConfig
-from pipeline.data.records import RawData, Splits, checked
+from pipeline.data.records import RawData, checked
 from pipeline.data.split import stratified_split
 from pipeline.errors import DataError
-from pipeline.preprocessing import MISSING_TEXT, fill_gaps, gap_fills, has_gaps
+from pipeline.preprocessing import MISSING_TEXT
 
 READERS = {".csv": pd.read_csv, ".parquet": pd.read_parquet, ".pq": pd.read_parquet}
 CONTINUOUS_CLASSES = 20  # more distinct numeric labels than this, some fractional, reads as a measurement
@@ -82,16 +81,6 @@ def category_text(value) -> str:
     if isinstance(value, (float, np.floating)) and float(value).is_integer():
         return str(int(value))
     return str(value)
-
-
-def impute(splits: Splits) -> Splits:
-    """The splits as the model fills them: with gaps in the training split, the model fills every split's
-    gaps itself (with the training split's values, see preprocessing.fit_stats); with none there, it takes
-    complete rows, so the validation and test gaps are filled here, from the training split alike."""
-    if has_gaps(splits.x_train):
-        return splits
-    fills = gap_fills(splits.x_train)
-    return dataclasses.replace(splits, x_val=fill_gaps(splits.x_val, fills), x_test=fill_gaps(splits.x_test, fills))
 
 
 def _test_path(path: Path, test_file: str | None) -> Path | None:
