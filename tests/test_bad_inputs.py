@@ -411,7 +411,7 @@ CASES = {
     "predict table rows with gaps its study refused": Case(lambda t, d: table_model(t, "a,kind\n1,p\n,q\n2,\n"), 2,
                                                            "column 'a' has 1 missing value(s); this model takes "
                                                            "complete rows (its study refused or dropped rows with "
-                                                           "gaps, or had none to fill); column 'kind' has 1 missing"),
+                                                           "gaps); column 'kind' has 1 missing"),
     "predict table rows with text for a number": Case(lambda t, d: table_model(t, "a,kind\nlots,p\n"), 2,
                                                       "column 'a' has 1 value(s) that are not numbers (e.g. 'lots')"),
     "predict table rows with a duplicate column": Case(lambda t, d: table_model(t, "a,kind,a\n1,p,2\n"), 2,

@@ -65,7 +65,7 @@ def table_feed(model, frame: pd.DataFrame) -> dict:
         gaps = column.map(_is_gap).astype(bool)
         if gaps.any() and not fills:
             problems.append(f"{name!r} has {int(gaps.sum())} missing value(s); this model takes complete rows "
-                            "(its study refused or dropped rows with gaps, or had none to fill)")
+                            "(its study refused or dropped rows with gaps)")
         if tensor.dtype == "string":
             text = column.map(lambda v: "" if _is_gap(v) else category_text(v)).to_numpy(str)
             feed[name] = tf.constant(text.reshape(-1, 1))
