@@ -208,9 +208,11 @@ def _export(args: argparse.Namespace) -> int:
 
 def _report(args: argparse.Namespace) -> int:
     config = _config(args)
-    from pipeline.report import format_trials, study_conclusions
+    from pipeline.report import check_report_out, format_trials, study_conclusions
     from pipeline.study import load_existing_study
 
+    if args.out:
+        check_report_out(args.out)
     study = load_existing_study(config.study.storage, config.study.name)
     # A terminal's width (or COLUMNS); a file, a pipe or --out get every column.
     width = None if args.out else shutil.get_terminal_size((0, 0)).columns or None

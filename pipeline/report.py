@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import textwrap
 from dataclasses import dataclass
+from pathlib import Path
 
 import optuna
 import pandas as pd
 
 from pipeline import keys, objectives, stores, tracking
 from pipeline.config import QUANTITIES
+from pipeline.errors import BadInputError
 from pipeline.study import has_best
 
 # What `sweep report` leads with: which trial, how it ended, and how well it did (the study's metric comes fourth).
 LEAD = ("best", "trial", "state", "val_accuracy", "test_accuracy", "test_loss")
+# Files a user would overwrite with a fresh report; any other existing file is someone's data.
+REPORT_SUFFIXES = (".md", ".markdown", ".csv", ".txt", ".tsv")
+SWEEP_SUFFIXES, STORE_SUFFIXES = (".yaml", ".yml"), (".journal", ".db", ".sqlite")
 
 
 @dataclass
@@ -223,3 +228,24 @@ def _markdown(table) -> str:
     rule = "| " + " | ".join("---" for _ in table.columns) + " |"
     body = ["| " + " | ".join(cell(v) for v in row) + " |" for row in table.itertuples(index=False)]
     return "\n".join([header, rule, *body]) + "\n"
+
+
+def check_report_out(out: Path) -> None:
+    """--out may replace an earlier report, never a sweep file, a store or anything else that exists: a report
+    written over `mlruns/optuna.journal` would destroy the study it reports on (bad input: name another --out)."""
+    if not (out.exists() or out.is_symlink()):
+        return
+    target = out.resolve()
+    suffixes = {out.suffix.lower(), target.suffix.lower()}
+    if suffixes & set(SWEEP_SUFFIXES):
+        what = "a sweep file"
+    elif suffixes & set(STORE_SUFFIXES) or stores.DEFAULT_FOLDER in (*out.parts, *target.parts):
+        what = "a store or inside one"
+    elif out.is_dir():
+        return  # writing reports it: cannot write the report (Is a directory)
+    elif not suffixes <= set(REPORT_SUFFIXES):
+        what = f"a file that is not a report ({', '.join(REPORT_SUFFIXES)} are replaced)"
+    else:
+        return
+    raise BadInputError(f"--out {out}: exists and is {what}; it is left as it is; name a new file or an earlier "
+                        "report, e.g. --out report.md")

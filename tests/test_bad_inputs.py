@@ -268,6 +268,16 @@ def export_into_working_folder(tmp: Path, data_dir: Path) -> list[str]:
     return ["export", str(path), "--out", "."]
 
 
+def report_over(tmp: Path, data_dir: Path, name: str) -> list[str]:
+    """`sweep report --out` onto an existing file of the project's: it once overwrote the study's own store."""
+    (tmp / "mlruns").mkdir()
+    for store in ("optuna.journal", "mlflow.db", "notes.md"):
+        (tmp / "mlruns" / store).write_text("")
+    (tmp / "notes.json").write_text("{}")
+    sweep = tiny(tmp, data_dir)
+    return ["report", str(sweep), "--format", "csv", "--out", str(sweep if name == "sweep" else tmp / name)]
+
+
 def examples_over_copies(tmp: Path, data_dir: Path) -> list[str]:
     (tmp / "sweeps").mkdir()
     (tmp / "sweeps" / "smoke.yaml").write_text("# my edits\n")
@@ -483,6 +493,16 @@ CASES = {
         lambda t, d: ["report", "--study", "s", "--storage", f"journal:///{dangling_link(t, 'optuna.journal')}"], 2,
         "optuna.journal is a symlink to /nonexistent/store"),
     # Issue 21, export, report and the command line.
+    "report --out onto the study's journal": Case(lambda t, d: report_over(t, d, "mlruns/optuna.journal"), 2,
+                                                  "optuna.journal: exists and is a store or inside one"),
+    "report --out onto the tracking database": Case(lambda t, d: report_over(t, d, "mlruns/mlflow.db"), 2,
+                                                    "mlflow.db: exists and is a store or inside one"),
+    "report --out onto a report-like file in mlruns": Case(lambda t, d: report_over(t, d, "mlruns/notes.md"), 2,
+                                                           "notes.md: exists and is a store or inside one"),
+    "report --out onto its own sweep file": Case(lambda t, d: report_over(t, d, "sweep"), 2,
+                                                 "tiny.yaml: exists and is a sweep file"),
+    "report --out onto a file that is not a report": Case(lambda t, d: report_over(t, d, "notes.json"), 2,
+                                                          "notes.json: exists and is a file that is not a report"),
     "export --force over a folder it did not write": Case(export_over_victim, 2,
                                                           "victim: holds other files (important.txt), so it is not "
                                                           "an earlier export to replace"),

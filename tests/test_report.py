@@ -53,6 +53,7 @@ def test_report_joins_trials_with_runs_best_first(module_sweep, config, capsys):
 
 def test_report_markdown_to_a_file(module_sweep, tmp_path):
     out = tmp_path / "report.md"
+    out.write_text("an earlier report\n")  # replaced: only sweep files, stores and non-reports are refused
     assert cli.main(["report", str(module_sweep), "--format", "markdown", "--out", str(out)]) == 0
     table, _, conclusions = out.read_text().partition("\n\n")
     lines = table.splitlines()
