@@ -91,6 +91,9 @@ def test_the_pyfunc_takes_the_table_as_pandas_reads_it(served, capfd):
         broken.loc[1, "x"] = bad
         with pytest.raises(MlflowException, match=message.replace("(", r"\(").replace(")", r"\)")):
             model.predict(broken)
+    for when in (pd.Timestamp("2020-01-01"), pd.Timedelta(days=3)):  # pandas would make nanosecond counts of them
+        with pytest.raises(MlflowException, match="'x' holds dates or times, not numbers"):
+            model.predict(rows.head(3).assign(x=when))
 
 
 def test_sweep_predict_takes_the_table_with_gaps_and_refuses_what_overflows(served, capsys):

@@ -9,6 +9,7 @@ say) and return the class probabilities, an array with one column per class name
 
 from __future__ import annotations
 
+import json
 import mlflow.models
 import mlflow.pyfunc
 import numpy as np
@@ -16,6 +17,8 @@ from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 
 KERAS_ARTIFACT = "keras_model"
+# A file, not model_config: MLflow logs a model_config as params of the run, beside the hyperparameters.
+CLASS_NAMES_ARTIFACT = "class_names"
 
 
 class ArrayClassifier(mlflow.pyfunc.PythonModel):
@@ -23,7 +26,8 @@ class ArrayClassifier(mlflow.pyfunc.PythonModel):
         import keras
 
         self.model = keras.saving.load_model(context.artifacts[KERAS_ARTIFACT], safe_mode=True, compile=False)
-        self.class_names = list(context.model_config["class_names"])
+        with open(context.artifacts[CLASS_NAMES_ARTIFACT], encoding="utf-8") as names:
+            self.class_names = list(json.load(names))
 
     def predict(self, context, model_input: np.ndarray, params=None) -> np.ndarray:
         """The class probabilities, one row per input (MLflow has made the input an array of the signature's

@@ -24,7 +24,7 @@ from pipeline import keys, stores
 from pipeline.errors import TrackingError
 from pipeline.tracking import array_pyfunc, table_pyfunc
 from pipeline.tracking.store import existing_store
-from pipeline.tracking.table_pyfunc import KERAS_ARTIFACT
+from pipeline.tracking.table_pyfunc import CLASS_NAMES_ARTIFACT, KERAS_ARTIFACT
 
 
 def log_model(model: keras.Model, example: np.ndarray, class_names: tuple[str, ...],
@@ -65,11 +65,13 @@ def _log_from_code(model: keras.Model, code: types.ModuleType, class_names: tupl
     code": its file is copied beside the model; no pickle). What mlflow.pyfunc.log_model does, through
     Model.log, which takes a run id."""
     with tempfile.TemporaryDirectory(prefix="sweep-model-") as folder:
-        path = os.path.join(folder, "model.keras")
+        path, names = os.path.join(folder, "model.keras"), os.path.join(folder, "class_names.json")
         model.save(path)
+        with open(names, "w", encoding="utf-8") as handle:
+            json.dump(list(class_names), handle)
         info = mlflow.models.Model.log(
             artifact_path=None, name=keys.MODEL, flavor=_PYFUNC_FLAVOR, run_id=run_id, python_model=code.__file__,
-            artifacts={KERAS_ARTIFACT: path}, model_config={"class_names": list(class_names)},
+            artifacts={KERAS_ARTIFACT: path, CLASS_NAMES_ARTIFACT: names},
             metadata={keys.CLASS_NAMES: list(class_names)},
             pip_requirements=[*_requirements(), f"pandas=={pd.__version__}"], **logged)
     return info.model_uri

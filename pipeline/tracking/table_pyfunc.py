@@ -11,6 +11,10 @@ column per class name. A row the model cannot take is refused with one line nami
 
 from __future__ import annotations
 
+import contextlib
+import datetime
+import json
+import warnings
 import mlflow.models
 import mlflow.pyfunc
 import numpy as np
@@ -19,6 +23,8 @@ from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 
 KERAS_ARTIFACT = "keras_model"
+# A file, not model_config: MLflow logs a model_config as params of the run, beside the hyperparameters.
+CLASS_NAMES_ARTIFACT = "class_names"
 FILLED_PREFIX = "filled_"  # the layers that fill a column's gaps inside the model (pipeline.model)
 
 
@@ -30,8 +36,10 @@ class TableClassifier(mlflow.pyfunc.PythonModel):
     def load_context(self, context) -> None:
         import keras
 
-        self.model = keras.saving.load_model(context.artifacts[KERAS_ARTIFACT], safe_mode=True, compile=False)
-        self.class_names = list(context.model_config["class_names"])
+        with _quiet_about_input_names():
+            self.model = keras.saving.load_model(context.artifacts[KERAS_ARTIFACT], safe_mode=True, compile=False)
+        with open(context.artifacts[CLASS_NAMES_ARTIFACT], encoding="utf-8") as names:
+            self.class_names = list(json.load(names))
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
         """Probabilities per row; a bad row is a client's error (HTTP 400 from `mlflow models serve`)."""
@@ -43,7 +51,8 @@ class TableClassifier(mlflow.pyfunc.PythonModel):
             feed = table_feed(self.model, frame)
         except RowsError as exc:
             raise MlflowException(str(exc), INVALID_PARAMETER_VALUE) from None
-        probabilities = self.model.predict(feed, verbose=0)
+        with _quiet_about_input_names():
+            probabilities = self.model.predict(feed, verbose=0)
         return pd.DataFrame(probabilities, columns=self.class_names, index=frame.index)
 
 
@@ -70,6 +79,9 @@ def table_feed(model, frame: pd.DataFrame) -> dict:
             text = column.map(lambda v: "" if _is_gap(v) else category_text(v)).to_numpy(str)
             feed[name] = tf.constant(text.reshape(-1, 1))
             continue
+        if _holds_times(column):
+            problems.append(f"{name!r} holds dates or times, not numbers; send the numbers the table had")
+            continue
         numbers = pd.to_numeric(column.where(~gaps), errors="coerce")
         unreadable = numbers.isna() & ~gaps
         with np.errstate(over="ignore"):  # beyond float32 becomes inf, refused below
@@ -92,6 +104,22 @@ def category_text(value) -> str:
     if isinstance(value, (float, np.floating)) and float(value).is_integer():
         return str(int(value))
     return str(value)
+
+
+def _holds_times(column: pd.Series) -> bool:
+    """Dates, times or spans, which pandas would turn into nanosecond counts: never what training read."""
+    kinds = (datetime.date, datetime.time, datetime.timedelta, np.datetime64, np.timedelta64)
+    return (pd.api.types.is_datetime64_any_dtype(column) or pd.api.types.is_timedelta64_dtype(column)
+            or isinstance(column.dtype, pd.PeriodDtype) or bool(column.map(lambda v: isinstance(v, kinds)).any()))
+
+
+@contextlib.contextmanager
+def _quiet_about_input_names():
+    """Keras warns, per column, that an input's key differs from its tensor's name; they differ on purpose
+    (a column named like a layer gets its own input name, pipeline.model), so a server's log stays clean."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="When providing `inputs` as a dict")
+        yield
 
 
 def _is_gap(value) -> bool:
