@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import os
 import random
 import socket
@@ -114,12 +115,14 @@ def _without(text: str, url: str, shown: str) -> str:
 
 
 def repair_journal(storage: str) -> str | None:
-    """Cut off a journal's last line when a crash left it half written, and say so; None when whole.
+    """Mend a journal whose last line a crash left without its newline, and say so; None when whole.
 
     Optuna appends whole lines and ignores an unfinished last one when it reads, but its next record would
-    be appended onto that partial line and break the file for good. The repair holds Optuna's own journal
-    lock, which every writer holds while it appends: under it, an unfinished line is no write in progress
-    but what a writer killed mid-write (or a full disk, a power loss) left behind.
+    be appended onto that partial line and break the file for good. A last line that is a whole record
+    (only the newline was lost) gets its newline back, so the trial it ended stays ended; anything less is
+    cut off. The repair holds Optuna's own journal lock, which every writer holds while it appends: under
+    it, an unfinished line is no write in progress but what a writer killed mid-write (or a full disk, a
+    power loss) left behind.
     """
     url = stores.resolve_uri(storage, create=False)
     path = stores.journal_path(url) if stores.is_journal(url) else None
@@ -134,13 +137,29 @@ def repair_journal(storage: str) -> str | None:
                 whole = _whole_lines_size(journal, size)
                 if whole == size:
                     return None
-                journal.truncate(whole)
+                journal.seek(whole)
+                complete = _is_record(journal.read(size - whole))
+                if complete:
+                    journal.write(b"\n")
+                else:
+                    journal.truncate(whole)
                 journal.flush()
                 os.fsync(journal.fileno())
         finally:
             lock.release()
+    if complete:
+        return f"{path}: its last record had lost its newline in a crash; restored it (nothing was lost)"
     return (f"{path}: its last line was cut off by a crash ({size - whole} bytes, the unfinished record of its "
             "last write); removed it. Had that write ended a trial, the trial now counts as died and is run again")
+
+
+def _is_record(line: bytes) -> bool:
+    """Whether a line is one whole journal record (a JSON object with Optuna's op_code)."""
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return False
+    return isinstance(record, dict) and "op_code" in record
 
 
 def _whole_lines_size(journal, size: int, block: int = 65536) -> int:

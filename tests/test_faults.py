@@ -192,6 +192,22 @@ def test_a_journal_cut_off_mid_line_is_repaired_and_the_study_runs_to_its_total(
     assert capsys.readouterr().err == ""
 
 
+def test_a_journal_whose_last_record_lost_only_its_newline_keeps_that_record(tmp_path):
+    """A crash between a record and its newline: the record is whole, so the trial it ended stays ended."""
+    from pipeline.study import repair_journal
+
+    journal = tmp_path / "optuna.journal"
+    study = optuna.create_study(study_name="s", storage=optuna_storage(f"journal:///{journal}"))
+    study.add_trial(optuna.trial.create_trial(value=0.9, params={}, distributions={}))
+    with open(journal, "rb+") as handle:
+        handle.truncate(journal.stat().st_size - 1)
+    message = repair_journal(f"journal:///{journal}")
+    assert message == f"{journal}: its last record had lost its newline in a crash; restored it (nothing was lost)"
+    assert journal.read_bytes().endswith(b"}\n") and repair_journal(f"journal:///{journal}") is None
+    reread = optuna.load_study(study_name="s", storage=optuna_storage(f"journal:///{journal}"))
+    assert [t.state for t in reread.trials] == [TrialState.COMPLETE] and reread.best_value == 0.9
+
+
 class _SwallowsCtrlC:
     """Ctrl-C landing in a finalizer: Python prints "Exception ignored in ..." and drops the KeyboardInterrupt."""
 
