@@ -278,6 +278,13 @@ def report_over(tmp: Path, data_dir: Path, name: str) -> list[str]:
     return ["report", str(sweep), "--format", "csv", "--out", str(sweep if name == "sweep" else tmp / name)]
 
 
+def export_onto_link(tmp: Path, data_dir: Path, target: str) -> list[str]:
+    """`sweep export --out LINK --force`: it once failed only after the export, replacing the link with a folder."""
+    (tmp / "earlier").mkdir()
+    os.symlink(target, tmp / "link")
+    return ["export", str(tiny(tmp, data_dir)), "--out", str(tmp / "link"), "--force"]
+
+
 def examples_over_copies(tmp: Path, data_dir: Path) -> list[str]:
     (tmp / "sweeps").mkdir()
     (tmp / "sweeps" / "smoke.yaml").write_text("# my edits\n")
@@ -401,6 +408,9 @@ CASES = {
     "a test file that is the training table": Case(lambda t, d: table(t, "a,cultivar\n1,p\n2,q\n",
                                                                       data__test_file="rows.csv"), 2,
                                                    "data.test_file is the training table"),
+    "a test file that is a copy of the training table": Case(lambda t, d: table_and_test_file(
+        t, "a,cultivar\n1,p\n2,q\n", "a,cultivar\n1,p\n2,q\n"), 2,
+        "rows.csv byte for byte (a copy); the test rows must be rows training never saw"),
     "text in a numeric column of the test file": Case(lambda t, d: table_and_test_file(
         t, "a,b,cultivar\n1,2,p\n3,4,q\n", "a,b,cultivar\n1,x,p\n"), 2,
         "test.csv: column 'b' is not numeric (e.g. 'x'); list it in data.categorical"),
@@ -493,6 +503,19 @@ CASES = {
         lambda t, d: ["report", "--study", "s", "--storage", f"journal:///{dangling_link(t, 'optuna.journal')}"], 2,
         "optuna.journal is a symlink to /nonexistent/store"),
     # Issue 21, export, report and the command line.
+    "export --force onto a symlink to an earlier export": Case(lambda t, d: export_onto_link(t, d, "earlier"), 2,
+                                                               "link: is a symlink to earlier; an export replaces "
+                                                               "--out whole, so give the real folder, --out /"),
+    "export onto a dangling symlink": Case(lambda t, d: export_onto_link(t, d, "/nonexistent/export"), 2,
+                                           "link: is a symlink to /nonexistent/export, which does not exist"),
+    "export onto a symlink loop": Case(lambda t, d: export_onto_link(t, d, "link"), 2,
+                                       "link: is a symlink to link, which does not exist or loops back on itself; "
+                                       "give a real folder as --out"),
+    "export into a folder under a symlink loop": Case(lambda t, d: export_onto_link(t, d, "link")[:3] + [
+        str(t / "link" / "x")], 2, "link: is a symlink to link, which does not exist or loops back on itself"),
+    "export into a file as if it were a folder": Case(lambda t, d: ["export", str(tiny(t, d)), "--out",
+                                                                    str(t / "tiny.yaml" / "x")], 2,
+                                                      "tiny.yaml: is a file, not a folder"),
     "report --out onto the study's journal": Case(lambda t, d: report_over(t, d, "mlruns/optuna.journal"), 2,
                                                   "optuna.journal: exists and is a store or inside one"),
     "report --out onto the tracking database": Case(lambda t, d: report_over(t, d, "mlruns/mlflow.db"), 2,

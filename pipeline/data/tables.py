@@ -14,6 +14,7 @@ numbers beyond float32, are refused whatever `data.missing` says.
 
 from __future__ import annotations
 
+import filecmp
 from collections import Counter
 from pathlib import Path
 
@@ -90,8 +91,9 @@ def _test_path(path: Path, test_file: str | None) -> Path | None:
         return None
     test = Path(test_file).expanduser()
     test = test if test.is_absolute() else path.parent / test
-    if test.is_file() and path.is_file() and test.samefile(path):
-        raise DataError(f"{test}: data.test_file is the training table {path} itself; the test rows must be "
+    if test.is_file() and path.is_file() and (test.samefile(path) or filecmp.cmp(test, path, shallow=False)):
+        what = "itself" if test.samefile(path) else "byte for byte (a copy)"
+        raise DataError(f"{test}: data.test_file is the training table {path} {what}; the test rows must be "
                         "rows training never saw: name another file, or set data.test_file to null to keep "
                         "data.test_fraction of the table apart")
     return test
