@@ -142,6 +142,13 @@ def evaluate(model, inputs: np.ndarray, labels: np.ndarray) -> float:
 def _check_destination(out: Path, force: bool) -> None:
     """--out is replaced whole, so it must be a new or empty folder, or (with --force) an earlier export: any
     other folder is refused, --force or not, naming what it holds (bad input: the user names another --out)."""
+    if out.is_symlink():  # replacing it would put a folder where the link was, and leave its target as it was
+        if not out.exists():
+            raise BadInputError(f"{out}: is a symlink to {os.readlink(out)}, which does not exist or loops back on "
+                                "itself; give a real folder as --out")
+        raise BadInputError(f"{out}: is a symlink to {os.readlink(out)}; an export replaces --out whole, so give "
+                            f"the real folder, --out {os.path.realpath(out)}")
+    _check_parents(out)
     if out.exists() and not out.is_dir():
         raise BadInputError(f"{out}: exists and is not a folder; choose another --out")
     if out.is_dir() and any(out.iterdir()):
@@ -156,6 +163,20 @@ def _check_destination(out: Path, force: bool) -> None:
     if out.resolve() in (working, *working.parents):
         raise BadInputError(f"{out}: is the working folder or holds it; an export goes in a folder of its own, "
                             "e.g. --out export")
+
+
+def _check_parents(out: Path) -> None:
+    """Missing folders above --out are made, so the nearest one that exists must be a folder, and none of them a
+    symlink to nothing (or to itself): found now, not after the model is trained or loaded."""
+    for parent in out.parents:
+        if parent.is_symlink() and not parent.exists():
+            raise BadInputError(f"{parent}: is a symlink to {os.readlink(parent)}, which does not exist or loops back "
+                                "on itself; give an --out in a real folder")
+        if parent.exists():
+            if not parent.is_dir():
+                raise BadInputError(f"{parent}: is a file, not a folder; give an --out in a folder, e.g. --out "
+                                    "export")
+            return
 
 
 def _foreign_contents(out: Path) -> str | None:
@@ -256,7 +277,18 @@ def _versions() -> dict:
 
 def _write_in_place(out: Path, model, info: dict) -> None:
     """All files in a hidden staging folder beside `out`, then renamed into place. An earlier export is
-    renamed aside first and deleted after: `out` is missing only between two renames, never half-written."""
+    renamed aside first and deleted after: `out` is missing only between two renames, never half-written.
+
+    A file system's refusal (a full disk, no permission) is the export's, not the tracking store's: it names `out`.
+    """
+    try:
+        _stage_and_rename(out, model, info)
+    except OSError as exc:
+        raise ExportError(f"{out}: cannot write the export ({exc}); free the space or fix the folder's "
+                          "permissions, or choose another --out") from exc
+
+
+def _stage_and_rename(out: Path, model, info: dict) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.{STAGING}-{os.getpid()}-", dir=out.parent))
     try:

@@ -455,6 +455,9 @@ CASES = {
     "npz of Python objects": Case(lambda t, d: npz_sweep(t, x_train=np.array([{"a": 1}] * 40, dtype=object)), 2,
                                   "x_train holds Python objects (pickled)"),
     "npz without y_test": Case(lambda t, d: npz_sweep(t, y_test=None), 2, "missing y_test"),
+    "npz with one-hot labels": Case(lambda t, d: npz_sweep(t, y_train=np.eye(4)[np.arange(40) % 4]), 2,
+                                    "y_train has shape (40, 4); expected one integer class per input, shape (40,) "
+                                    "(one-hot labels: save y_train.argmax(axis=1))"),
     "npz labels beyond the class names": Case(lambda t, d: npz_sweep(t, class_names=np.array(["a", "b"])), 2,
                                               "train labels must be integers 0..1 (one per class name)"),
     "image folder too large for memory": Case(lambda t, d: ["run", str(tiny(

@@ -279,6 +279,17 @@ def test_export_and_predict_say_only_their_own_lines(swept, test_split, tmp_path
     assert export.stdout.startswith("Exported trial #") and "registered as smoke-quiet version 1" in export.stdout
 
 
+def test_a_file_system_refusal_names_the_export_not_the_tracking_store(swept, tmp_path, capsys):
+    """A name the file system takes but whose hidden staging folder beside it is too long: the move fails, and
+    the error is the export's (it once read "cannot log to sqlite...")."""
+    out = tmp_path / ("e" * 240)
+    assert cli.main(["export", str(swept), "--out", str(out), "--name", "smoke-long-name"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"sweep: error: {out}: cannot write the export (") and err.count("\n") == 1, err
+    assert "File name too long" in err and "cannot log to" not in err, err
+    assert list(tmp_path.iterdir()) == [], "nothing half-written"
+
+
 def test_unknown_study_lists_the_ones_that_exist(swept, tmp_path, capsys):
     config, _ = best_trial(swept)
     assert cli.main(["export", "--study", "nope", "--storage", config.study.storage,
