@@ -38,7 +38,7 @@ def load_npz(path: Path) -> RawData:
                features=math.prod(inputs[0][0][1:]))
     arrays = read_arrays(path, wanted)
     names = arrays.pop("class_names", None)
-    arrays["y_train"], arrays["y_test"] = arrays["y_train"].reshape(-1), arrays["y_test"].reshape(-1)
+    arrays["y_train"], arrays["y_test"] = _label_vector(path, arrays, "y_train"), _label_vector(path, arrays, "y_test")
     numbered = numbered_classes(arrays["y_train"], arrays["y_test"])
     class_names = numbered if names is None else _checked_names(path, names, len(numbered))
     return checked(RawData(**arrays, source=str(path.resolve()), class_names=class_names))
@@ -92,6 +92,17 @@ def _checked_header(path: Path, archive: zipfile.ZipFile, name: str) -> tuple[tu
         raise DataError(f"{path}: {name}'s header claims shape {shape} of {dtype} ({claimed / 2**30:.3g} GiB) but "
                         f"the file holds {info.file_size - offset} bytes for it; the file is damaged, write it again")
     return shape, dtype
+
+
+def _label_vector(path: Path, arrays: dict, key: str) -> np.ndarray:
+    """One label per input: N, or N x 1 as a column; a one-hot or multi-label N x K is refused by its shape."""
+    labels = arrays[key]
+    if labels.ndim == 2 and labels.shape[1] == 1:
+        return labels.reshape(-1)
+    if labels.ndim != 1:
+        raise DataError(f"{path}: {key} has shape {labels.shape}; expected one integer class per input, shape "
+                        f"({len(labels)},) (one-hot labels: save {key}.argmax(axis=1))")
+    return labels
 
 
 def _checked_names(path: Path, names: np.ndarray, classes: int) -> tuple[str, ...]:
