@@ -100,6 +100,8 @@ def load_model(spec: str, tracking_uri: str | None = None) -> Classifier:
 
 def read_inputs(path: Path, classifier: Classifier):
     """The inputs one file holds, shaped and typed as the model takes them."""
+    if path.is_dir():
+        raise PredictError(f"{path}: is a folder; give the files in it (e.g. {path}/*.png)")
     if not path.is_file():
         raise PredictError(f"{path}: no such input file")
     if classifier.is_table:

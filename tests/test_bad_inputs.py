@@ -397,6 +397,7 @@ CASES = {
     "predict an image that is not one": Case(junk_png, 2, "cannot decode the image"),
     "predict with a model that is not there": Case(lambda t, d: ["predict", str(t / "absent"), str(t)], 2,
                                                    "no model here"),
+    "predict a folder of inputs": Case(lambda t, d: ["predict", str(d), str(t)], 2, "is a folder; give the files in it"),
     # Issue 21, tables: served as they were read, refused by column.
     "infinite numbers in a table": Case(lambda t, d: table(t, "a,b,cultivar\n1,inf,p\n2,3,q\n3,-inf,p\n4,5,q\n"), 2,
                                         "rows.csv: infinite numbers, or numbers beyond float32 (about 3.4e38), in "
