@@ -9,6 +9,7 @@ from there whatever the working folder.
 from __future__ import annotations
 
 import dataclasses
+import os
 import shutil
 from pathlib import Path
 
@@ -31,9 +32,10 @@ def names() -> list[str]:
 
 
 def is_bare_name(spec: str) -> bool:
-    """`smoke`, not `smoke.yaml`, `./smoke` or a file that is there: the user means a shipped example."""
+    """`smoke`, not `smoke.yaml`, `./smoke` or a file that is there: the user means a shipped example (a
+    folder of that name, say the project's own `table/`, cannot be a sweep file)."""
     path = Path(spec)
-    return not path.suffix and len(path.parts) == 1 and "/" not in spec and not path.exists()
+    return not path.suffix and len(path.parts) == 1 and "/" not in spec and not path.is_file()
 
 
 def locate(spec: str) -> Path:
@@ -76,8 +78,7 @@ def copy_to(out: Path) -> list[Path]:
     overwritten (the user's edits of an earlier copy)."""
     source = folder()
     files = sorted(p.relative_to(source) for p in source.rglob("*") if p.is_file() and _shipped(p, source))
-    if out.exists() and not out.is_dir():
-        raise BadInputError(f"{out}: is a file; give --out a folder")
+    _refuse_unusable(out)
     clashes = [str(out / f) for f in files if (out / f).exists()]
     if clashes:
         raise BadInputError(f"{clashes[0]}: already exists ({len(clashes)} of the {len(files)} files do); "
@@ -86,6 +87,17 @@ def copy_to(out: Path) -> list[Path]:
         (out / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(source / name, out / name)
     return [out / f for f in files]
+
+
+def _refuse_unusable(out: Path) -> None:
+    """Before anything is copied: --out, and the folders made above it, must be folders or missing, and no
+    symlink on the way may point at nothing or at itself (`ln -s mlruns mlruns`)."""
+    for path in (out, *out.parents):
+        if path.is_symlink() and not path.exists():
+            raise BadInputError(f"{path}: is a symlink to {os.readlink(path)}, which does not exist or loops back "
+                                "on itself; remove the link or give --out a real folder")
+        if path.exists() and not path.is_dir():
+            raise BadInputError(f"{path}: is a file; give --out a folder")
 
 
 def _shipped(path: Path, source: Path) -> bool:

@@ -22,7 +22,7 @@ def is_sqlite(uri: str) -> bool:
 
 
 def sqlite_path(uri: str) -> Path:
-    return Path(uri[len(SQLITE_PREFIX):]).expanduser().resolve()
+    return _real_path(uri[len(SQLITE_PREFIX):])
 
 
 def is_journal(uri: str) -> bool:
@@ -31,7 +31,13 @@ def is_journal(uri: str) -> bool:
 
 
 def journal_path(uri: str) -> Path:
-    return Path(uri[len(JOURNAL_PREFIX):]).expanduser().resolve()
+    return _real_path(uri[len(JOURNAL_PREFIX):])
+
+
+def _real_path(given: str) -> Path:
+    """Absolute, links followed; a symlink loop (`ln -s mlruns mlruns`) is left for _refuse_dangling_links to
+    name, where Path.resolve would raise "Symlink loop" from wherever a path is merely printed."""
+    return Path(os.path.realpath(Path(given).expanduser()))
 
 
 def local_path(uri: str) -> Path | None:
@@ -63,7 +69,8 @@ def _refuse_dangling_links(uri: str) -> None:
     for link in (given, *given.parents):
         if link.is_symlink() and not link.exists():
             raise BadInputError(f"{printable(uri)}: {link} is a symlink to {os.readlink(link)}, which does not "
-                                "exist; create its target, remove the link, or choose another path")
+                                "exist or loops back on itself; create its target, remove the link, or choose "
+                                "another path")
 
 
 def check_folder(uri: str) -> None:

@@ -285,6 +285,22 @@ def export_onto_link(tmp: Path, data_dir: Path, target: str) -> list[str]:
     return ["export", str(tiny(tmp, data_dir)), "--out", str(tmp / "link"), "--force"]
 
 
+def junk_tracking_store(tmp: Path, data_dir: Path, command: str) -> list[str]:
+    """A tracking store's mlflow.db that is some other file: it once gave SQLAlchemy's traceback."""
+    (tmp / "mlflow.db").write_text("junk\n")
+    sweep = tiny(tmp, data_dir)
+    if command == "report":
+        optuna.create_study(study_name="fashion-mnist-smoke", storage=f"sqlite:///{tmp}/optuna.db",
+                            direction="maximize").add_trial(optuna.trial.create_trial(value=0.5))
+    return [command, str(sweep)]
+
+
+def in_folder_with_looping_mlruns(tmp: Path, data_dir: Path, command: str) -> list[str]:
+    """`ln -s mlruns mlruns` where the default stores go: it once gave a "Symlink loop" traceback."""
+    os.symlink("mlruns", tmp / "mlruns")
+    return [command, str(write_sweep(tmp, data__data_dir=str(data_dir)))]
+
+
 def examples_over_copies(tmp: Path, data_dir: Path) -> list[str]:
     (tmp / "sweeps").mkdir()
     (tmp / "sweeps" / "smoke.yaml").write_text("# my edits\n")
@@ -507,6 +523,20 @@ CASES = {
         lambda t, d: ["report", "--study", "s", "--storage", f"journal:///{dangling_link(t, 'optuna.journal')}"], 2,
         "optuna.journal is a symlink to /nonexistent/store"),
     # Issue 21, export, report and the command line.
+    "report on a tracking store that is not SQLite": Case(lambda t, d: junk_tracking_store(t, d, "report"), 1,
+                                                          "mlflow.db: is not an SQLite database, so not an MLflow "
+                                                          "tracking store"),
+    "run on a tracking store that is not SQLite": Case(lambda t, d: junk_tracking_store(t, d, "run"), 1,
+                                                       "mlflow.db: is not an SQLite database", leaves=("optuna.db",)),
+    "run with mlruns a symlink to itself": Case(lambda t, d: in_folder_with_looping_mlruns(t, d, "run"), 2,
+                                                "mlruns is a symlink to mlruns, which does not exist or loops back "
+                                                "on itself"),
+    "report with mlruns a symlink to itself": Case(lambda t, d: in_folder_with_looping_mlruns(t, d, "report"), 2,
+                                                   "mlruns is a symlink to mlruns, which does not exist or loops"),
+    "export with mlruns a symlink to itself": Case(lambda t, d: in_folder_with_looping_mlruns(t, d, "export") + [
+        "--out", str(t / "e")], 2, "mlruns is a symlink to mlruns, which does not exist or loops"),
+    "examples copied into a symlink loop": Case(lambda t, d: in_folder_with_looping_mlruns(t, d, "examples")[:1] + [
+        "--out", "mlruns"], 2, "mlruns: is a symlink to mlruns, which does not exist or loops back on itself"),
     "export --force onto a symlink to an earlier export": Case(lambda t, d: export_onto_link(t, d, "earlier"), 2,
                                                                "link: is a symlink to earlier; an export replaces "
                                                                "--out whole, so give the real folder, --out /"),

@@ -161,6 +161,8 @@ def test_a_bare_name_is_a_shipped_example(tmp_path, monkeypatch):
     assert load_sweep("smoke").path == examples.folder() / "smoke.yaml"
     table = load_sweep("table").data.data_dir
     assert Path(table).is_absolute() and Path(table).is_file() and table.endswith("sweeps/data/wine.csv")
+    (tmp_path / "table").mkdir()  # a project's folder of that name is no sweep file: the example is still meant
+    assert load_sweep("table").path == examples.folder() / "table.yaml"
     (tmp_path / "smoke").write_text("study: {name: mine}\n")
     assert load_sweep("smoke").study.name == "mine", "a file that is there is that file"
     with pytest.raises(SweepConfigError, match="smoke.yml: no such sweep file"):

@@ -8,7 +8,7 @@ import mlflow
 
 from pipeline import keys, stores
 from pipeline.tracking.runs import filter_literal
-from pipeline.tracking.store import STORE_ERRORS
+from pipeline.tracking.store import STORE_ERRORS, check_sqlite_file
 
 RESULT_METRICS = (keys.EPOCHS_RUN, "val_accuracy", keys.TEST_ACCURACY, keys.TEST_LOSS)
 
@@ -55,6 +55,7 @@ def _existing_store(tracking_uri: str) -> mlflow.MlflowClient | None:
     uri = stores.resolve_uri(tracking_uri, create=False)
     if stores.is_sqlite(uri) and not stores.sqlite_path(uri).is_file():
         return None
+    check_sqlite_file(uri)
     return mlflow.MlflowClient(uri)
 
 

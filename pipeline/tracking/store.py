@@ -19,6 +19,7 @@ from pipeline.errors import TrackingError
 
 # What MLflow raises when the store itself fails: its own errors, and the HTTP client's for a server.
 STORE_ERRORS = (mlflow.exceptions.MlflowException, OSError)
+SQLITE_HEADER = b"SQLite format 3\x00"  # the first bytes of every SQLite database (a new one is still empty)
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,7 @@ def connect(tracking_uri: str, experiment_name: str) -> Tracker:
     uri = stores.resolve_uri(tracking_uri)
     if uri.startswith(("http://", "https://")):
         _check_server(uri)
+    check_sqlite_file(uri)
     mlflow.set_tracking_uri(uri)
     logging.getLogger("mlflow").setLevel(logging.WARNING)
     try:
@@ -87,7 +89,27 @@ def existing_store(tracking_uri: str) -> str:
     if stores.is_sqlite(uri) and not stores.sqlite_path(uri).is_file():
         raise TrackingError(f"no tracking store at {uri}; run `sweep run` first, or pass the store's "
                             "--tracking-uri")
+    check_sqlite_file(uri)
     return uri
+
+
+def check_sqlite_file(uri: str) -> None:
+    """A SQLite tracking store that is some other file (overwritten, or a wrong path) is refused naming it:
+    SQLAlchemy's own error is a traceback, or three lines of SQL and a link."""
+    if not stores.is_sqlite(uri):
+        return
+    database = stores.sqlite_path(uri)
+    try:
+        with open(database, "rb") as file:
+            header = file.read(len(SQLITE_HEADER))
+    except FileNotFoundError:
+        return  # a new store: MLflow creates it
+    except OSError as exc:
+        raise TrackingError(f"{database}: cannot be read as the tracking store ({exc.strerror}); fix it or pass "
+                            "another --tracking-uri") from None
+    if header and header != SQLITE_HEADER:
+        raise TrackingError(f"{database}: is not an SQLite database, so not an MLflow tracking store; move it "
+                            "aside (a new one is made) or pass the store's --tracking-uri")
 
 
 def racing_write(write, *args, attempts: int = 4, **kwargs):
