@@ -8,6 +8,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 import urllib.request
 
 import mlflow
@@ -98,6 +99,43 @@ def test_ui_serves_the_runs_view_it_prints_and_sigterm_ends_it(module_sweep, con
     finally:
         if process.poll() is None:
             process.kill()
+
+
+BASIC_AUTH_SERVER = """
+import base64, http.server, sys
+EXPECTED = "Basic " + base64.b64encode(b"bob:SECRET@PW").decode()
+class Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        ok = self.path == "/health" and self.headers.get("Authorization") == EXPECTED
+        self.send_response(200 if ok else 401)
+        self.end_headers()
+        self.wfile.write(b"OK" if ok else b"")
+http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), Handler).serve_forever()
+"""
+
+
+def test_a_tracking_server_behind_basic_auth_is_reached_with_the_url_s_user_and_password():
+    """`--tracking-uri http://user:password@host` (MLflow's client sends them as basic auth): the reachability
+    check sends them the same way, so a server that is up is not called unreachable."""
+    from pipeline import tracking
+    from pipeline.errors import TrackingError
+
+    port = free_port()
+    server = start_group([sys.executable, "-c", BASIC_AUTH_SERVER, str(port)], stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(600):  # until it listens (or it died)
+            assert server.poll() is None, "the test server exited"
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        tracking.check_reachable(f"http://bob:SECRET%40PW@127.0.0.1:{port}")
+        with pytest.raises(TrackingError, match="401") as refused:
+            tracking.check_reachable(f"http://bob:WRONG@127.0.0.1:{port}")
+        assert "WRONG" not in str(refused.value) and f"http://127.0.0.1:{port} answered" in str(refused.value)
+    finally:
+        stop_group(server)
 
 
 @pytest.mark.slow

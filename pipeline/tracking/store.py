@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import fcntl
 import logging
 import random
 import time
+import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from typing import Iterator
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import mlflow
 import sqlalchemy.exc
@@ -133,7 +136,24 @@ def check_reachable(tracking_uri: str) -> None:
 
 def _check_server(uri: str) -> None:
     try:
-        urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=5)
+        urllib.request.urlopen(_health_request(uri), timeout=5)
+    except urllib.error.HTTPError as exc:  # it is up, and says no
+        raise TrackingError(f"the MLflow tracking server {stores.printable(uri)} answered its health check with "
+                            f"HTTP {exc.code} {exc.reason}; check the user and password in the URL, or pass another "
+                            "--tracking-uri. Nothing was trained.") from None
     except (OSError, ValueError) as exc:  # ValueError: a URL urllib cannot parse (a port that is no number)
         raise TrackingError(f"the MLflow tracking server {stores.printable(uri)} is unreachable ({exc}); start it "
                             "or pass another --tracking-uri. Nothing was trained.") from None
+
+
+def _health_request(uri: str) -> urllib.request.Request:
+    """GET /health, a user and password in the URL sent as HTTP basic auth, as MLflow's client (requests) sends
+    them: urllib would take `user:password@host` for the host and call a server that is up unreachable."""
+    parts = urlsplit(uri)
+    user, _, password = parts.netloc.rpartition("@")[0].partition(":")
+    url = urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2], path=f"{parts.path.rstrip('/')}/health"))
+    request = urllib.request.Request(url)
+    if user or password:
+        credentials = f"{unquote(user)}:{unquote(password)}".encode()
+        request.add_header("Authorization", f"Basic {base64.b64encode(credentials).decode()}")
+    return request
