@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import textwrap
 from dataclasses import dataclass
 from pathlib import Path
@@ -233,7 +234,10 @@ def _markdown(table) -> str:
 def check_report_out(out: Path) -> None:
     """--out may replace an earlier report, never a sweep file, a store or anything else that exists: a report
     written over `mlruns/optuna.journal` would destroy the study it reports on (bad input: name another --out)."""
-    if not (out.exists() or out.is_symlink()):
+    if out.is_symlink() and not out.exists():  # writing would create its target wherever it points, or loop
+        raise BadInputError(f"--out {out}: is a symlink to {os.readlink(out)}, which does not exist or loops back "
+                            "on itself; name a real file, e.g. --out report.md")
+    if not out.exists():
         return
     target = out.resolve()
     suffixes = {out.suffix.lower(), target.suffix.lower()}

@@ -274,6 +274,7 @@ def report_over(tmp: Path, data_dir: Path, name: str) -> list[str]:
     for store in ("optuna.journal", "mlflow.db", "notes.md"):
         (tmp / "mlruns" / store).write_text("")
     (tmp / "notes.json").write_text("{}")
+    os.symlink("loop", tmp / "loop")
     sweep = tiny(tmp, data_dir)
     return ["report", str(sweep), "--format", "csv", "--out", str(sweep if name == "sweep" else tmp / name)]
 
@@ -558,6 +559,8 @@ CASES = {
                                                            "notes.md: exists and is a store or inside one"),
     "report --out onto its own sweep file": Case(lambda t, d: report_over(t, d, "sweep"), 2,
                                                  "tiny.yaml: exists and is a sweep file"),
+    "report --out onto a symlink loop": Case(lambda t, d: report_over(t, d, "loop"), 2,
+                                             "loop: is a symlink to loop, which does not exist or loops back on"),
     "report --out onto a file that is not a report": Case(lambda t, d: report_over(t, d, "notes.json"), 2,
                                                           "notes.json: exists and is a file that is not a report"),
     "export --force over a folder it did not write": Case(export_over_victim, 2,
