@@ -141,6 +141,8 @@ def test_an_array_model_is_served_quietly_and_answers_no_inputs_with_no_rows(tmp
     for bad in (np.nan, np.inf):
         with pytest.raises(MlflowException, match="1 input value.s. are NaN, infinite or beyond float32's range"):
             served.predict(np.where(np.arange(6) == 2, np.float32(bad), features[:1]))
+    with pytest.raises(MlflowException, match="the model's probabilities for 1 input.s. are NaN"):
+        served.predict(np.full((1, 6), 3e38, np.float32))  # finite, but the model overflows on it
     assert models.load_model(uri).count_params() == model.count_params(), "sweep predict's loader takes it too"
 
 

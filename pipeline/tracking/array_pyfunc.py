@@ -40,7 +40,12 @@ class ArrayClassifier(mlflow.pyfunc.PythonModel):
             if unusable:
                 raise MlflowException(f"{unusable} input value(s) are NaN, infinite or beyond float32's range; the "
                                       "model takes finite numbers", INVALID_PARAMETER_VALUE)
-        return self.model.predict(inputs, verbose=0)
+        probabilities = self.model.predict(inputs, verbose=0)
+        broken = int(np.count_nonzero(~np.isfinite(probabilities).all(axis=1)))
+        if broken:  # finite inputs so far outside training that the model overflows
+            raise MlflowException(f"the model's probabilities for {broken} input(s) are NaN: their values lie far "
+                                  "outside what it was trained on", INVALID_PARAMETER_VALUE)
+        return probabilities
 
 
 mlflow.models.set_model(ArrayClassifier())
