@@ -218,7 +218,7 @@ def _report(args: argparse.Namespace) -> int:
     width = None if args.out else shutil.get_terminal_size((0, 0)).columns or None
     text = format_trials(study, config, args.format, width)
     if args.format != "csv":  # CSV stays one table for spreadsheets; the others add confirmation and verdict
-        text = f"{text.rstrip()}\n\n{study_conclusions(study, config)}\n"
+        text = f"{text.rstrip()}\n\n{study_conclusions(study, config, width)}\n"
     if args.out:
         _write_report(args.out, text)
     else:

@@ -66,8 +66,9 @@ def format_confirmation(outcome: ConfirmationOutcome, metric: str) -> str:
     ])
 
 
-def study_conclusions(study, config) -> str:
-    """The confirmation table (if any) and the verdict, as `sweep report` prints them below the trials."""
+def study_conclusions(study, config, width: int | None = None) -> str:
+    """The confirmation table (if any) and the verdict, as `sweep report` prints them below the trials; the
+    verdict's sentences wrapped to `width` (the terminal's), a table never."""
     from pipeline import confirmation, verdict
 
     confirmed = confirmation.of_study(study, config, config.tracking.tracking_uri)
@@ -75,7 +76,10 @@ def study_conclusions(study, config) -> str:
              f"{confirmation.table(confirmed, config.study.metric)}"] if confirmed else []
     if len(config.study.objectives) > 1:
         parts.append(pareto_listing(study, config))
-    return "\n\n".join([*parts, verdict.describe(verdict.for_study(study, confirmed))])
+    described = verdict.describe(verdict.for_study(study, confirmed)).splitlines()
+    indents = [len(line) - len(line.lstrip()) + 2 for line in described]
+    said = [wrapped for line, indent in zip(described, indents) for wrapped in _wrapped(line, width, " " * indent)]
+    return "\n\n".join([*parts, "\n".join(said)])
 
 
 def format_summary(outcome: SweepOutcome, metric: str) -> str:
@@ -159,8 +163,11 @@ def _param_names(study) -> set[str]:
     return {name for t in study.trials for name in t.user_attrs.get(keys.PARAMS, t.params)}
 
 
-def _wrapped(text: str, width: int | None) -> list[str]:
-    return textwrap.wrap(text, width, subsequent_indent="  ", break_on_hyphens=False) if width else [text]
+def _wrapped(text: str, width: int | None, indent: str = "  ") -> list[str]:
+    """Lines of at most `width`, broken between words only (a parameter's name=value stays whole)."""
+    if not width:
+        return [text]
+    return textwrap.wrap(text, width, subsequent_indent=indent, break_on_hyphens=False, break_long_words=False)
 
 
 def _fitting(table: pd.DataFrame, width: int | None) -> tuple[pd.DataFrame, list[str]]:

@@ -209,6 +209,11 @@ def test_report_leads_with_the_results_and_fits_the_terminal(module_sweep, capsy
     assert "more column(s) not shown: " in table and "run_id" in table.split("not shown: ")[1]
     assert "`--format csv` or `--format markdown` gives them all" in " ".join(table.split())
     assert conclusions.startswith("verdict: too early to tell")
+    assert all(len(line) <= 80 for line in conclusions.splitlines()), "the verdict's sentences are wrapped too"
+    monkeypatch.setenv("COLUMNS", "20")
+    assert cli.main(["report", str(module_sweep)]) == 0
+    narrow = capsys.readouterr().out.split("\n\n")[0].replace(",", " ").split()
+    assert "batch_size=64" in narrow and "jit_compile=False" in narrow, "never broken inside a word"
     monkeypatch.setenv("COLUMNS", "1000")
     assert cli.main(["report", str(module_sweep)]) == 0
     wide = capsys.readouterr().out
