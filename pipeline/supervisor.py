@@ -4,8 +4,9 @@ Its workers (pipeline.worker_pool) are already starting when it runs. It opens t
 data has passed its checks, hands them the parent run, lets the pool start a fresh worker whenever one
 has run its `study.trials_per_process` trials (TensorFlow keeps a few MiB of traced graphs per trained
 model that nothing frees in-process, tensorflow/tensorflow#61791), shows one progress bar read from the
-study's storage, and ends the parent run. SIGINT and SIGTERM are forwarded to the workers, which end their trials as FAIL/KILLED. Several
-machines share one study through Optuna's storage and one MLflow server: no scheduler of our own.
+study's storage, and ends the parent run. SIGINT and SIGTERM are forwarded to the workers, which end their
+trials as FAIL/KILLED. Several machines share one study through Optuna's storage and one MLflow server: no
+scheduler of our own.
 """
 
 from __future__ import annotations
