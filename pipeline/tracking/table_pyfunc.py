@@ -109,8 +109,12 @@ def category_text(value) -> str:
 def _holds_times(column: pd.Series) -> bool:
     """Dates, times or spans, which pandas would turn into nanosecond counts: never what training read."""
     kinds = (datetime.date, datetime.time, datetime.timedelta, np.datetime64, np.timedelta64)
-    return (pd.api.types.is_datetime64_any_dtype(column) or pd.api.types.is_timedelta64_dtype(column)
-            or isinstance(column.dtype, pd.PeriodDtype) or bool(column.map(lambda v: isinstance(v, kinds)).any()))
+    if pd.api.types.is_datetime64_any_dtype(column) or pd.api.types.is_timedelta64_dtype(column):
+        return True
+    if isinstance(column.dtype, pd.PeriodDtype):
+        return True
+    # Only a column of Python objects can hold them mixed in; a numeric column is spared the per-value look.
+    return column.dtype == object and bool(column.map(lambda v: isinstance(v, kinds)).any())
 
 
 @contextlib.contextmanager
