@@ -21,7 +21,16 @@ from pipeline.validation import Checker, quote
 
 SAMPLERS = ("tpe", "random")
 PRUNERS = ("median", "successive_halving", "hyperband", "none")
-OBJECTIVES = {"val_accuracy": "maximize", "val_loss": "minimize"}
+# What a model predicts (pipeline.tasks), and the validation metrics each task's study can optimize, with
+# their direction; the first is the default `study.metric`.
+TASKS = ("classification", "regression")
+TASK_OBJECTIVES = {
+    "classification": {"val_accuracy": "maximize", "val_loss": "minimize"},
+    "regression": {"val_rmse": "minimize", "val_mae": "minimize", "val_r2": "maximize", "val_loss": "minimize"},
+}
+# The network between the preprocessing layers and the task's output (pipeline.families); `model.builder`
+# names the user's own function instead (family "builder").
+FAMILIES = ("dense", "cnn")
 # What shipping a model costs, as a sweep file names it: (the measurement it reads, the constraint capping it).
 QUANTITIES = {"latency_ms": (keys.LATENCY_B1, "max_latency_ms"), "params_count": (keys.PARAMS_COUNT, "max_params"),
               "model_mb": (keys.MODEL_MB, "max_model_mb")}
@@ -115,6 +124,24 @@ class DataConfig:
     categorical: tuple[str, ...] = ()  # tables: columns one-hot encoded inside the model
     missing: str = "refuse"  # tables: refuse | drop (the rows) | impute (mean or most frequent, fitted on train)
     test_file: str | None = None  # tables: the test rows; relative to the table's folder; None = split them off
+    task: str = "classification"  # the sweep file's top-level `task`: what the label is (classes or numbers)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """`model: {family: dense | cnn}`, or `model: {builder: models/my_net.py:build}` (family "builder"): a file
+    relative to the sweep file's folder and the function in it that builds the network."""
+
+    family: str = "dense"
+    builder: str | None = None
+
+    @property
+    def builder_file(self) -> str | None:
+        return None if self.builder is None else self.builder.rpartition(":")[0]
+
+    @property
+    def builder_function(self) -> str | None:
+        return None if self.builder is None else self.builder.rpartition(":")[2]
 
 
 @dataclass(frozen=True)
@@ -131,6 +158,12 @@ class SweepConfig:
     data: DataConfig
     tracking: TrackingConfig
     search_space: Mapping[str, ParamSpec] = field(default_factory=dict)
+    model: ModelConfig = ModelConfig()
+
+    @property
+    def task(self) -> str:
+        """classification | regression; kept with the data settings, which read the label by it."""
+        return self.data.task
 
     @property
     def directions(self) -> list[str]:
@@ -281,14 +314,31 @@ def _check_size(root: yaml.Node | None, path: Path) -> None:
 
 def parse_sweep(raw: Any, path: Path) -> SweepConfig:
     check = Checker(path)
-    top = check.mapping(raw, "(top level)", allowed=("study", "data", "tracking", "search_space"))
-    study = _parse_study(check, check.mapping(top.get("study"), "study", required=True))
-    data = _parse_data(check, check.mapping(top.get("data", {}), "data"))
+    top = check.mapping(raw, "(top level)",
+                        allowed=("study", "data", "tracking", "task", "model", "search_space"))
+    task = check.choice(top.get("task", "classification"), "task", TASKS)
+    model = _parse_model(check, check.mapping(top.get("model", {}), "model"))
+    study = _parse_study(check, check.mapping(top.get("study"), "study", required=True), task)
+    data = dataclasses.replace(_parse_data(check, check.mapping(top.get("data", {}), "data")), task=task)
     tracking = _parse_tracking(check, check.mapping(top.get("tracking", {}), "tracking"))
     space = check.mapping(top.get("search_space", {}), "search_space", allowed=NAMES)
     search_space = {name: parse_param(check, name, spec) for name, spec in space.items()}
     _check_images_only(check, data, search_space)
-    return SweepConfig(path, study, data, tracking, search_space)
+    return SweepConfig(path, study, data, tracking, search_space, model)
+
+
+def _parse_model(check: Checker, raw: dict) -> ModelConfig:
+    """`family` or `builder`, not both: a builder is the whole network."""
+    check.keys(raw, "model", ModelConfig)
+    if "builder" not in raw:
+        return ModelConfig(family=check.choice(raw.get("family", "dense"), "model.family", FAMILIES))
+    if "family" in raw:
+        check.fail("model.family", "cannot be combined with model.builder (the builder makes the whole network)")
+    builder = check.text(raw["builder"], "model.builder")
+    file, _, function = builder.rpartition(":")
+    if not file.strip() or not function.isidentifier():
+        check.fail("model.builder", f"must be 'path/to/file.py:function', got {check.quote(builder)}")
+    return ModelConfig(family="builder", builder=builder)
 
 
 def _check_images_only(check: Checker, data: DataConfig, space: Mapping[str, ParamSpec]) -> None:
@@ -308,16 +358,16 @@ def _highest(spec: ParamSpec | None) -> float:
     return spec.high
 
 
-def _parse_study(check: Checker, raw: dict) -> StudyConfig:
+def _parse_study(check: Checker, raw: dict, task: str) -> StudyConfig:
     check.keys(raw, "study", StudyConfig)
-    objectives = _parse_objectives(check, raw.get("objectives"))
+    metrics = TASK_OBJECTIVES[task]
+    objectives = _parse_objectives(check, raw.get("objectives"), metrics)
     constraints = _parse_constraints(check, raw.get("constraints"), objectives)
-    metric = check.choice(raw.get("metric", objectives[0] if objectives else "val_accuracy"), "study.metric",
-                          tuple(OBJECTIVES))
+    metric = check.choice(raw.get("metric", objectives[0] if objectives else next(iter(metrics))), "study.metric",
+                          tuple(metrics))
     if objectives and metric != objectives[0]:
         check.fail("study.metric", f"is {metric!r} but study.objectives starts with {objectives[0]!r}; leave it out")
-    direction = check.choice(raw.get("direction", OBJECTIVES[metric]), "study.direction",
-                             (OBJECTIVES[metric],))
+    direction = check.choice(raw.get("direction", metrics[metric]), "study.direction", (metrics[metric],))
     timeout = raw.get("timeout")
     return StudyConfig(
         name=check.text(raw.get("name"), "study.name"),
@@ -352,14 +402,14 @@ def export_limits(max_params: Any, max_latency_ms: Any, max_model_mb: Any) -> Co
     return Constraints(**given)
 
 
-def _parse_objectives(check: Checker, raw: Any) -> tuple[str, ...]:
+def _parse_objectives(check: Checker, raw: Any, metrics: Mapping[str, str]) -> tuple[str, ...]:
     """`[val_accuracy, latency_ms]`: the validation metric first, then what the model costs to ship."""
     if raw is None:
         return ()
-    allowed = f"a validation metric ({', '.join(OBJECTIVES)}) then one or more of {', '.join(QUANTITIES)}"
+    allowed = f"a validation metric ({', '.join(metrics)}) then one or more of {', '.join(QUANTITIES)}"
     if not isinstance(raw, list) or len(raw) < 2 or len(set(map(str, raw))) != len(raw):
         check.fail("study.objectives", f"must be a list of distinct names, {allowed}; got {check.quote(raw)}")
-    check.choice(raw[0], "study.objectives[0]", tuple(OBJECTIVES))
+    check.choice(raw[0], "study.objectives[0]", tuple(metrics))
     for index, name in enumerate(raw[1:], start=1):
         check.choice(name, f"study.objectives[{index}]", tuple(QUANTITIES))
     return tuple(raw)
@@ -424,7 +474,7 @@ def _parse_pruner(check: Checker, raw: Any, objectives: tuple[str, ...] = ()) ->
 
 
 def _parse_data(check: Checker, raw: dict) -> DataConfig:
-    check.keys(raw, "data", DataConfig)
+    check.keys(raw, "data", tuple(f.name for f in dataclasses.fields(DataConfig) if f.name != "task"))
     fraction = check.number(raw.get("validation_fraction", 0.1), "data.validation_fraction")
     if not 0 < fraction < 0.5:
         check.fail("data.validation_fraction", f"must be in (0, 0.5), got {fraction}")

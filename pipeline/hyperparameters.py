@@ -19,6 +19,10 @@ ACTIVATIONS = ("relu", "tanh", "sigmoid", "elu", "selu", "gelu", "silu", "swish"
 OPTIMIZERS = ("adam", "adamw", "nadam", "adamax", "rmsprop", "sgd", "adagrad", "adadelta", "lion")
 PREPROCESSING = ("normalize", "standardize")
 LR_SCHEDULES = ("constant", "cosine", "plateau")
+POOLINGS = ("max", "average")  # the cnn family's pooling after each block
+HEAD_POOLINGS = ("global_average", "flatten")  # the cnn family's step from feature maps to its Dense head
+KERNEL_SIZES = (3, 5)
+LOSSES = ("mse", "huber", "mae")  # regression; classification always trains on cross-entropy
 
 
 @dataclass(frozen=True)
@@ -46,6 +50,17 @@ class Hyperparameters:
     restore_best: bool = False  # end with the weights of the best epoch (by the study's metric)
     shift_pixels: int = 0  # images: random shifts of up to this many pixels while training
     jit_compile: bool = False  # XLA-compile the training step
+
+    # model.family: cnn (pipeline.families.cnn): conv blocks before the Dense head above
+    conv_blocks: int = 2
+    filters: int = 32  # the first block's; each next block doubles them when double_filters
+    double_filters: bool = True
+    kernel_size: int = 3
+    pooling: str = "max"
+    head_pooling: str = "global_average"
+
+    # task: regression (pipeline.tasks.regression)
+    loss: str = "mse"
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -85,7 +100,7 @@ class Domain:
             return value
         if self.choices:
             if value not in self.choices:
-                fail(key, f"{value!r} is not allowed; allowed: {', '.join(self.choices)}")
+                fail(key, f"{value!r} is not allowed; allowed: {', '.join(map(str, self.choices))}")
             return value
         numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
         if not numeric or (self.kind == "int" and not isinstance(value, int)):
@@ -116,6 +131,13 @@ DOMAINS: dict[str, Domain] = {
     "restore_best": Domain("bool"),
     "shift_pixels": Domain("int", low=0, high=8),
     "jit_compile": Domain("bool"),
+    "conv_blocks": Domain("int", low=1, high=4),
+    "filters": Domain("int", low=8, high=256),
+    "double_filters": Domain("bool"),
+    "kernel_size": Domain("int", choices=KERNEL_SIZES),
+    "pooling": Domain("str", choices=POOLINGS),
+    "head_pooling": Domain("str", choices=HEAD_POOLINGS),
+    "loss": Domain("str", choices=LOSSES),
 }
 NAMES = tuple(DOMAINS)
 

@@ -2,24 +2,29 @@
 
 Architecture: raw input (the data's shape and dtype: uint8 images as they are; a table's columns, one named
 input each) -> [random shifts, training only] -> [a table's gaps filled, when its study imputes them] ->
-flatten -> preprocessing layers (fitted on the training split) -> `hidden_layers` x [Dense(units,
-activation) -> Dropout(dropout)] (with batch_norm: Dense -> BatchNormalization -> activation -> Dropout)
--> Dense(classes, softmax). With the defaults on
-Fashion-MNIST this is the reference tutorial's model, with its /255 inside. The same model is trained,
-logged, exported and served: every layer is a built-in one, and the augmentation is inert at inference.
+flatten -> preprocessing layers (fitted on the training split) -> the family's network (pipeline.families,
+`model.family`: dense, cnn) -> the task's output layer (pipeline.tasks, `task`: classification's softmax).
+A user's builder (`model.builder`) makes everything between the preprocessing and the task's last step.
+With the defaults on Fashion-MNIST this is the reference tutorial's model, with its /255 inside. The same
+model is trained, logged, exported and served: every layer is a built-in one, and the augmentation is inert
+at inference.
 """
 
 from __future__ import annotations
 
 import math
 import re
+from dataclasses import dataclass
+from typing import Callable
 
 import keras
 import numpy as np
 
 from pipeline.data.records import InputSpec
+from pipeline.families import FAMILIES
 from pipeline.hyperparameters import Hyperparameters
 from pipeline.preprocessing import FeatureStats, category_layer, filled_gaps, preprocessing_layers
+from pipeline.tasks import TASKS
 
 # The names a table model's layers and Keras' automatically named operations (the gap filling's isnan,
 # equal, where, numbered in a process that builds many models) take; an input must not.
@@ -28,28 +33,61 @@ _RESERVED_NAMES = re.compile(r"numbers|features|normalize|standardize|probabilit
                              r"(isnan|equal|where|identity)(_\d+)?")
 
 
-def build_model(params: Hyperparameters, inputs: InputSpec, n_classes: int, stats: FeatureStats) -> keras.Model:
+@dataclass(frozen=True)
+class Design:
+    """What the sweep file says the model is: its family's network, or the user's builder (`build`, loaded
+    where the user asked for it: pipeline.builders), and its task."""
+
+    family: str = "dense"
+    task: str = "classification"
+    build: Callable | None = None
+
+
+def build_model(params: Hyperparameters, inputs: InputSpec, n_outputs: int, stats: FeatureStats,
+                design: Design = Design()) -> keras.Model:
     if inputs.is_table:
-        model = _table_model(params, inputs, n_classes, stats)
+        feeds, features = _table_features(params, inputs, stats)
     else:
-        layers: list = [keras.Input(shape=inputs.shape, dtype=inputs.dtype, name="inputs"),
-                        *_shifts(params.shift_pixels, inputs.shape),
-                        keras.layers.Reshape((math.prod(inputs.shape),), name="flatten")]
-        layers += preprocessing_layers(params.preprocessing, stats, inputs.dtype)
-        model = keras.Sequential(layers + _dense_stack(params, n_classes), name="classifier")
-    model.compile(
-        optimizer=build_optimizer(params.optimizer, params.learning_rate, params.weight_decay),
-        loss=(keras.losses.CategoricalCrossentropy(label_smoothing=params.label_smoothing)
-              if one_hot_labels(params) else "sparse_categorical_crossentropy"),
-        metrics=["accuracy"],
-        jit_compile=params.jit_compile,
-    )
+        feeds, features = _array_features(params, inputs, stats)
+    task = TASKS[design.task]
+    if design.build is not None:
+        outputs = task.finish(design.build(params, features, inputs, n_outputs), stats)
+    else:
+        outputs = task.head(FAMILIES[design.family].body(params, features, inputs), n_outputs, stats)
+    model = keras.Model(feeds, outputs, name=task.MODEL_NAME)
+    model.compile(optimizer=build_optimizer(params.optimizer, params.learning_rate, params.weight_decay),
+                  jit_compile=params.jit_compile, **task.compile_args(params))
     return model
 
 
-def one_hot_labels(params: Hyperparameters) -> bool:
-    """Label smoothing needs one-hot targets (Keras' sparse cross-entropy has no smoothing)."""
-    return params.label_smoothing > 0
+def _array_features(params: Hyperparameters, inputs: InputSpec, stats: FeatureStats):
+    """Images or feature vectors: shifted (images, training only), flattened, preprocessed."""
+    feed = keras.Input(shape=inputs.shape, dtype=inputs.dtype, name="inputs")
+    features = feed
+    for layer in [*_shifts(params.shift_pixels, inputs.shape),
+                  keras.layers.Reshape((math.prod(inputs.shape),), name="flatten"),
+                  *preprocessing_layers(params.preprocessing, stats, inputs.dtype)]:
+        features = layer(features)
+    return feed, features
+
+
+def _table_features(params: Hyperparameters, inputs: InputSpec, stats: FeatureStats):
+    """One input per column, keyed by the column's name: gaps filled where the study imputed them, numbers
+    scaled together, each text column one-hot (layers `filled_` and `onehot_` + the input's name)."""
+    layer_names = _layer_names(inputs.columns)
+    feeds = {name: keras.Input(shape=(1,), dtype="string" if kind == "text" else "float32", name=layer_names[name])
+             for name, kind in inputs.columns}
+    values = {name: filled_gaps(feed, stats.fills[name], f"filled_{layer_names[name]}") if stats.fills else feed
+              for name, feed in feeds.items()}
+    parts = [category_layer(stats.categories[name], f"onehot_{layer_names[name]}")(values[name])
+             for name, kind in inputs.columns if kind == "text"]
+    numbers = [values[name] for name, kind in inputs.columns if kind == "number"]
+    if numbers:
+        joined = keras.layers.Concatenate(name="numbers")(numbers) if len(numbers) > 1 else numbers[0]
+        for layer in preprocessing_layers(params.preprocessing, stats, "float32"):
+            joined = layer(joined)
+        parts.insert(0, joined)
+    return feeds, keras.layers.Concatenate(name="features")(parts) if len(parts) > 1 else parts[0]
 
 
 def model_inputs(x: np.ndarray):
@@ -82,42 +120,6 @@ def _shifts(pixels: int, shape: tuple[int, ...]) -> list:
     return [keras.layers.Reshape(image, name="image"),
             keras.layers.RandomTranslation(pixels / height, pixels / width, fill_mode="constant",
                                            interpolation="nearest", name="shift")]
-
-
-def _dense_stack(params: Hyperparameters, n_classes: int) -> list:
-    layers: list = []
-    for index in range(params.hidden_layers):
-        if params.batch_norm:
-            layers += [keras.layers.Dense(params.units, use_bias=False, name=f"dense_{index}"),
-                       keras.layers.BatchNormalization(name=f"batch_norm_{index}"),
-                       keras.layers.Activation(params.activation, name=f"activation_{index}")]
-        else:
-            layers.append(keras.layers.Dense(params.units, activation=params.activation, name=f"dense_{index}"))
-        layers.append(keras.layers.Dropout(params.dropout, name=f"dropout_{index}"))
-    return layers + [keras.layers.Dense(n_classes, activation="softmax", name="probabilities")]
-
-
-def _table_model(params: Hyperparameters, inputs: InputSpec, n_classes: int, stats: FeatureStats) -> keras.Model:
-    """One input per column, keyed by the column's name: gaps filled where the study imputed them, numbers
-    scaled together, each text column one-hot (layers `filled_` and `onehot_` + the input's name)."""
-    layer_names = _layer_names(inputs.columns)
-    feeds = {name: keras.Input(shape=(1,), dtype="string" if kind == "text" else "float32", name=layer_names[name])
-             for name, kind in inputs.columns}
-    values = {name: filled_gaps(feed, stats.fills[name], f"filled_{layer_names[name]}") if stats.fills else feed
-              for name, feed in feeds.items()}
-    parts = [category_layer(stats.categories[name], f"onehot_{layer_names[name]}")(values[name])
-             for name, kind in inputs.columns if kind == "text"]
-    numbers = [values[name] for name, kind in inputs.columns if kind == "number"]
-    if numbers:
-        joined = keras.layers.Concatenate(name="numbers")(numbers) if len(numbers) > 1 else numbers[0]
-        for layer in preprocessing_layers(params.preprocessing, stats, "float32"):
-            joined = layer(joined)
-        parts.insert(0, joined)
-    features = keras.layers.Concatenate(name="features")(parts) if len(parts) > 1 else parts[0]
-    outputs = features
-    for layer in _dense_stack(params, n_classes):
-        outputs = layer(outputs)
-    return keras.Model(feeds, outputs, name="classifier")
 
 
 def _layer_names(columns: tuple[tuple[str, str], ...]) -> dict[str, str]:

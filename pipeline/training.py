@@ -6,6 +6,7 @@ MLflow nor Optuna.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
@@ -16,7 +17,9 @@ import numpy as np
 from pipeline.data import Splits
 from pipeline.data.memory import check_model_fits
 from pipeline.hyperparameters import Hyperparameters
-from pipeline.model import model_inputs, one_hot_labels
+from pipeline.model import model_inputs
+from pipeline.preprocessing import FeatureStats
+from pipeline.tasks import TASKS
 
 # Called after each epoch with (epoch starting at 1, {"loss": .., "accuracy": .., "val_loss": ..,
 # "val_accuracy": ..}); returning True stops training after that epoch.
@@ -27,11 +30,14 @@ TEST_BATCH = 1024
 @dataclass
 class TrainResult:
     history: dict[str, list[float]] = field(default_factory=dict)
-    test_loss: float = math.nan
-    test_accuracy: float = math.nan
-    test_predictions: np.ndarray | None = None
+    test_metrics: dict[str, float] = field(default_factory=dict)  # the task's TEST_METRICS, by keys name
+    test_outputs: np.ndarray | None = None  # the model's outputs on the raw test inputs
     stopped_early: bool = False
     kept_epoch: int | None = None  # restore_best: the epoch whose weights the model ended with
+
+    @property
+    def test_accuracy(self) -> float:
+        return self.test_metrics.get("test_accuracy", math.nan)
 
     @property
     def epochs_run(self) -> int:
@@ -53,37 +59,24 @@ def start_fresh(seed: int) -> None:
 
 
 def train_and_evaluate(model: keras.Model, data: Splits, params: Hyperparameters,
-                       hooks: Sequence[EpochHook] = (), best_by: tuple[str, bool] = ("val_accuracy", True)
-                       ) -> TrainResult:
+                       hooks: Sequence[EpochHook] = (), best_by: tuple[str, bool] = ("val_accuracy", True),
+                       task: str = "classification", stats: FeatureStats | None = None) -> TrainResult:
     """Fit for params.epochs (or until a hook stops it), then score the test set once.
 
-    best_by (metric, maximize) is what restore_best keeps the best epoch by: the study's metric."""
+    best_by (metric, maximize) is what restore_best keeps the best epoch by: the study's metric. `stats`
+    are the training statistics the model was built with (regression standardizes its targets by them)."""
     check_model_fits(model.count_params())
-    result = TrainResult()
-    labels = _targets(params, len(data.class_names))
+    result, task_module = TrainResult(), TASKS[task]
+    labels = functools.partial(task_module.targets, params, n_outputs=len(data.class_names), stats=stats)
     validation = (model_inputs(data.x_val), labels(data.y_val)) if len(data.y_val) else None
     callbacks = [_HookCallback(result, hooks), *_schedule(params)]
     if params.restore_best and validation is not None:
         callbacks.append(_KeepBest(result, *best_by))  # last: it sees the epoch's logs once hooks have
     model.fit(model_inputs(data.x_train), labels(data.y_train), validation_data=validation,
               epochs=params.epochs, batch_size=params.batch_size, callbacks=callbacks, verbose=0)
-    probabilities = model.predict(model_inputs(data.x_test), batch_size=TEST_BATCH, verbose=0)
-    result.test_predictions = probabilities.argmax(axis=1)
-    result.test_accuracy, result.test_loss = score(probabilities, data.y_test)
+    result.test_outputs = model.predict(model_inputs(data.x_test), batch_size=TEST_BATCH, verbose=0)
+    result.test_metrics = task_module.score(result.test_outputs, data.y_test)
     return result
-
-
-def score(probabilities: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
-    """Accuracy and cross-entropy from predicted probabilities: the one definition everything reports."""
-    picked = probabilities[np.arange(len(labels)), labels].astype(np.float64)
-    accuracy = float(np.mean(probabilities.argmax(axis=1) == labels))
-    return accuracy, float(-np.mean(np.log(np.clip(picked, 1e-7, 1.0))))
-
-
-def _targets(params: Hyperparameters, n_classes: int) -> Callable[[np.ndarray], np.ndarray]:
-    if one_hot_labels(params):
-        return lambda y: keras.utils.to_categorical(y, n_classes)
-    return lambda y: y
 
 
 def _schedule(params: Hyperparameters) -> list[keras.callbacks.Callback]:

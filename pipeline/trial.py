@@ -22,10 +22,11 @@ from pipeline.deferred import Deferred
 from pipeline.errors import TrackingError
 from pipeline.hyperparameters import Hyperparameters, suggest_params
 from pipeline.measure import measure
-from pipeline.model import build_model
+from pipeline.model import Design, build_model
 from pipeline.preprocessing import FeatureStats
 from pipeline.processes import StopRequest
 from pipeline.study import SurplusTrialError, claim_trial, refuse_surplus
+from pipeline.tasks import TASKS
 from pipeline.tracking import models
 from pipeline.training import TrainResult, start_fresh, train_and_evaluate
 
@@ -43,6 +44,7 @@ class TrialContext:
     parent_id: str
     stop: StopRequest
     after_trial: Deferred  # plots and model logging, off the critical path
+    design: Design = Design()  # the model's family (or the user's builder) and task
 
 
 def run_trial(trial: optuna.Trial, context: TrialContext) -> float:
@@ -109,40 +111,42 @@ def _train_and_record(run: tracking.RunRecorder, params: Hyperparameters, contex
     (unless pruned) the model are logged in the background while the next trial trains."""
     data = context.data
     run.log_dataset(context.dataset)
-    model = build_model(params, data.inputs, len(data.class_names), context.stats)
+    design = context.design
+    model = build_model(params, data.inputs, len(data.class_names), context.stats, design)
     hooks = [run.log_epoch, *([prune] if prune else []), context.stop.check]
     best_by = (context.config.study.metric, context.config.directions[0] == "maximize")
-    result = train_and_evaluate(model, data, params, hooks=hooks, best_by=best_by)
+    result = train_and_evaluate(model, data, params, hooks=hooks, best_by=best_by, task=design.task,
+                                stats=context.stats)
     measured = measure(model, data.x_val[:256])
     kept = {keys.KEPT_EPOCH: result.kept_epoch} if result.kept_epoch else {}
-    run.log_results({keys.TEST_ACCURACY: result.test_accuracy, keys.TEST_LOSS: result.test_loss,
-                     keys.EPOCHS_RUN: result.epochs_run, keys.PEAK_RSS_MB: _peak_rss_mb(), **kept, **measured})
+    run.log_results({**result.test_metrics, keys.EPOCHS_RUN: result.epochs_run, keys.PEAK_RSS_MB: _peak_rss_mb(),
+                     **kept, **measured})
     if result.stopped_early:
         run.state = "PRUNED"
-    context.after_trial.submit(functools.partial(_log_artifacts, run, result, data,
+    context.after_trial.submit(functools.partial(_log_artifacts, run, result, data, TASKS[design.task],
                                                  None if result.stopped_early else model))
     return result, measured
 
 
-def _log_artifacts(run: tracking.RunRecorder, result: TrainResult, data: Splits, model) -> None:
-    """Curves, confusion matrix, per-class report and the model (None: pruned, not kept). Runs on the
-    background thread, after the run has ended; a failure to log stops the sweep like any store failure."""
+def _log_artifacts(run: tracking.RunRecorder, result: TrainResult, data: Splits, task, model) -> None:
+    """Curves, the task's plots and report, and the model (None: pruned, not kept). Runs on the background
+    thread, after the run has ended; a failure to log stops the sweep like any store failure."""
     try:
-        _log_plots(run, result, data)
+        _log_plots(run, result, data, task)
         if model is not None:
             models.log_model(model, data.x_val[:5], data.class_names, run_id=run.run_id)
     except tracking.STORE_ERRORS as exc:
         raise TrackingError(f"cannot log the plots and model of run {run.run_id}: {exc}") from exc
 
 
-def _log_plots(run: tracking.RunRecorder, result: TrainResult, data: Splits) -> None:
-    """Curves, confusion matrix and per-class report: drawn once per trial, after training."""
+def _log_plots(run: tracking.RunRecorder, result: TrainResult, data: Splits, task) -> None:
+    """Curves, the task's plots (a confusion matrix; predicted against actual) and its report: drawn once per
+    trial, after training."""
     for name, figure in (("learning_curves", plots.learning_curves(result.history)),
-                         ("confusion_matrix", plots.confusion_figure(data.y_test, result.test_predictions,
-                                                                     data.class_names))):
+                         *task.figures(data.y_test, result.test_outputs, data.class_names)):
         run.log_figure(figure, name)
         plots.close(figure)
-    run.log_report(plots.class_report(data.y_test, result.test_predictions, data.class_names))
+    run.log_report(task.report(data.y_test, result.test_outputs, data.class_names))
 
 
 def pruning_hook(trial: optuna.Trial, metric: str):

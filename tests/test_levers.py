@@ -33,9 +33,9 @@ def splits(data_dir):
 def test_each_lever_shapes_the_compiled_model(splits):
     model = build_model(ALL_ON, splits.inputs, 10, fit_stats(splits.x_train))
     kinds = [type(layer).__name__ for layer in model.layers]
-    assert kinds[:3] == ["Reshape", "RandomTranslation", "Reshape"]
-    assert kinds[4:8] == ["Dense", "BatchNormalization", "Activation", "Dropout"]
-    assert model.layers[4].use_bias is False
+    assert kinds[:4] == ["InputLayer", "Reshape", "RandomTranslation", "Reshape"]
+    assert kinds[5:9] == ["Dense", "BatchNormalization", "Activation", "Dropout"]
+    assert model.layers[5].use_bias is False
     assert model.optimizer.weight_decay == pytest.approx(0.01)
     assert isinstance(model.loss, keras.losses.CategoricalCrossentropy)
     assert model.loss.get_config()["label_smoothing"] == pytest.approx(0.1)
@@ -43,7 +43,8 @@ def test_each_lever_shapes_the_compiled_model(splits):
     xla = build_model(ALL_ON.replace(shift_pixels=0, jit_compile=True), splits.inputs, 10, fit_stats(splits.x_train))
     assert xla.jit_compile is True and model.jit_compile is False
     plain = build_model(Hyperparameters(), splits.inputs, 10, fit_stats(splits.x_train))
-    assert [type(layer).__name__ for layer in plain.layers] == ["Reshape", "Rescaling", "Dense", "Dropout", "Dense"]
+    assert [type(layer).__name__ for layer in plain.layers] == ["InputLayer", "Reshape", "Rescaling", "Dense", "Dropout",
+                                                               "Dense"]
 
 
 def test_all_levers_train_above_chance_and_keep_the_best_epoch(splits):

@@ -21,7 +21,7 @@ def build(params: Hyperparameters) -> keras.Model:
 def test_default_params_build_the_reference_network_with_its_preprocessing_inside():
     model = build(Hyperparameters())
     assert model.inputs[0].dtype == "uint8" and tuple(model.inputs[0].shape) == (None, 28, 28)
-    flatten, scale, dense, dropout, output = model.layers
+    _, flatten, scale, dense, dropout, output = model.layers  # the InputLayer first
     assert isinstance(flatten, keras.layers.Reshape) and isinstance(scale, keras.layers.Rescaling)
     assert scale.scale == pytest.approx(1 / 255)
     assert (dense.units, dense.activation.__name__) == (128, "relu")
@@ -36,7 +36,7 @@ def test_default_params_build_the_reference_network_with_its_preprocessing_insid
 
 def test_standardize_bakes_the_training_statistics_into_the_model():
     model = build(Hyperparameters(preprocessing="standardize"))
-    normalization = model.layers[1]
+    normalization = model.layers[2]
     assert isinstance(normalization, keras.layers.Normalization)
     np.testing.assert_allclose(np.asarray(normalization.mean).ravel(), IMAGES.reshape(64, -1).mean(axis=0),
                                rtol=1e-5)

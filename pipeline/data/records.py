@@ -53,6 +53,14 @@ class InputSpec:
     def is_table(self) -> bool:
         return bool(self.columns)
 
+    @property
+    def image_shape(self) -> tuple[int, int, int] | None:
+        """(height, width, channels) for images (a grayscale one gets its channel axis); None for a table or
+        a vector of features, which have no pixels to convolve over."""
+        if self.is_table or len(self.shape) not in (2, 3):
+            return None
+        return (*self.shape[:2], self.shape[2] if len(self.shape) == 3 else 1)
+
     def describe(self) -> dict:
         """As metadata.json and the report state it."""
         if self.is_table:
@@ -73,6 +81,7 @@ class Splits:
     class_names: tuple[str, ...]
     source: str
     fills_gaps: bool = False  # a table whose study imputes: its model fills gaps with the training split's values
+    task: str = "classification"  # regression: y holds numbers, and class_names is the label's name alone
 
     @property
     def inputs(self) -> InputSpec:
