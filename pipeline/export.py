@@ -30,7 +30,7 @@ from pipeline.config import Constraints, SweepConfig, check_model_name
 from pipeline.data import Splits, describe_folder, load_splits, located_folder
 from pipeline.errors import BadInputError, DataError, ExportError
 from pipeline.hyperparameters import Hyperparameters
-from pipeline.model import build_model, model_inputs
+from pipeline.model import Design, build_model, model_inputs
 from pipeline.preprocessing import fit_stats
 from pipeline.processes import pid_alive
 from pipeline.study import best_complete_trial, load_existing_study
@@ -67,7 +67,7 @@ def export_best(config: SweepConfig, out: Path, refit: bool = False, name: str |
     with tracking.export_run(tracker, config.study.name, config.storage_identity, best.number, source_run,
                              params.as_dict(), refit) as run:
         if refit:
-            model = _refit(params, data, int(logged[keys.EPOCHS_RUN]), run)
+            model = _refit(params, data, int(logged[keys.EPOCHS_RUN]), run, Design(config.model.family, config.task))
             test_accuracy = evaluate(model, data.x_test, data.y_test)
             model_uri = models.log_model(model, data.x_test[:2], data.class_names)
         else:
@@ -219,14 +219,14 @@ def _check_exact(test_accuracy: float, logged: float, trial_number: int) -> None
                           f"{trial_number} logged {logged:.6f}; refusing to write an inexact export")
 
 
-def _refit(params: Hyperparameters, data: Splits, epochs: int, run):
+def _refit(params: Hyperparameters, data: Splits, epochs: int, run, design: Design):
     """The best params on train + validation for the epochs the trial ran; test is still only reported."""
     combined = data.with_validation_in_train()
     params = params.replace(epochs=epochs)
     start_fresh(0)
     stats = fit_stats(combined.x_train, combined.fills_gaps)
-    model = build_model(params, combined.inputs, len(combined.class_names), stats)
-    train_and_evaluate(model, combined, params, hooks=[run.log_epoch])
+    model = build_model(params, combined.inputs, len(combined.class_names), stats, design)
+    train_and_evaluate(model, combined, params, hooks=[run.log_epoch], task=design.task, stats=stats)
     return model
 
 

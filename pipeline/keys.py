@@ -40,6 +40,7 @@ MODEL_TRAINING_KIND = "custom_model_development"
 
 # MLflow: run metrics a trial logs besides its per-epoch curves
 TEST_ACCURACY, TEST_LOSS, EPOCHS_RUN, PEAK_RSS_MB = "test_accuracy", "test_loss", "epochs_run", "peak_rss_mb"
+TEST_RMSE, TEST_MAE, TEST_R2 = "test_rmse", "test_mae", "test_r2"  # regression, in the label's units
 KEPT_EPOCH = "kept_epoch"  # restore_best: the epoch whose weights the trial's model ended with
 # ... and the served model's costs, measured on this machine's CPU
 PARAMS_COUNT, MODEL_BYTES, MODEL_MB = "params_count", "model_bytes", "model_mb"

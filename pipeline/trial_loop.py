@@ -18,6 +18,7 @@ from pipeline.config import SweepConfig, with_overrides
 from pipeline.data import Splits, load_splits, portable_folder
 from pipeline.deferred import Deferred
 from pipeline.errors import StudyError, TrackingError
+from pipeline.model import Design
 from pipeline.preprocessing import fit_stats
 from pipeline.processes import StopRequest
 from pipeline.study import SurplusTrialError, budget_spent, open_study
@@ -37,7 +38,7 @@ def serve(spec: WorkerSpec, connection, stop: StopRequest) -> Finished:
     with Deferred() as after_trial:  # the worker says how it ended only once the last trial's model is logged
         stats = fit_stats(data.x_train, data.fills_gaps)
         context = TrialContext(config, data, stats, _dataset_record(config, data), tracker, go.parent_id, stop,
-                               after_trial)
+                               after_trial, Design(config.model.family, config.task))
         return _run_phase(go.phase, spec.number, context, lambda: connection.send(LastTrial()))
 
 
