@@ -16,7 +16,7 @@ import yaml
 
 from pipeline import examples, keys, stores
 from pipeline.errors import SweepConfigError
-from pipeline.hyperparameters import NAMES, CategoricalParam, FixedParam, ParamSpec, parse_param
+from pipeline.hyperparameters import FAMILY_ONLY, NAMES, CategoricalParam, FixedParam, ParamSpec, parse_param
 from pipeline.validation import Checker, quote
 
 SAMPLERS = ("tpe", "random")
@@ -27,6 +27,13 @@ TASKS = ("classification", "regression")
 TASK_OBJECTIVES = {
     "classification": {"val_accuracy": "maximize", "val_loss": "minimize"},
     "regression": {"val_rmse": "minimize", "val_mae": "minimize", "val_r2": "maximize", "val_loss": "minimize"},
+}
+# The test metrics each task's trials log, with their direction; the first is the headline every summary,
+# report, comparison and export shows. pipeline.tasks' TEST_METRICS say the same beside the model code (a test
+# checks it); this copy lets the commands that never import TensorFlow read them.
+TASK_TEST_METRICS = {
+    "classification": {keys.TEST_ACCURACY: "maximize", keys.TEST_LOSS: "minimize"},
+    "regression": {keys.TEST_RMSE: "minimize", keys.TEST_MAE: "minimize", keys.TEST_R2: "maximize"},
 }
 # The network between the preprocessing layers and the task's output (pipeline.families); `model.builder`
 # names the user's own function instead (family "builder").
@@ -164,6 +171,11 @@ class SweepConfig:
     def task(self) -> str:
         """classification | regression; kept with the data settings, which read the label by it."""
         return self.data.task
+
+    @property
+    def test_metric(self) -> str:
+        """The task's headline test metric (classification: test_accuracy; regression: test_rmse)."""
+        return next(iter(TASK_TEST_METRICS[self.task]))
 
     @property
     def directions(self) -> list[str]:
@@ -324,6 +336,7 @@ def parse_sweep(raw: Any, path: Path) -> SweepConfig:
     space = check.mapping(top.get("search_space", {}), "search_space", allowed=NAMES)
     search_space = {name: parse_param(check, name, spec) for name, spec in space.items()}
     _check_images_only(check, data, search_space)
+    _check_family(check, model, data, search_space)
     return SweepConfig(path, study, data, tracking, search_space, model)
 
 
@@ -345,6 +358,19 @@ def _check_images_only(check: Checker, data: DataConfig, space: Mapping[str, Par
     """Shifting pixels means nothing to a table's rows."""
     if data.dataset == "table" and _highest(space.get("shift_pixels")) > 0:
         check.fail("search_space.shift_pixels", "shifts images; data.dataset 'table' has rows, not images (use 0)")
+
+
+def _check_family(check: Checker, model: ModelConfig, data: DataConfig, space: Mapping[str, ParamSpec]) -> None:
+    """A cnn needs pixels (an npz of flat features is refused once it is loaded: pipeline.trial_loop), and a
+    family's own hyperparameters mean nothing to another family's network. A builder may read any of them."""
+    if model.family == "cnn" and data.dataset == "table":
+        check.fail("model.family", "'cnn' convolves over images; data.dataset 'table' has rows, not images "
+                   "(use model.family dense)")
+    for name in space:
+        owner = FAMILY_ONLY.get(name, model.family)
+        if model.family in FAMILIES and owner != model.family:
+            check.fail(f"search_space.{name}", f"applies to model.family {owner} only; this sweep's family is "
+                       f"{model.family} (set model.family: {owner}, or leave {name} out)")
 
 
 def _highest(spec: ParamSpec | None) -> float:
