@@ -35,7 +35,8 @@ from pipeline.preprocessing import fit_stats
 from pipeline.processes import pid_alive
 from pipeline.study import best_complete_trial, load_existing_study
 from pipeline.tracking import models
-from pipeline.training import TEST_BATCH, score, start_fresh, train_and_evaluate
+from pipeline.tasks import classification
+from pipeline.training import TEST_BATCH, start_fresh, train_and_evaluate
 
 KERAS_FILE, SAVED_MODEL_DIR, METADATA_FILE = "model.keras", "saved_model", "metadata.json"
 # metadata.json's mark: --force replaces a folder only when it holds this tool's export files and this mark.
@@ -65,7 +66,7 @@ def export_best(config: SweepConfig, out: Path, refit: bool = False, name: str |
     _remove_stale_staging(out)
     logged = tracking.run_metrics(tracker.tracking_uri, source_run)
     with tracking.export_run(tracker, config.study.name, config.storage_identity, best.number, source_run,
-                             params.as_dict(), refit) as run:
+                             params.used(config.model.family, config.task), refit) as run:
         if refit:
             model = _refit(params, data, int(logged[keys.EPOCHS_RUN]), run, Design(config.model.family, config.task))
             test_accuracy = evaluate(model, data.x_test, data.y_test)
@@ -136,7 +137,8 @@ def _study_data(study: optuna.Study, config: SweepConfig, data_given: bool) -> S
 
 def evaluate(model, inputs: np.ndarray, labels: np.ndarray) -> float:
     """Accuracy of a model on raw inputs, scored exactly as the trials are."""
-    return score(model.predict(model_inputs(inputs), batch_size=TEST_BATCH, verbose=0), labels)[0]
+    outputs = model.predict(model_inputs(inputs), batch_size=TEST_BATCH, verbose=0)
+    return classification.score(outputs, labels)[keys.TEST_ACCURACY]
 
 
 def _check_destination(out: Path, force: bool) -> None:
@@ -234,7 +236,8 @@ def _metadata(config: SweepConfig, best: _Choice, params: Hyperparameters, logge
               data: Splits, test_accuracy: float, refit: bool, export_run: str, name: str) -> dict:
     return {
         EXPORTED_BY[0]: EXPORTED_BY[1],
-        "study": config.study.name, "trial_number": best.number, "params": params.as_dict(),
+        "study": config.study.name, "trial_number": best.number,
+        "params": params.used(config.model.family, config.task),
         "objective": {"metric": config.study.metric, "value": best.value},
         "test_accuracy": test_accuracy, "trial_test_accuracy": logged.get(keys.TEST_ACCURACY),
         "test_images": int(len(data.y_test)), "class_names": list(data.class_names),
