@@ -65,6 +65,11 @@ class Hyperparameters:
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    def used(self, family: str, task: str) -> dict[str, Any]:
+        """The values that shape this model, as a trial logs them; `from_dict` fills the rest with defaults,
+        which shape nothing in it."""
+        return {name: getattr(self, name) for name in used_names(family, task)}
+
     def replace(self, **changes: Any) -> "Hyperparameters":
         return dataclasses.replace(self, **changes)
 
@@ -140,6 +145,18 @@ DOMAINS: dict[str, Domain] = {
     "loss": Domain("str", choices=LOSSES),
 }
 NAMES = tuple(DOMAINS)
+# Hyperparameters that shape one family's network, or one task's training, only; the rest shape every model. A
+# sweep of another family refuses them in its space, and a trial logs only the ones its model uses.
+FAMILY_ONLY = {name: "cnn" for name in ("conv_blocks", "filters", "double_filters", "kernel_size", "pooling",
+                                        "head_pooling")}
+TASK_ONLY = {"loss": "regression"}
+
+
+def used_names(family: str, task: str) -> tuple[str, ...]:
+    """The names that shape a model of this family and task; a user's builder (family "builder") is handed
+    every value, so it may read any of them."""
+    return tuple(name for name in NAMES if (family == "builder" or FAMILY_ONLY.get(name, family) == family)
+                 and TASK_ONLY.get(name, task) == task)
 
 
 @dataclass(frozen=True)
@@ -224,6 +241,9 @@ def _parse_range(check, key: str, domain: Domain, kind: str, spec: dict) -> Para
     if domain.kind != kind:
         allowed = "categorical, fixed" if domain.kind in ("str", "bool") else f"{domain.kind}, categorical, fixed"
         check.fail(f"{key}.type", f"'{kind}' does not fit this parameter; allowed: {allowed}")
+    if domain.choices:
+        check.fail(f"{key}.type", f"'{kind}' would draw every value between its bounds, but only "
+                   f"{', '.join(map(str, domain.choices))} are allowed; allowed: categorical, fixed")
     convert = check.integer if kind == "int" else check.number
     low = domain.validate(convert(spec.get("low"), f"{key}.low"), f"{key}.low", check.fail)
     high = domain.validate(convert(spec.get("high"), f"{key}.high"), f"{key}.high", check.fail)

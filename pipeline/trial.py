@@ -64,10 +64,11 @@ def _run(trial: optuna.Trial, context: TrialContext) -> float:
     refuse_surplus(trial, config.study.n_trials)
     context.after_trial.check()
     params = suggest_params(trial, config.search_space)
-    trial.set_user_attr(keys.PARAMS, params.as_dict())
+    logged = params.used(context.design.family, context.design.task)  # not the cnn's values on a dense trial
+    trial.set_user_attr(keys.PARAMS, logged)
     start_fresh(config.study.seed + trial.number)
     with tracking.trial_run(context.tracker, context.parent_id, config.study.name, config.storage_identity,
-                            trial.number, params.as_dict()) as run:
+                            trial.number, logged) as run:
         trial.set_user_attr(keys.RUN_ID, run.run_id)
         # Optuna takes no intermediate values from a multi-objective trial (and cannot prune it).
         prune = None if config.study.objectives else pruning_hook(trial, config.study.metric)
@@ -99,7 +100,7 @@ def run_retraining(trial: optuna.Trial, context: TrialContext) -> float:
     params = Hyperparameters.from_dict(attrs[keys.PARAMS])
     start_fresh(attrs[keys.SEED])
     with tracking.retraining_run(context.tracker, context.parent_id, config.study.name, config.storage_identity,
-                                 attrs, params.as_dict()) as run:
+                                 attrs, params.used(context.design.family, context.design.task)) as run:
         trial.set_user_attr(keys.RUN_ID, run.run_id)
         result, _ = _train_and_record(run, params, context)
     return result.final(config.study.metric)

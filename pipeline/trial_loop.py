@@ -17,7 +17,8 @@ from pipeline import confirmation, keys, objectives, tracking
 from pipeline.config import SweepConfig, with_overrides
 from pipeline.data import Splits, load_splits, portable_folder
 from pipeline.deferred import Deferred
-from pipeline.errors import StudyError, TrackingError
+from pipeline.families import FAMILIES
+from pipeline.errors import StudyError, SweepConfigError, TrackingError
 from pipeline.model import Design
 from pipeline.preprocessing import fit_stats
 from pipeline.processes import StopRequest
@@ -29,6 +30,7 @@ from pipeline.worker import Finished, LastTrial, Ready, WorkerSpec
 def serve(spec: WorkerSpec, connection, stop: StopRequest) -> Finished:
     """Data once, then trials until the study's budget or this worker's share is spent."""
     data = load_splits(spec.config.data, spec.config.study.seed, spec.workers)
+    _check_family(spec.config, data)
     connection.send(Ready(portable_folder(spec.config.data.data_dir, spec.config.path.parent), data.train_digest()))
     go = connection.recv()
     if go is None:
@@ -40,6 +42,15 @@ def serve(spec: WorkerSpec, connection, stop: StopRequest) -> Finished:
         context = TrialContext(config, data, stats, _dataset_record(config, data), tracker, go.parent_id, stop,
                                after_trial, Design(config.model.family, config.task))
         return _run_phase(go.phase, spec.number, context, lambda: connection.send(LastTrial()))
+
+
+def _check_family(config: SweepConfig, data: Splits) -> None:
+    """A family that cannot take this data (a cnn on an npz of flat features) is refused before the worker says
+    Ready, so the supervisor opens no store."""
+    family = FAMILIES.get(config.model.family)
+    reason = family and family.refusal(data.inputs)
+    if reason:
+        raise SweepConfigError(f"{config.path}: model.family: {reason}")
 
 
 def _run_phase(phase: str, number: int, context: TrialContext, announce_last) -> Finished:

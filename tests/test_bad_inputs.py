@@ -327,6 +327,15 @@ def table_model(tmp: Path, rows: str) -> list[str]:
     return ["predict", str(tmp / "table.keras"), str(tmp / "served.csv")]
 
 
+def flat_npz(tmp: Path, data_dir: Path) -> list[str]:
+    """A cnn sweep on an npz of feature vectors (no height and width to convolve over)."""
+    rng = np.random.default_rng(0)
+    np.savez(tmp / "features.npz", x_train=rng.random((200, 64), np.float32), y_train=np.arange(200) % 2,
+             x_test=rng.random((40, 64), np.float32), y_test=np.arange(40) % 2)
+    return ["run", str(tiny(tmp, tmp / "features.npz", data__dataset="npz", data__subset=None,
+                            data__test_subset=None, model__family="cnn"))]
+
+
 CASES = {
     # Sweep files: validated into typed objects before anything starts.
     "unknown key": Case(lambda t, d: ["run", str(tiny(t, d, study__trials=3))], 2, "study.trials: unknown key"),
@@ -587,6 +596,16 @@ CASES = {
                                                        "smok: no such sweep file, and no shipped example of that "
                                                        "name; the examples are fashion_mnist,"),
     "examples copied over earlier copies": Case(examples_over_copies, 2, "smoke.yaml: already exists (1 of the"),
+    # Issue 22, cnn: convolutions need images, and the cnn's own hyperparameters need a cnn.
+    "a cnn on a table": Case(lambda t, d: table(t, "a,b,cultivar\n1,2,p\n3,4,q\n", model__family="cnn"), 2,
+                             "model.family: 'cnn' convolves over images; data.dataset 'table' has rows"),
+    "a cnn on an npz of flat features": Case(flat_npz, 2, "model.family: 'cnn' convolves over images (height x "
+                                             "width [x channels]); this data is vectors of 64 features"),
+    "a cnn hyperparameter in a dense sweep": Case(lambda t, d: ["run", str(tiny(t, d, search_space__filters=32))], 2,
+                                                  "search_space.filters: applies to model.family cnn only"),
+    "a kernel size drawn from a range": Case(lambda t, d: ["run", str(tiny(
+        t, d, model__family="cnn", search_space__kernel_size={"type": "int", "low": 3, "high": 5}))], 2,
+        "search_space.kernel_size.type: 'int' would draw every value between its bounds, but only 3, 5 are allowed"),
 }
 
 

@@ -20,7 +20,7 @@ from pipeline import stores as store_uris
 from pipeline.processes import free_port, mlflow_server, start_group, stop_group, wait_for_http
 from pipeline.config import load_sweep
 from pipeline.data import KERAS_DATASETS
-from pipeline.hyperparameters import NAMES
+from pipeline.hyperparameters import used_names
 
 STUDY_PLOTS = {"optimization_history", "param_importances", "parallel_coordinate", "slice"}
 
@@ -43,7 +43,7 @@ def test_report_joins_trials_with_runs_best_first(module_sweep, config, capsys):
     assert len(table) == 3 and table["state"].eq("COMPLETE").all()
     assert table.loc[0, "best"] == "*" and table["best"].fillna("").eq("*").sum() == 1
     assert table["val_accuracy"].is_monotonic_decreasing
-    assert set(NAMES) <= set(table.columns)
+    assert set(used_names("dense", "classification")) <= set(table.columns)
     assert {"run_id", "epochs_run", "test_accuracy", "duration_s"} <= set(table.columns)
     client = mlflow.MlflowClient(store_uris.resolve_uri(config.tracking.tracking_uri))
     for row in table.itertuples():
@@ -151,7 +151,7 @@ def test_a_real_mlflow_server_lists_every_trial_comparably(config):
         assert all(t["mlflow.parentRunId"] == parent["info"]["run_id"] for t in tags if t.get("sweep.role") == "trial")
         param_keys = {frozenset(p["key"] for p in r["data"]["params"]) for r in children}
         metric_keys = {frozenset(m["key"] for m in r["data"]["metrics"]) for r in children}
-        assert param_keys == {frozenset(NAMES)} and len(metric_keys) == 1
+        assert param_keys == {frozenset(used_names("dense", "classification"))} and len(metric_keys) == 1
         assert {"loss", "accuracy", "val_loss", "val_accuracy", "test_accuracy", "test_loss"} <= set(*metric_keys)
         for child in children:
             run_id = child["info"]["run_id"]
