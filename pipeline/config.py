@@ -46,6 +46,7 @@ LIMIT_OF = {limit: measurement for measurement, limit in QUANTITIES.values()}
 # by a test: config stays free of the data libraries so that `sweep --help` starts at once).
 DATASETS = ("fashion_mnist", "mnist", "cifar10", "cifar100", "idx", "images", "npz", "table")
 FOLDER_SOURCES = ("idx", "images", "npz", "table")
+REGRESSION_SOURCES = ("npz", "table")  # the sources whose labels can be numbers
 COLORS = ("grayscale", "rgb")
 MISSING = ("refuse", "drop", "impute")  # tables: what a missing value gets
 # A journal file, not SQLite: several local worker processes can share it safely, so `--workers N` needs
@@ -337,6 +338,7 @@ def parse_sweep(raw: Any, path: Path) -> SweepConfig:
     search_space = {name: parse_param(check, name, spec) for name, spec in space.items()}
     _check_images_only(check, data, search_space)
     _check_family(check, model, data, search_space)
+    _check_task(check, task, data, search_space)
     return SweepConfig(path, study, data, tracking, search_space, model)
 
 
@@ -371,6 +373,17 @@ def _check_family(check: Checker, model: ModelConfig, data: DataConfig, space: M
         if model.family in FAMILIES and owner != model.family:
             check.fail(f"search_space.{name}", f"applies to model.family {owner} only; this sweep's family is "
                        f"{model.family} (set model.family: {owner}, or leave {name} out)")
+
+
+def _check_task(check: Checker, task: str, data: DataConfig, space: Mapping[str, ParamSpec]) -> None:
+    """Numbers to predict come from a table's label column or an npz's y arrays (images' labels are classes);
+    the loss is chosen for a regression only (a classifier trains on cross-entropy)."""
+    if task == "regression" and data.dataset not in REGRESSION_SOURCES:
+        check.fail("task", f"'regression' predicts numbers from data.dataset {' or '.join(REGRESSION_SOURCES)}; "
+                   f"{data.dataset!r} has classes (use task: classification)")
+    if task != "regression" and "loss" in space:
+        check.fail("search_space.loss", "applies to task regression only; a classifier trains on cross-entropy "
+                   "(set task: regression, or leave loss out)")
 
 
 def _highest(spec: ParamSpec | None) -> float:

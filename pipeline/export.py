@@ -226,7 +226,7 @@ def _refit(params: Hyperparameters, data: Splits, epochs: int, run, design: Desi
     combined = data.with_validation_in_train()
     params = params.replace(epochs=epochs)
     start_fresh(0)
-    stats = fit_stats(combined.x_train, combined.fills_gaps)
+    stats = fit_stats(combined.x_train, combined.fills_gaps, combined.regression_targets)
     model = build_model(params, combined.inputs, len(combined.class_names), stats, design)
     train_and_evaluate(model, combined, params, hooks=[run.log_epoch], task=design.task, stats=stats)
     return model

@@ -1,4 +1,5 @@
-"""Figures people would rather look at than read: per-trial curves and confusion matrix, per-study plots.
+"""Figures people would rather look at than read: per-trial curves and confusion matrix (a regression's predicted
+against actual and residuals), per-study plots.
 
 Matplotlib only, drawn off-screen; the tracking module stores them as PNG artifacts.
 """
@@ -18,10 +19,11 @@ from sklearn.metrics import classification_report, confusion_matrix  # noqa: E40
 
 
 def learning_curves(history: dict[str, list[float]]):
-    """Loss and accuracy per epoch, training and validation side by side."""
+    """Loss and the task's metric (accuracy; a regression's rmse, in the label's units) per epoch, training and
+    validation side by side."""
     figure, axes = plt.subplots(1, 2, figsize=(10, 4))
     epochs = np.arange(1, len(history["loss"]) + 1)
-    for axis, metric in zip(axes, ("loss", "accuracy")):
+    for axis, metric in zip(axes, ("loss", "rmse" if "rmse" in history else "accuracy")):
         axis.plot(epochs, history[metric], marker="o", label="training")
         if f"val_{metric}" in history:
             axis.plot(epochs, history[f"val_{metric}"], marker="o", label="validation")
@@ -47,6 +49,31 @@ def confusion_figure(labels: np.ndarray, predictions: np.ndarray, class_names: t
             axis.text(column, row, count, ha="center", va="center", fontsize=8,
                       color="white" if count > matrix.max() / 2 else "black")
     figure.colorbar(image, ax=axis)
+    figure.tight_layout()
+    return figure
+
+
+def predicted_figure(actual: np.ndarray, predicted: np.ndarray, label: str):
+    """A regression's test predictions against the actual values, with the diagonal a perfect model lies on."""
+    figure, axis = plt.subplots(figsize=(6, 6))
+    axis.scatter(actual, predicted, s=12, alpha=0.6)
+    low, high = float(min(actual.min(), predicted.min())), float(max(actual.max(), predicted.max()))
+    axis.plot([low, high], [low, high], color="tab:gray", linestyle="--", label="predicted = actual")
+    axis.set(xlabel=f"actual {label}", ylabel=f"predicted {label}", title="test set: predicted against actual")
+    axis.grid(alpha=0.3)
+    axis.legend(loc="upper left")
+    figure.tight_layout()
+    return figure
+
+
+def residuals_figure(actual: np.ndarray, predicted: np.ndarray, label: str):
+    """A regression's test residuals (actual - predicted) against the prediction: a trend or a funnel shows
+    what the model misses."""
+    figure, axis = plt.subplots(figsize=(7, 4.5))
+    axis.scatter(predicted, actual - predicted, s=12, alpha=0.6)
+    axis.axhline(0.0, color="tab:gray", linestyle="--")
+    axis.set(xlabel=f"predicted {label}", ylabel="residual (actual - predicted)", title="test set residuals")
+    axis.grid(alpha=0.3)
     figure.tight_layout()
     return figure
 

@@ -39,12 +39,23 @@ class FeatureStats:
     maximum: np.ndarray
     categories: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     fills: Mapping[str, float | str] = field(default_factory=dict)
+    target_mean: float = 0.0  # a regression's training labels: the model's output layer maps standardized
+    target_std: float = 1.0  # predictions back to the label's units with them (pipeline.tasks.regression)
 
 
-def fit_stats(x_train: np.ndarray, impute: bool = False) -> FeatureStats:
+def fit_stats(x_train: np.ndarray, impute: bool = False, y_train: np.ndarray | None = None) -> FeatureStats:
     """The statistics the preprocessing layers need, from the training split. `impute` (a table whose
     study imputes) gives the model its fills even when the training split has no gaps: the rows it is
-    validated, tested and served on may have them."""
+    validated, tested and served on may have them. `y_train`, a regression's numeric labels, gives the
+    target's mean and standard deviation (split.py refuses a constant label, which has none)."""
+    stats = _input_stats(x_train, impute)
+    if y_train is None:
+        return stats
+    return dataclasses.replace(stats, target_mean=float(np.mean(y_train, dtype=np.float64)),
+                               target_std=float(np.std(y_train, dtype=np.float64)))
+
+
+def _input_stats(x_train: np.ndarray, impute: bool) -> FeatureStats:
     if x_train.dtype.names is None:
         return _numeric_stats(x_train)
     fills = gap_fills(x_train) if impute or has_gaps(x_train) else {}

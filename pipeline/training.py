@@ -22,7 +22,8 @@ from pipeline.preprocessing import FeatureStats
 from pipeline.tasks import TASKS
 
 # Called after each epoch with (epoch starting at 1, {"loss": .., "accuracy": .., "val_loss": ..,
-# "val_accuracy": ..}); returning True stops training after that epoch.
+# "val_accuracy": ..}, or a regression's rmse, mae, r2 and val_ ones in the label's units); returning True
+# stops training after that epoch.
 EpochHook = Callable[[int, dict], bool]
 TEST_BATCH = 1024
 
@@ -64,15 +65,17 @@ def train_and_evaluate(model: keras.Model, data: Splits, params: Hyperparameters
     """Fit for params.epochs (or until a hook stops it), then score the test set once.
 
     best_by (metric, maximize) is what restore_best keeps the best epoch by: the study's metric. `stats`
-    are the training statistics the model was built with (regression standardizes its targets by them)."""
+    are the training statistics the model was built with (regression standardizes its targets by them). What
+    is fit is the task's trainer, which shares the model's weights; the test outputs are the model's own."""
     check_model_fits(model.count_params())
     result, task_module = TrainResult(), TASKS[task]
+    fitted = task_module.trainer(model, params, stats)
     labels = functools.partial(task_module.targets, params, n_outputs=len(data.class_names), stats=stats)
     validation = (model_inputs(data.x_val), labels(data.y_val)) if len(data.y_val) else None
     callbacks = [_HookCallback(result, hooks), *_schedule(params)]
     if params.restore_best and validation is not None:
         callbacks.append(_KeepBest(result, *best_by))  # last: it sees the epoch's logs once hooks have
-    model.fit(model_inputs(data.x_train), labels(data.y_train), validation_data=validation,
+    fitted.fit(model_inputs(data.x_train), labels(data.y_train), validation_data=validation,
               epochs=params.epochs, batch_size=params.batch_size, callbacks=callbacks, verbose=0)
     result.test_outputs = model.predict(model_inputs(data.x_test), batch_size=TEST_BATCH, verbose=0)
     result.test_metrics = task_module.score(result.test_outputs, data.y_test)

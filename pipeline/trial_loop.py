@@ -38,7 +38,7 @@ def serve(spec: WorkerSpec, connection, stop: StopRequest) -> Finished:
     config = with_overrides(spec.config, tracking_uri=go.tracking_uri)
     tracker = tracking.connect(go.tracking_uri, config.experiment_name)
     with Deferred() as after_trial:  # the worker says how it ended only once the last trial's model is logged
-        stats = fit_stats(data.x_train, data.fills_gaps)
+        stats = fit_stats(data.x_train, data.fills_gaps, data.regression_targets)
         context = TrialContext(config, data, stats, _dataset_record(config, data), tracker, go.parent_id, stop,
                                after_trial, Design(config.model.family, config.task))
         return _run_phase(go.phase, spec.number, context, lambda: connection.send(LastTrial()))

@@ -2,8 +2,9 @@
 
 Sources: Keras' datasets by name (fashion_mnist, mnist, cifar10, cifar100), a folder of IDX files (`idx`),
 a folder of images in class folders (`images`), a NumPy .npz file (`npz`), a CSV or Parquet table
-(`table`). Each gives the same RawData: inputs as the source has them, integer labels and class names; everything downstream (the model's input,
-the classes, plots, export, predict) follows from it.
+(`table`). Each gives the same RawData: inputs as the source has them, integer labels and class names (or, with
+`task: regression`, from npz and tables only, numbers and the label's name); everything downstream (the model's
+input, the classes, plots, export, predict) follows from it.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ def load_raw(data: DataConfig, seed: int, workers: int = 1) -> RawData:
     if data.dataset == "idx":
         return load_idx_folder(path)
     if data.dataset == "npz":
-        return load_npz(path)
+        return load_npz(path, data.task)
     if data.dataset == "table":
         return load_table(path, data, seed)
     return load_image_folder(path, data.image_size, data.color, data.test_fraction, seed, workers)

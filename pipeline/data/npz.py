@@ -1,5 +1,9 @@
 """A NumPy .npz file with x_train, y_train, x_test, y_test and, optionally, class_names.
 
+With `task: regression` the labels are numbers (any numeric dtype, read as float64); the label has no name
+in the file, so it is called REGRESSION_LABEL ("y", after the arrays' names): the served model's one output
+column, the plots' axis. class_names, if present, is ignored then.
+
 Each array's header is checked against the bytes the archive holds before the array is read, so a damaged
 or crafted header is refused in one line instead of asking for terabytes, and arrays too large for the
 memory available are refused with the estimate before they are read; `sweep predict` reads .npz inputs
@@ -8,6 +12,7 @@ through the same functions.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import zipfile
 from pathlib import Path
@@ -15,14 +20,15 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.data.memory import check_fits
-from pipeline.data.records import RawData, checked, numbered_classes
+from pipeline.data.records import RawData, checked, continuous_hint, numbered_classes
 from pipeline.errors import DataError
 
 REQUIRED = ("x_train", "y_train", "x_test", "y_test")
+REGRESSION_LABEL = "y"
 NOT_NPZ = "not a valid .npz file (a zip archive of .npy arrays, as numpy.savez writes)"
 
 
-def load_npz(path: Path) -> RawData:
+def load_npz(path: Path, task: str = "classification") -> RawData:
     """The arrays, checked; refused before they are read when one worker could not hold them."""
     if not path.is_file():
         raise DataError(f"{path}: no such .npz file")
@@ -39,6 +45,12 @@ def load_npz(path: Path) -> RawData:
     arrays = read_arrays(path, wanted)
     names = arrays.pop("class_names", None)
     arrays["y_train"], arrays["y_test"] = _label_vector(path, arrays, "y_train"), _label_vector(path, arrays, "y_test")
+    if task == "regression":
+        raw = checked(RawData(**arrays, source=str(path.resolve()), class_names=(REGRESSION_LABEL,), task=task))
+        return dataclasses.replace(raw, y_train=raw.y_train.astype(np.float64), y_test=raw.y_test.astype(np.float64))
+    hint = continuous_hint(arrays["y_train"]) if arrays["y_train"].dtype.kind in "iu" else None
+    if hint:
+        raise DataError(f"{path}: y_train: {hint}")
     numbered = numbered_classes(arrays["y_train"], arrays["y_test"])
     class_names = numbered if names is None else _checked_names(path, names, len(numbered))
     return checked(RawData(**arrays, source=str(path.resolve()), class_names=class_names))

@@ -17,11 +17,13 @@ import numpy as np
 from pipeline.errors import DataError
 
 FLOAT32_MAX = float(np.finfo(np.float32).max)  # the network computes in float32: beyond this is inf there
+CONTINUOUS_CLASSES = 20  # more distinct numeric labels than this, fractional or mostly unique, read as a measurement
 
 
 @dataclass(frozen=True)
 class RawData:
-    """A dataset as its source holds it: inputs (N x shape) and integer labels 0..K-1 naming class_names."""
+    """A dataset as its source holds it: inputs (N x shape) and integer labels 0..K-1 naming class_names, or
+    (task regression) float64 numbers with class_names the label's name alone."""
 
     x_train: np.ndarray
     y_train: np.ndarray
@@ -29,6 +31,7 @@ class RawData:
     y_test: np.ndarray
     source: str
     class_names: tuple[str, ...]
+    task: str = "classification"
 
     def digest(self) -> str:
         return array_digest(self.x_train, self.y_train, self.x_test, self.y_test)
@@ -87,6 +90,12 @@ class Splits:
     def inputs(self) -> InputSpec:
         return InputSpec.of(self.x_train)
 
+    @property
+    def regression_targets(self) -> np.ndarray | None:
+        """The training labels a regression model standardizes its target by (preprocessing.fit_stats);
+        None for classes."""
+        return self.y_train if self.task == "regression" else None
+
     def train_digest(self) -> str:
         return array_digest(self.x_train, self.y_train)
 
@@ -106,7 +115,8 @@ def array_digest(*arrays: np.ndarray) -> str:
 
 
 def checked(raw: RawData) -> RawData:
-    """The same input shape in train and test, one integer label per input, labels naming a class."""
+    """The same input shape in train and test, one label per input: an integer naming a class, or (task
+    regression) a finite number."""
     for split in ("train", "test"):
         inputs, labels = getattr(raw, f"x_{split}"), getattr(raw, f"y_{split}")
         if len(inputs) != len(labels) or labels.ndim != 1:
@@ -119,15 +129,43 @@ def checked(raw: RawData) -> RawData:
             raise DataError(f"{raw.source}: x_{split} holds {count} value(s) that are NaN, infinite or beyond "
                             f"float32's range (e.g. {example}); replace or drop them, a model trained on them "
                             "predicts one class for everything")
+        if raw.task == "regression":
+            _check_numbers(raw.source, split, labels)
+            continue
         top = len(raw.class_names) - 1
         if labels.dtype.kind not in "iu" or (len(labels) and (labels.min() < 0 or labels.max() > top)):
             low, high = (labels.min(), labels.max()) if len(labels) else (0, 0)
+            hint = continuous_hint(labels) if labels.dtype.kind == "f" else None
             raise DataError(f"{raw.source}: {split} labels must be integers 0..{top} (one per class name), "
-                            f"found {labels.dtype} from {low} to {high}")
+                            f"found {labels.dtype} from {low} to {high}" + (f"; {hint}" if hint else ""))
     if raw.x_train.shape[1:] != raw.x_test.shape[1:]:
         raise DataError(f"{raw.source}: training inputs are {raw.x_train.shape[1:]} but test inputs "
                         f"{raw.x_test.shape[1:]}; both must have one shape")
     return raw
+
+
+def continuous_hint(values: np.ndarray) -> str | None:
+    """Why numeric class labels read as a measurement: more than CONTINUOUS_CLASSES distinct values, and
+    either some of them fractional or more distinct values than half the rows (most classes would have a
+    row or two, too few to split stratified). None for labels that look like classes."""
+    distinct = np.unique(values[~np.isnan(values)] if values.dtype.kind == "f" else values)
+    fractional = values.dtype.kind == "f" and not np.all(np.mod(distinct, 1) == 0)
+    if len(distinct) <= CONTINUOUS_CLASSES or not (fractional or len(distinct) > len(values) / 2):
+        return None
+    examples = ", ".join(f"{v:g}" for v in distinct[:3])
+    return (f"{len(distinct)} distinct numeric values in {len(values)} rows (e.g. {examples}) look like a "
+            "measurement, not classes; to predict the number set `task: regression` in the sweep file")
+
+
+def _check_numbers(source: str, split: str, labels: np.ndarray) -> None:
+    """A regression's labels: numbers, every one finite (a NaN or infinite target has no error to learn from)."""
+    if labels.dtype.kind not in "iuf":
+        raise DataError(f"{source}: {split} labels are {labels.dtype}; task regression needs numbers")
+    bad = np.flatnonzero(~(np.abs(labels.astype(np.float64)) <= FLOAT32_MAX))
+    if len(bad):
+        rows = ", ".join(str(r) for r in bad[:5]) + (" ..." if len(bad) > 5 else "")
+        raise DataError(f"{source}: {len(bad)} {split} label(s) are NaN, infinite or beyond float32's range "
+                        f"(rows {rows}, e.g. {labels[bad[0]]}); task regression needs a finite number per input")
 
 
 def unusable_values(x: np.ndarray) -> tuple[int, float | None]:

@@ -1,7 +1,8 @@
 """The three-way split: a stratified, seeded validation part carved from train; the test part only reported.
 
 Data that cannot be split that way (an empty test set, a class with one image or row, a test class
-training never saw) is refused, naming the class, before anything is written or trained.
+training never saw) is refused, naming the class, before anything is written or trained. A regression's
+numbers have no classes: its splits and subsets are seeded shuffles, and a constant label is refused.
 """
 
 from __future__ import annotations
@@ -15,22 +16,36 @@ from pipeline.errors import DataError
 
 def split_data(raw: RawData, validation_fraction: float, seed: int,
                subset: int | None = None, test_subset: int | None = None) -> Splits:
-    """Carve a stratified validation set out of train, after optionally shrinking both sets."""
-    _check_splittable(raw)
-    x, y = _stratified_subset(raw.x_train, raw.y_train, subset, seed, raw.source, "data.subset")
-    x_test, y_test = _stratified_subset(raw.x_test, raw.y_test, test_subset, seed, raw.source, "data.test_subset")
+    """Carve a validation set (stratified for classes) out of train, after optionally shrinking both sets."""
+    regression = raw.task == "regression"
+    (_check_numbers_splittable if regression else _check_splittable)(raw)
+    x, y = _stratified_subset(raw.x_train, raw.y_train, subset, seed, raw.source, "data.subset", regression)
+    x_test, y_test = _stratified_subset(raw.x_test, raw.y_test, test_subset, seed, raw.source, "data.test_subset",
+                                        regression)
     x_train, x_val, y_train, y_val = stratified_split(x, y, validation_fraction, seed, raw.source,
-                                                      "data.validation_fraction")
-    return Splits(x_train, y_train, x_val, y_val, x_test, y_test, raw.class_names, raw.source)
+                                                      "data.validation_fraction", by_class=not regression)
+    return Splits(x_train, y_train, x_val, y_val, x_test, y_test, raw.class_names, raw.source, task=raw.task)
 
 
-def stratified_split(x: np.ndarray, y: np.ndarray, fraction: float, seed: int, source: str, setting: str):
-    """x_a, x_b, y_a, y_b with `fraction` of each class in the b part; scikit-learn's refusal as one line."""
+def stratified_split(x: np.ndarray, y: np.ndarray, fraction: float, seed: int, source: str, setting: str,
+                     by_class: bool = True):
+    """x_a, x_b, y_a, y_b with `fraction` of each class in the b part (`by_class` False, a regression's
+    numbers: of the rows, shuffled); scikit-learn's refusal as one line."""
     try:
-        return train_test_split(x, y, test_size=fraction, stratify=y, random_state=seed)
+        return train_test_split(x, y, test_size=fraction, stratify=y if by_class else None, random_state=seed)
     except ValueError as exc:  # scikit-learn's word on a split too small for the classes
         raise DataError(f"{source}: cannot split {len(y)} inputs stratified by class ({setting} {fraction}): "
                         f"{_shortened(str(exc))}") from None
+
+
+def _check_numbers_splittable(raw: RawData) -> None:
+    """A regression needs test rows, and training labels that vary: a constant has no spread to learn (and to
+    standardize by)."""
+    if len(raw.y_test) == 0:
+        raise DataError(f"{raw.source}: the test set is empty; the test set is what the chosen model is scored on")
+    if len(np.unique(raw.y_train)) < 2:
+        found = f"only {raw.y_train[0]:g}" if len(raw.y_train) else "none"
+        raise DataError(f"{raw.source}: task regression needs training labels that vary; found {found}")
 
 
 def _check_splittable(raw: RawData) -> None:
@@ -60,11 +75,13 @@ def _shortened(message: str, limit: int = 300) -> str:
     return message if len(message) <= limit else message[:limit] + "..."
 
 
-def _stratified_subset(x: np.ndarray, y: np.ndarray, size: int | None, seed: int, source: str, setting: str):
+def _stratified_subset(x: np.ndarray, y: np.ndarray, size: int | None, seed: int, source: str, setting: str,
+                       regression: bool = False):
     if size is None or size >= len(y):
         return x, y
     try:
-        x_small, _, y_small, _ = train_test_split(x, y, train_size=size, stratify=y, random_state=seed)
+        x_small, _, y_small, _ = train_test_split(x, y, train_size=size, stratify=None if regression else y,
+                                                  random_state=seed)
     except ValueError as exc:
         raise DataError(f"{source}: cannot take a stratified subset of {size} from {len(y)} inputs ({setting}): "
                         f"{exc}") from None

@@ -10,11 +10,16 @@ with its most frequent value, fitted after the split so that neither validation 
 model does the filling itself (preprocessing.filled_gaps), so that rows served with gaps are filled alike.
 Rows without a label are dropped with `drop` or `impute`: a label cannot be imputed. Infinite numbers, and
 numbers beyond float32, are refused whatever `data.missing` says.
+
+With `task: regression` the label column holds the numbers to predict (float64; its name is the one output's
+name): text, infinite or (with data.missing: refuse) missing labels are refused naming the rows, and the test
+rows are a seeded shuffle's share instead of a stratified one.
 """
 
 from __future__ import annotations
 
 import filecmp
+import functools
 from collections import Counter
 from pathlib import Path
 
@@ -22,33 +27,40 @@ import numpy as np
 import pandas as pd
 
 from pipeline.config import DataConfig
-from pipeline.data.records import RawData, checked
+from pipeline.data.records import RawData, checked, continuous_hint
 from pipeline.data.split import stratified_split
 from pipeline.errors import DataError
 from pipeline.preprocessing import MISSING_TEXT
 
 READERS = {".csv": pd.read_csv, ".parquet": pd.read_parquet, ".pq": pd.read_parquet}
-CONTINUOUS_CLASSES = 20  # more distinct numeric labels than this, some fractional, reads as a measurement
 
 
 def load_table(path: Path, data: DataConfig, seed: int) -> RawData:
-    """The table's features and labels; the test rows from data.test_file, else a stratified, seeded split."""
+    """The table's features and labels; the test rows from data.test_file, else a seeded split (stratified by
+    class unless the task is regression)."""
     train = _prepared(read_table(path), path, data)
     test_path = _test_path(path, data.test_file)
     test = _prepared(read_table(test_path), test_path, data) if test_path else None
     features = _feature_columns(train, path, data)
-    _check_label(train[data.label], path, data.label)
-    class_names = _class_names(train[data.label], test[data.label] if test is not None else None)
-    codes = {name: index for index, name in enumerate(class_names)}
-    x, y = _records(train, features, data.categorical, path), _labels(train[data.label], codes)
+    regression = data.task == "regression"
+    if regression:
+        class_names, codes = (data.label,), None
+    else:
+        _check_label(train[data.label], path, data.label)
+        class_names = _class_names(train[data.label], test[data.label] if test is not None else None)
+        codes = {name: index for index, name in enumerate(class_names)}
+    labels = functools.partial(_label_values, label=data.label, codes=codes)
+    x, y = _records(train, features, data.categorical, path), labels(train[data.label], path)
     if test is None:
-        x, x_test, y, y_test = stratified_split(x, y, data.test_fraction, seed, str(path), "data.test_fraction")
+        x, x_test, y, y_test = stratified_split(x, y, data.test_fraction, seed, str(path), "data.test_fraction",
+                                                by_class=not regression)
     else:
         _check_same_columns(test, features, test_path)
         _feature_columns(test[[*features, data.label]], test_path, data)
-        x_test, y_test = _records(test, features, data.categorical, test_path), _labels(test[data.label], codes)
+        x_test, y_test = _records(test, features, data.categorical, test_path), labels(test[data.label], test_path)
         x, x_test = _common_widths(x, x_test)
-    return checked(RawData(x, y, x_test, y_test, source=str(path.resolve()), class_names=class_names))
+    return checked(RawData(x, y, x_test, y_test, source=str(path.resolve()), class_names=class_names,
+                           task=data.task))
 
 
 def read_table(path: Path) -> pd.DataFrame:
@@ -148,15 +160,33 @@ def _check_same_columns(test: pd.DataFrame, features: list[str], path: Path) -> 
 
 
 def _check_label(column: pd.Series, path: Path, label: str) -> None:
-    """A classifier's label: a numeric one with many distinct values, fractions among them, is a measurement."""
+    """A classifier's label: a numeric one with many distinct values, fractional or mostly one row each, is a
+    measurement (records.continuous_hint): refused, naming `task: regression`, since most of its classes
+    would be too small to split and learn anyway."""
     if not pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column):
         return
-    distinct = column.unique()
-    if len(distinct) > CONTINUOUS_CLASSES and not all(float(v).is_integer() for v in distinct):
-        examples = ", ".join(category_text(v) for v in distinct[:3])
-        raise DataError(f"{path}: the label column {label!r} looks continuous ({len(distinct)} distinct values in "
-                        f"{len(column)} rows, e.g. {examples}); a sweep trains classifiers, regression is not "
-                        "supported yet: choose a label column of classes, or bin this one")
+    hint = continuous_hint(column.to_numpy(dtype=np.float64))
+    if hint:
+        raise DataError(f"{path}: the label column {label!r}: {hint}; or choose a label column of classes, "
+                        "or bin this one")
+
+
+def _label_values(column: pd.Series, path: Path, label: str, codes: dict[str, int] | None) -> np.ndarray:
+    """Class codes by the class names' `codes`, or (None: a regression) the numbers."""
+    return _labels(column, codes) if codes is not None else _numbers(column, path, label)
+
+
+def _numbers(column: pd.Series, path: Path, label: str) -> np.ndarray:
+    """A regression's label column as float64; text and infinite values refused, naming the rows (counted
+    from 0, the first row under the header). Missing labels never get here: _prepared refused or dropped them."""
+    numbers = pd.to_numeric(column, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+    for bad, what in ((np.isnan(numbers), "text, not numbers"), (np.isinf(numbers), "infinite")):
+        if bad.any():
+            rows = column.index[bad]
+            shown = ", ".join(str(r) for r in rows[:5]) + (" ..." if len(rows) > 5 else "")
+            raise DataError(f"{path}: the label column {label!r} is {what} in {len(rows)} row(s) ({shown}, e.g. "
+                            f"{column[rows[0]]!r}); task regression needs a finite number in every row")
+    return numbers
 
 
 def _class_names(train: pd.Series, test: pd.Series | None) -> tuple[str, ...]:

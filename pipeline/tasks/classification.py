@@ -29,6 +29,11 @@ def compile_args(params: Hyperparameters) -> dict:
     return {"loss": loss, "metrics": ["accuracy"]}
 
 
+def trainer(model: keras.Model, params: Hyperparameters, stats: FeatureStats) -> keras.Model:
+    """Training fits the model as it is served (its softmax's probabilities)."""
+    return model
+
+
 def one_hot_labels(params: Hyperparameters) -> bool:
     """Label smoothing needs one-hot targets (Keras' sparse cross-entropy has no smoothing)."""
     return params.label_smoothing > 0

@@ -33,12 +33,15 @@ def log_model(model: keras.Model, example: np.ndarray, class_names: tuple[str, .
     and class names.
 
     The signature is the raw input the model takes (e.g. uint8 28x28, or a table's columns) and the
-    probabilities it returns, so `mlflow models serve` and pyfunc callers send what they have; the class
-    names, in the model's metadata, say what each probability is. Returns the model's URI.
+    probabilities it returns (a regressor: one column named after the label), so `mlflow models serve` and
+    pyfunc callers send what they have; the class names (the label's name), in the model's metadata, say what
+    each output is. Returns the model's URI.
     """
     if example.dtype.names is not None:
         return _log_table_model(model, example, class_names, run_id)
-    signature = infer_signature(example, keras.ops.convert_to_numpy(model(example, training=False)))
+    outputs = keras.ops.convert_to_numpy(model(example, training=False))
+    signature = infer_signature(example, pd.DataFrame(outputs.astype(np.float64), columns=list(class_names))
+                                if model.name == array_pyfunc.REGRESSOR else outputs)
     # Serving-input validation (reloading the model to predict the example) would double the logging time;
     # the tests load logged models for real instead.
     return _log_from_code(model, array_pyfunc, class_names, run_id, signature=signature, input_example=example,

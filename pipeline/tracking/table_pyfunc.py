@@ -6,7 +6,7 @@ is logged with the model (MLflow's "models from code", no pickle) and needs only
 where it is served: `mlflow models serve` and `mlflow.pyfunc.load_model(...).predict(frame)` take a
 DataFrame of the raw feature columns as pandas reads them from the table (integers, booleans, floats, codes
 or text for a categorical column; extra columns, such as the label, are ignored) and return one probability
-column per class name. A row the model cannot take is refused with one line naming the column.
+column per class name (a regressor, task regression: one column named after the label, in its units). A row the model cannot take is refused with one line naming the column.
 """
 
 from __future__ import annotations
@@ -42,7 +42,8 @@ class TableClassifier(mlflow.pyfunc.PythonModel):
             self.class_names = list(json.load(names))
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
-        """Probabilities per row; a bad row is a client's error (HTTP 400 from `mlflow models serve`)."""
+        """Probabilities (a regressor's predictions) per row; a bad row is a client's error (HTTP 400 from
+        `mlflow models serve`)."""
         frame = pd.DataFrame(model_input)
         if frame.empty:  # Keras' predict fails on no rows
             return pd.DataFrame(np.zeros((len(frame), len(self.class_names))), columns=self.class_names,
