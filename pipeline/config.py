@@ -179,6 +179,11 @@ class SweepConfig:
         return next(iter(TASK_TEST_METRICS[self.task]))
 
     @property
+    def builder_path(self) -> Path | None:
+        """model.builder's file: as written when absolute, else relative to the sweep file's folder."""
+        return None if self.model.builder is None else self.path.parent / Path(self.model.builder_file).expanduser()
+
+    @property
     def directions(self) -> list[str]:
         """The study's direction per objective: the metric's, then minimize for every cost."""
         return [self.study.direction] + ["minimize"] * (len(self.study.objectives) - 1)
@@ -334,8 +339,7 @@ def parse_sweep(raw: Any, path: Path) -> SweepConfig:
     study = _parse_study(check, check.mapping(top.get("study"), "study", required=True), task)
     data = dataclasses.replace(_parse_data(check, check.mapping(top.get("data", {}), "data")), task=task)
     tracking = _parse_tracking(check, check.mapping(top.get("tracking", {}), "tracking"))
-    space = check.mapping(top.get("search_space", {}), "search_space", allowed=NAMES)
-    search_space = {name: parse_param(check, name, spec) for name, spec in space.items()}
+    search_space = _parse_space(check, top.get("search_space", {}), model)
     _check_images_only(check, data, search_space)
     _check_family(check, model, data, search_space)
     _check_task(check, task, data, search_space)
@@ -354,6 +358,16 @@ def _parse_model(check: Checker, raw: dict) -> ModelConfig:
     if not file.strip() or not function.isidentifier():
         check.fail("model.builder", f"must be 'path/to/file.py:function', got {check.quote(builder)}")
     return ModelConfig(family="builder", builder=builder)
+
+
+def _parse_space(check: Checker, raw: Any, model: ModelConfig) -> dict[str, ParamSpec]:
+    """The built-in hyperparameters; with a builder, also its own entries (any other name), passed to it."""
+    space = check.mapping(raw, "search_space", allowed=NAMES if model.builder is None else ())
+    for name in space:
+        if name not in NAMES and not (isinstance(name, str) and name.isidentifier()):
+            check.fail(f"search_space.{name}", "a builder's own entry is named like a Python variable (letters, "
+                       f"digits and _, not first a digit); the built-in ones are {', '.join(NAMES)}")
+    return {name: parse_param(check, name, spec) for name, spec in space.items()}
 
 
 def _check_images_only(check: Checker, data: DataConfig, space: Mapping[str, ParamSpec]) -> None:

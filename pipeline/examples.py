@@ -3,7 +3,8 @@
 In a checkout they are the repository's sweeps/ folder, where a user edits them; a wheel ships the same
 files as pipeline/sweeps/ (pyproject.toml maps the one onto the other), so an install has them too. Their
 relative data paths (sweeps/data/wine.csv) are written from the folder that holds sweeps/, and are found
-from there whatever the working folder.
+from there whatever the working folder; their builders (sweeps/models/) are named relative to the sweep file,
+as any builder is, so they are found beside it wherever the examples are copied.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pipeline.errors import BadInputError, SweepConfigError
 
 SUFFIX = ".yaml"
 DATA = "data"  # the examples' own data, beside them
+MODELS = "models"  # the examples' own networks (model.builder), beside them
 
 
 def folder() -> Path:
@@ -101,7 +103,8 @@ def _refuse_unusable(out: Path) -> None:
 
 
 def _shipped(path: Path, source: Path) -> bool:
-    """The sweep files and their data: what the wheel ships, whatever else lies in a checkout's sweeps/."""
+    """The sweep files, their data and their builders: what the wheel ships, whatever else lies in a checkout's
+    sweeps/ (Python's caches, say)."""
     relative = path.relative_to(source)
-    return (len(relative.parts) == 1 and path.suffix == SUFFIX) or (relative.parts[0] == DATA
-                                                                     and path.suffix == ".csv")
+    return ((len(relative.parts) == 1 and path.suffix == SUFFIX) or (relative.parts[:-1] == (DATA,)
+            and path.suffix == ".csv") or (relative.parts[:-1] == (MODELS,) and path.suffix == ".py"))

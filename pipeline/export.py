@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import optuna
 
-from pipeline import confirmation, keys, objectives, tracking
+from pipeline import builders, confirmation, keys, objectives, tracking
 from pipeline.config import Constraints, SweepConfig, check_model_name
 from pipeline.data import Splits, describe_folder, load_splits, located_folder
 from pipeline.errors import BadInputError, DataError, ExportError
@@ -68,7 +68,7 @@ def export_best(config: SweepConfig, out: Path, refit: bool = False, name: str |
     with tracking.export_run(tracker, config.study.name, config.storage_identity, best.number, source_run,
                              params.used(config.model.family, config.task), refit) as run:
         if refit:
-            model = _refit(params, data, int(logged[keys.EPOCHS_RUN]), run, Design(config.model.family, config.task))
+            model = _refit(params, data, int(logged[keys.EPOCHS_RUN]), run, builders.design(config))
             test_accuracy = evaluate(model, data.x_test, data.y_test)
             model_uri = models.log_model(model, data.x_test[:2], data.class_names)
         else:

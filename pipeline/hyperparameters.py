@@ -62,21 +62,29 @@ class Hyperparameters:
     # task: regression (pipeline.tasks.regression)
     loss: str = "mse"
 
+    # model.builder (pipeline.builders): the search space's own entries, passed through to the user's function
+    builder_values: tuple[tuple[str, Any], ...] = ()
+
     def as_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """Every value by name, the builder's own ones beside the built-in ones: what is logged and stored."""
+        values = {name: getattr(self, name) for name in DOMAINS}
+        return {**values, **dict(self.builder_values)}
 
     def used(self, family: str, task: str) -> dict[str, Any]:
         """The values that shape this model, as a trial logs them; `from_dict` fills the rest with defaults,
-        which shape nothing in it."""
-        return {name: getattr(self, name) for name in used_names(family, task)}
+        which shape nothing in it. A builder's own values (only a builder's sweep has them) always shape it."""
+        return {**{name: getattr(self, name) for name in used_names(family, task)}, **dict(self.builder_values)}
 
     def replace(self, **changes: Any) -> "Hyperparameters":
         return dataclasses.replace(self, **changes)
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> "Hyperparameters":
-        """Rebuild from logged or stored values, coercing the types MLflow's string params lose."""
-        return cls(**{name: DOMAINS[name].coerce(v) for name, v in values.items() if name in DOMAINS})
+        """Rebuild from logged or stored values, coercing the types MLflow's string params lose; a name that is
+        no built-in hyperparameter is a builder's own value, kept as it was stored."""
+        passed = tuple(sorted((name, v) for name, v in values.items() if name not in DOMAINS))
+        return cls(**{name: DOMAINS[name].coerce(v) for name, v in values.items() if name in DOMAINS},
+                   builder_values=passed)
 
 
 Fail = Callable[[str, str], Any]
@@ -87,7 +95,7 @@ _DEFAULTS = Hyperparameters()
 class Domain:
     """What one hyperparameter accepts: kind ('int', 'float', 'str') and its bounds or choices."""
 
-    kind: str  # int, float, str or bool
+    kind: str  # int, float, str or bool; plain: a builder's own value, any of them
     low: float | None = None
     high: float | None = None
     high_open: bool = False
@@ -99,6 +107,11 @@ class Domain:
         return {"int": int, "float": float, "str": str}[self.kind](value)
 
     def validate(self, value: Any, key: str, fail: Fail) -> Any:
+        if self.kind == "plain":
+            finite = not isinstance(value, float) or math.isfinite(value)
+            if not isinstance(value, (bool, int, float, str)) or not finite:
+                fail(key, f"must be a number, a string or true/false, got {value!r}")
+            return value
         if self.kind == "bool":
             if not isinstance(value, bool):
                 fail(key, f"must be true or false, got {value!r}")
@@ -220,7 +233,7 @@ def parse_param(check, name: str, spec: Any) -> ParamSpec:
     trial can draw it. `check` is a validation.Checker (errors name the file and the key).
     """
     key = f"search_space.{name}"
-    domain = DOMAINS[name]
+    domain = DOMAINS.get(name) or own_domain(spec)
     if not isinstance(spec, dict):
         return FixedParam(domain.validate(spec, key, check.fail))
     kind = check.choice(spec.get("type"), f"{key}.type", ("int", "float", "categorical", "fixed"))
@@ -234,6 +247,15 @@ def parse_param(check, name: str, spec: Any) -> ParamSpec:
             check.fail(f"{key}.choices", f"must be a non-empty list, got {check.quote(choices)}")
         return CategoricalParam(tuple(domain.validate(c, f"{key}.choices", check.fail) for c in choices))
     return _parse_range(check, key, domain, kind, spec)
+
+
+def own_domain(spec: Any) -> Domain:
+    """A builder's own entry (pipeline.builders) has no domain but the one its spec gives: an int or float range
+    is bounded by its own low and high; a fixed value or a choice may be any number, string or boolean."""
+    kind = spec.get("type") if isinstance(spec, dict) else None
+    if kind in ("int", "float"):
+        return Domain(kind, low=-math.inf, high=math.inf)
+    return Domain("plain")
 
 
 def _parse_range(check, key: str, domain: Domain, kind: str, spec: dict) -> ParamSpec:

@@ -50,6 +50,7 @@ def run_sweep(config: SweepConfig, pool: WorkerPool, show_progress: bool = True)
                                 _spent_message(existing, config))
         data = pool.wait_until_ready()  # the data passed its checks: only now is anything written
         _check_same_data(existing, data, config)
+        _check_same_builder(existing, data, config)
         tracker = tracking.connect(config.tracking.tracking_uri, config.experiment_name)
         study = open_study(config)
         _clean_dead(study)
@@ -59,6 +60,8 @@ def run_sweep(config: SweepConfig, pool: WorkerPool, show_progress: bool = True)
             return _outcome(config, study, pool, tracker.tracking_uri, None, before, _spent_message(study, config))
         study.set_user_attr(keys.SWEEP_FILE, config.path.read_text())
         study.set_user_attr(keys.DATA, {"data_dir": data.data_dir, "digest": data.digest})
+        if data.builder is not None:
+            study.set_user_attr(keys.BUILDER, data.builder)
         parent_id = _open_parent(study, config, tracker)
         return _supervise(pool, config, study, tracker, parent_id, before, show_progress)
 
@@ -86,6 +89,8 @@ def _open_parent(study: optuna.Study, config: SweepConfig, tracker: tracking.Tra
     if was is not None and was != identity:
         _say(f"study '{config.study.name}' was last run from {stores.printable(was)} and is now at "
              f"{stores.printable(identity)}: the store moved; its MLflow runs are joined by the ids it recorded")
+    if config.builder_path is not None:
+        tracking.log_parent_file(parent_id, config.builder_path, keys.BUILDER_DIR)
     study.set_user_attr(keys.PARENT_RUN_ID, parent_id)
     study.set_user_attr(keys.STORED_AT, identity)
     return parent_id
@@ -122,7 +127,9 @@ def run_confirmation(config: SweepConfig, pool: WorkerPool, show_progress: bool 
         if queue is not None and _all_done(queue, retrainings):
             pool.stop()
             return _confirmation_outcome(config, study, queue, None)
-        _check_same_data(study, pool.wait_until_ready(), config)
+        ready = pool.wait_until_ready()
+        _check_same_data(study, ready, config)
+        _check_same_builder(study, ready, config)
         tracker = tracking.connect(config.tracking.tracking_uri, config.experiment_name)
         queue = confirmation.open_confirmation(config)
         _clean_dead(queue)
@@ -191,6 +198,23 @@ def _check_same_data(study: optuna.Study | None, data: Ready, config: SweepConfi
             f"{config.path}: study '{config.study.name}' was run on {describe_folder(recorded['data_dir'])} (digest "
             f"{recorded['digest']}), but this run's data is {describe_folder(data.data_dir)} (digest {data.digest}); "
             "pass --data-dir for the study's data, or give this data its own study.name")
+
+
+def _check_same_builder(study: optuna.Study | None, ready: Ready, config: SweepConfig) -> None:
+    """A study resumed with another network (a builder's source edited, added or removed) would compare trials
+    of different models: refused, like other data."""
+    if study is None or not study.trials:
+        return
+    recorded = study.user_attrs.get(keys.BUILDER)
+    if (recorded or {}).get("digest") == (ready.builder or {}).get("digest"):
+        return
+    was = (f"the builder {recorded['file']}:{recorded['function']} (digest {recorded['digest'][:12]})" if recorded
+           else "no builder")
+    now = (f"{config.model.builder_file}:{config.model.builder_function} (digest {ready.builder['digest'][:12]})"
+           if ready.builder else "no builder")
+    raise SweepConfigError(f"{config.path}: model.builder: study '{config.study.name}' was run with {was}, but this "
+                           f"run has {now}: the network changed since the study started; restore it, or give the "
+                           "changed network its own study.name")
 
 
 def _refresh_study_plots(study: optuna.Study, parent_id: str, names: tuple[str, ...]) -> None:

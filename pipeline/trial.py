@@ -112,6 +112,8 @@ def _train_and_record(run: tracking.RunRecorder, params: Hyperparameters, contex
     (unless pruned) the model are logged in the background while the next trial trains."""
     data = context.data
     run.log_dataset(context.dataset)
+    if context.config.builder_path is not None:  # the user's network is this file: kept with the model it built
+        run.log_file(context.config.builder_path, keys.BUILDER_DIR)
     design = context.design
     model = build_model(params, data.inputs, len(data.class_names), context.stats, design)
     hooks = [run.log_epoch, *([prune] if prune else []), context.stop.check]

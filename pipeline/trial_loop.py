@@ -13,13 +13,12 @@ import itertools
 import optuna
 from optuna.trial import TrialState
 
-from pipeline import confirmation, keys, objectives, tracking
+from pipeline import builders, confirmation, keys, objectives, tracking
 from pipeline.config import SweepConfig, with_overrides
 from pipeline.data import Splits, load_splits, portable_folder
 from pipeline.deferred import Deferred
 from pipeline.families import FAMILIES
 from pipeline.errors import StudyError, SweepConfigError, TrackingError
-from pipeline.model import Design
 from pipeline.preprocessing import fit_stats
 from pipeline.processes import StopRequest
 from pipeline.study import SurplusTrialError, budget_spent, open_study
@@ -31,16 +30,20 @@ def serve(spec: WorkerSpec, connection, stop: StopRequest) -> Finished:
     """Data once, then trials until the study's budget or this worker's share is spent."""
     data = load_splits(spec.config.data, spec.config.study.seed, spec.workers)
     _check_family(spec.config, data)
-    connection.send(Ready(portable_folder(spec.config.data.data_dir, spec.config.path.parent), data.train_digest()))
+    stats = fit_stats(data.x_train, data.fills_gaps, data.regression_targets)
+    design = builders.design(spec.config)  # a user's builder is loaded and checked before anything is written
+    if design.build is not None:
+        builders.check(spec.config, design, data, stats)
+    connection.send(Ready(portable_folder(spec.config.data.data_dir, spec.config.path.parent), data.train_digest(),
+                          builders.record(spec.config)))
     go = connection.recv()
     if go is None:
         return Finished("dismissed")
     config = with_overrides(spec.config, tracking_uri=go.tracking_uri)
     tracker = tracking.connect(go.tracking_uri, config.experiment_name)
     with Deferred() as after_trial:  # the worker says how it ended only once the last trial's model is logged
-        stats = fit_stats(data.x_train, data.fills_gaps, data.regression_targets)
         context = TrialContext(config, data, stats, _dataset_record(config, data), tracker, go.parent_id, stop,
-                               after_trial, Design(config.model.family, config.task))
+                               after_trial, design)
         return _run_phase(go.phase, spec.number, context, lambda: connection.send(LastTrial()))
 
 

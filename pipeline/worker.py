@@ -35,10 +35,12 @@ class WorkerSpec:
 
 @dataclass(frozen=True)
 class Ready:
-    """The data loaded and passed its checks: where from (as stores record it) and its digest."""
+    """The data loaded and passed its checks: where from (as stores record it) and its digest; with a builder,
+    what the study records of it (pipeline.builders.record), once it has passed its start-time check."""
 
     data_dir: str | None
     digest: str
+    builder: dict | None = None
 
 
 @dataclass(frozen=True)

@@ -114,6 +114,11 @@ def log_study_figures(parent_id: str, figures: dict) -> None:
         client.log_figure(parent_id, figure, f"{keys.PLOTS}/{name}.png")
 
 
+def log_parent_file(parent_id: str, path: Path, folder: str) -> None:
+    """A file as it is (a user's builder source) under `folder` of the parent run's artifacts."""
+    mlflow.MlflowClient().log_artifact(parent_id, str(path), artifact_path=folder)
+
+
 def log_parent_text(parent_id: str, text: str, path: str) -> None:
     """A text artifact on the parent run (the confirmation table, the verdict), replaced when rewritten."""
     mlflow.MlflowClient().log_text(parent_id, text, path)
@@ -154,6 +159,10 @@ class RunRecorder:
 
     def log_report(self, report: dict) -> None:
         mlflow.MlflowClient().log_dict(self.run_id, report, f"{keys.PLOTS}/classification_report.json")
+
+    def log_file(self, path: Path, folder: str) -> None:
+        """A file as it is (a user's builder source) under `folder` of the run's artifacts."""
+        mlflow.MlflowClient().log_artifact(self.run_id, str(path), artifact_path=folder)
 
 
 @contextlib.contextmanager
