@@ -336,6 +336,20 @@ def flat_npz(tmp: Path, data_dir: Path) -> list[str]:
                             data__test_subset=None, model__family="cnn"))]
 
 
+def regression_sweep(tmp: Path, csv: str | None = None, **arrays) -> list[str]:
+    """sweeps/regression.yaml on a small CSV of ours (label `progression`), or on an .npz of `arrays` replacing
+    or adding to its four, stores in tmp."""
+    settings = {"study__storage": f"sqlite:///{tmp}/optuna.db", "study__n_trials": 1,
+                "tracking__tracking_uri": f"sqlite:///{tmp}/mlflow.db"}
+    if csv is not None:
+        (tmp / "rows.csv").write_text(csv)
+        return ["run", str(write_sweep(tmp, "regression.yaml", data__data_dir=str(tmp / "rows.csv"), **settings))]
+    x, y = np.random.default_rng(0).normal(size=(40, 6)), np.linspace(0.0, 10.0, 40)
+    np.savez(tmp / "data.npz", **{"x_train": x, "y_train": y, "x_test": x[:8], "y_test": y[:8], **arrays})
+    return ["run", str(write_sweep(tmp, "regression.yaml", data__dataset="npz", data__data_dir=str(tmp / "data.npz"),
+                                   data__label=None, data__categorical=None, data__missing=None, **settings))]
+
+
 CASES = {
     # Sweep files: validated into typed objects before anything starts.
     "unknown key": Case(lambda t, d: ["run", str(tiny(t, d, study__trials=3))], 2, "study.trials: unknown key"),
@@ -448,8 +462,9 @@ CASES = {
         t, "a,cultivar\n1,p\n2,p\n3,p\n4,q\n5,q\n6,q\n", "a,cultivar\n1,p\n2,r\n"), 2,
         "class 2 ('r') appears only in the test rows: training never saw it"),
     "a continuous label": Case(lambda t, d: table(t, "a,cultivar\n" + "".join(f"{i},{i * 0.37:.2f}\n" for i in range(200))),
-                               2, "the label column 'cultivar' looks continuous (200 distinct values in 200 rows, "
-                               "e.g. 0, 0.37, 0.74); a sweep trains classifiers, regression is not supported yet"),
+                               2, "the label column 'cultivar': 200 distinct numeric values in 200 rows (e.g. 0, "
+                               "0.37, 0.74) look like a measurement, not classes; to predict the number set `task: "
+                               "regression`"),
     "a text label with a class per row": Case(lambda t, d: table(t, "a,cultivar\n" + "".join(
         f"{i},class {i}\n" for i in range(200))), 2, "cannot split 200 inputs stratified by class"),
     "predict table rows beyond float32": Case(lambda t, d: table_model(t, "a,kind\n1,p\n1e39,q\n"), 2,
@@ -606,6 +621,32 @@ CASES = {
     "a kernel size drawn from a range": Case(lambda t, d: ["run", str(tiny(
         t, d, model__family="cnn", search_space__kernel_size={"type": "int", "low": 3, "high": 5}))], 2,
         "search_space.kernel_size.type: 'int' would draw every value between its bounds, but only 3, 5 are allowed"),
+    # Issue 22, regression: numbers from tables and npz only, every label a finite number, a loss for numbers only.
+    "a text label with task regression": Case(lambda t, d: regression_sweep(t, "a,progression\n1,10\n2,high\n3,30\n"),
+                                              2, "the label column 'progression' is text, not numbers in 1 row(s) "
+                                              "(1, e.g. 'high'); task regression needs a finite number in every row"),
+    "an infinite label with task regression": Case(lambda t, d: regression_sweep(
+        t, "a,progression\n1,10\n2,inf\n3,30\n"), 2, "the label column 'progression' is infinite in 1 row(s) (1,"),
+    "a missing label with task regression": Case(lambda t, d: regression_sweep(t, "a,progression\n1,10\n2,\n3,30\n"),
+                                                 2, "missing values in 'progression' (1 rows)"),
+    "a NaN label in a regression npz": Case(lambda t, d: regression_sweep(
+        t, y_train=np.where(np.arange(40) == 3, np.nan, 1.0)), 2,
+        "1 train label(s) are NaN, infinite or beyond float32's range (rows 3, e.g. nan); task regression needs a "
+        "finite number per input"),
+    "a constant label with task regression": Case(lambda t, d: regression_sweep(t, y_train=np.full(40, 7.0)), 2,
+                                                  "task regression needs training labels that vary; found only 7"),
+    "regression on an image source": Case(lambda t, d: raw_yaml(t, "task: regression\nstudy: {name: a}\n"), 2,
+                                          "task: 'regression' predicts numbers from data.dataset npz or table; "
+                                          "'fashion_mnist' has classes"),
+    "a class label of whole numbers, mostly one row each": Case(lambda t, d: table(
+        t, "a,cultivar\n" + "".join(f"{i},{i * 3}\n" for i in range(200))), 2,
+        "200 distinct numeric values in 200 rows (e.g. 0, 3, 6) look like a measurement, not classes; to predict "
+        "the number set `task: regression`"),
+    "fractional class labels in an npz": Case(lambda t, d: npz_sweep(t, y_train=np.linspace(0.0, 3.9, 40)), 2,
+                                              "look like a measurement, not classes; to predict the number set "
+                                              "`task: regression`"),
+    "a loss in a classification sweep": Case(lambda t, d: ["run", str(tiny(t, d, search_space__loss="mse"))], 2,
+                                             "search_space.loss: applies to task regression only"),
 }
 
 
