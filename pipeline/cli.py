@@ -143,7 +143,7 @@ def _run(args: argparse.Namespace) -> int:
         from pipeline.supervisor import run_sweep
 
         outcome = run_sweep(config, pool, show_progress=not args.no_progress)
-    print(format_summary(outcome, config.study.metric))
+    print(format_summary(outcome, config))
     if outcome.stopped_by:
         return EXIT_SIGNAL_BASE + outcome.stopped_by
     return _confirm_with(config, args) if config.study.confirm else 0
@@ -164,14 +164,15 @@ def _confirm_with(config, args: argparse.Namespace) -> int:
         from pipeline.supervisor import run_confirmation
 
         outcome = run_confirmation(config, pool, show_progress=not args.no_progress)
-    print(format_confirmation(outcome, config.study.metric))
+    print(format_confirmation(outcome, config))
     return EXIT_SIGNAL_BASE + outcome.stopped_by if outcome.stopped_by else 0
 
 
 def _compare(args: argparse.Namespace) -> int:
-    from pipeline.compare import data_warning, render, side
+    from pipeline.compare import check_comparable, data_warning, render, side
 
     sides = [side(_compared_config(spec, args)) for spec in args.studies]
+    check_comparable(*sides)
     warning = data_warning(*sides)
     if warning:
         print(f"sweep: warning: {warning}", file=sys.stderr)

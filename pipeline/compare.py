@@ -3,7 +3,10 @@
 Each side is its best configuration: the confirmed winner (mean ± sd over its seeds) where the study has
 a confirmation, else its single best trial with the noise floor the verdict estimates. The difference of
 the two objectives counts as real when it exceeds twice its standard error; with one seed a side, the
-error comes from the noise floors, and the table says that the comparison is unconfirmed.
+error comes from the noise floors, and the table says that the comparison is unconfirmed. Better is the
+objective's direction (higher val_accuracy; lower val_loss, or a regression's lower val_rmse), and the
+test row is the task's headline test metric; two studies that optimize or test different metrics (a
+classification and a regression) are not compared.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from optuna.trial import TrialState
 from pipeline import confirmation, keys, objectives, tracking
 from pipeline.config import SweepConfig
 from pipeline.data.records import describe_folder
+from pipeline.errors import BadInputError
 from pipeline.study import best_complete_trial, load_existing_study
 from pipeline.verdict import Noise, noise_from_neighbours, noise_from_seeds
 
@@ -24,7 +28,9 @@ from pipeline.verdict import Noise, noise_from_neighbours, noise_from_seeds
 @dataclass(frozen=True)
 class Side:
     name: str
-    metric: str
+    metric: str  # the study's objective
+    test_metric: str  # the task's headline test metric
+    maximize: bool  # whether a higher objective is better
     trials: int  # finished (COMPLETE or PRUNED)
     wall_s: float  # from the first trial's start to the last one's end
     params: dict
@@ -58,11 +64,20 @@ def side(config: SweepConfig) -> Side:
         noise = noise_from_seeds([c.values for c in confirmed], "the confirmation's seeds")
     else:
         params, values = best.user_attrs[keys.PARAMS], (objectives.value(best),)
-        tests = (tracking.test_accuracy(config.tracking.tracking_uri, best.user_attrs[keys.RUN_ID]),)
+        tests = (tracking.test_metric(config.tracking.tracking_uri, best.user_attrs[keys.RUN_ID], config.test_metric),)
         noise = noise_from_neighbours([(t.user_attrs[keys.PARAMS], objectives.value(t)) for t in finished
                                        if t.state == TrialState.COMPLETE])
-    return Side(config.study.name, config.study.metric, len(finished), _wall_seconds(finished), params,
-                tuple(values), tuple(tests), bool(confirmed), noise, study.user_attrs.get(keys.DATA))
+    return Side(config.study.name, config.study.metric, config.test_metric, objectives.maximizes(study), len(finished),
+                _wall_seconds(finished), params, tuple(values), tuple(tests), bool(confirmed), noise,
+                study.user_attrs.get(keys.DATA))
+
+
+def check_comparable(a: Side, b: Side) -> None:
+    """Scores of different metrics say nothing about which search is better: refused, naming both (bad input)."""
+    for what, ours, theirs in (("optimizes", a.metric, b.metric), ("tests on", a.test_metric, b.test_metric)):
+        if ours != theirs:
+            raise BadInputError(f"study '{a.name}' {what} {ours} but study '{b.name}' {what} {theirs}: their scores "
+                                "cannot be compared; compare studies of one task and one study.metric")
 
 
 def data_warning(a: Side, b: Side) -> str | None:
@@ -79,7 +94,7 @@ def render(a: Side, b: Side) -> str:
     rows = [("", a.name, b.name),
             ("chosen by", *(_chosen(s) for s in (a, b))),
             (f"{a.metric}", *(_spread(s.values) for s in (a, b))),
-            ("test_accuracy", *(_spread(s.tests) for s in (a, b))),
+            (a.test_metric, *(_spread(s.tests) for s in (a, b))),
             ("finished trials", str(a.trials), str(b.trials)),
             ("wall time", *(f"{s.wall_s / 60:.1f} min" for s in (a, b))),
             ("seed noise", *(_noise(s.noise) for s in (a, b)))]
@@ -98,8 +113,9 @@ def judgement(a: Side, b: Side) -> str:
                 "cannot be told from luck: run `sweep confirm` on both")
     error = math.sqrt(sum(e * e for e in errors))
     real = abs(diff) > 2 * error
-    verdict = (f"larger than the noise: {a.name if diff > 0 else b.name} is better" if real
-               else "within the noise: neither is shown better")
+    better = a.name if (diff > 0) == a.maximize else b.name
+    verdict = (f"larger than the noise: {better} is better ({'higher' if a.maximize else 'lower'} {a.metric})"
+               if real else "within the noise: neither is shown better")
     caveat = "" if a.confirmed and b.confirmed else " (unconfirmed: the error comes from noise floors)"
     return f"{a.metric} differs by {diff:+.4f} ({a.name} - {b.name}), standard error {error:.4f}: {verdict}{caveat}"
 

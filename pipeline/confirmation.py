@@ -1,10 +1,11 @@
 """Confirmation: the top K configurations retrained with R seeds, so that the winner is chosen by its mean.
 
 Why: the same configuration scores differently with another seed (0.859 to 0.883 test accuracy on
-Fashion-MNIST, bench row a), so the single best trial of a search is partly luck, and its accuracy is
+Fashion-MNIST, bench row a), so the single best trial of a search is partly luck, and its score is
 optimistic (the winner's curse). Confirmation retrains the K best COMPLETE trials, ranked by the study's
-objective (validation), R - 1 more times each with other seeds (the trial itself is the first seed), and
-picks the configuration with the best mean validation score. The test set is still only reported.
+objective (validation) in its direction, R - 1 more times each with other seeds (the trial itself is the
+first seed), and picks the configuration with the best mean validation score. The test set is still only
+reported, in the task's headline test metric (test_accuracy; a regression's test_rmse, in the label's units).
 
 The retrainings are trials of a second Optuna study, `<study>:confirm`, in the same storage: each is
 enqueued with its configuration and seed, so workers (on one machine or several) take them from Optuna's
@@ -47,13 +48,14 @@ class Retraining:
 
 @dataclass(frozen=True)
 class Confirmed:
-    """One configuration's scores over its seeds: the objective (validation) and test accuracy."""
+    """One configuration's scores over its seeds: the objective (validation) and the headline test metric."""
 
     trial_number: int
     params: dict
     values: tuple[float, ...]  # the objective per seed, the search trial's first
-    tests: tuple[float, ...]  # test accuracy per seed, in the same order
+    tests: tuple[float, ...]  # the task's headline test metric per seed, in the same order
     run_ids: tuple[str, ...]
+    maximize: bool = True  # the study's direction: whether a higher objective is better
 
     @property
     def mean(self) -> float:
@@ -73,8 +75,9 @@ class Confirmed:
 
     @property
     def best_seed(self) -> int:
-        """The index of the seed whose model scored best on validation: the one an export ships."""
-        return max(range(len(self.values)), key=lambda i: self.values[i])
+        """The index of the seed whose model scored best on validation (in the study's direction): the one an
+        export ships."""
+        return (max if self.maximize else min)(range(len(self.values)), key=lambda i: self.values[i])
 
 
 def study_name(name: str) -> str:
@@ -135,9 +138,9 @@ def find(storage: str, name: str) -> optuna.Study | None:
 
 
 def of_study(study: optuna.Study, config: SweepConfig, tracking_uri: str) -> list[Confirmed]:
-    """The study's confirmation, if it has one, with each seed's test accuracy read from MLflow."""
+    """The study's confirmation, if it has one, with each seed's headline test metric read from MLflow."""
     return results(study, find(config.study.storage, config.study.name),
-                   lambda run_id: tracking.test_accuracy(tracking_uri, run_id))
+                   lambda run_id: tracking.test_metric(tracking_uri, run_id, config.test_metric))
 
 
 def results(study: optuna.Study, confirmation: optuna.Study | None, test_of: Callable[[str], float]) -> list[Confirmed]:
@@ -145,14 +148,14 @@ def results(study: optuna.Study, confirmation: optuna.Study | None, test_of: Cal
     planned = confirmation.get_trials(deepcopy=False) if confirmation is not None else []
     numbers = sorted({t.user_attrs[keys.SOURCE_TRIAL] for t in planned if keys.SOURCE_TRIAL in t.user_attrs})
     done = sorted(((_key(t.user_attrs), t) for t in planned if t.state == TrialState.COMPLETE), key=lambda p: p[0])
-    confirmed = []
+    confirmed, maximize = [], objectives.maximizes(study)
     for number in numbers:
         trial = study.trials[number]
         runs = [(objectives.value(trial), trial.user_attrs.get(keys.RUN_ID, ""))]
         runs += [(t.value, t.user_attrs.get(keys.RUN_ID, "")) for (n, _), t in done if n == number]
         confirmed.append(Confirmed(number, trial.user_attrs[keys.PARAMS], tuple(v for v, _ in runs),
-                                   tuple(test_of(run_id) for _, run_id in runs), tuple(r for _, r in runs)))
-    return rank(confirmed, objectives.maximizes(study))
+                                   tuple(test_of(run_id) for _, run_id in runs), tuple(r for _, r in runs), maximize))
+    return rank(confirmed, maximize)
 
 
 def rank(confirmed: list[Confirmed], maximize: bool = True) -> list[Confirmed]:
@@ -161,9 +164,10 @@ def rank(confirmed: list[Confirmed], maximize: bool = True) -> list[Confirmed]:
     return sorted(confirmed, key=lambda c: (sign * c.mean, c.std, c.trial_number))
 
 
-def table(confirmed: list[Confirmed], metric: str) -> str:
-    """The confirmation as a Markdown table, the winner first."""
-    lines = [f"| rank | trial | seeds | {metric} mean ± sd | test_accuracy mean ± sd | params |",
+def table(confirmed: list[Confirmed], metric: str, test_metric: str = keys.TEST_ACCURACY) -> str:
+    """The confirmation as a Markdown table, the winner first; `metric` is the study's, `test_metric` the task's
+    headline."""
+    lines = [f"| rank | trial | seeds | {metric} mean ± sd | {test_metric} mean ± sd | params |",
              "| --- | --- | --- | --- | --- | --- |"]
     for rank_, c in enumerate(confirmed, start=1):
         params = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in c.params.items())

@@ -1,12 +1,14 @@
-"""Export the best trial as a model to ship: the trial's own model, raw input in, class probabilities out.
+"""Export the best trial as a model to ship: the trial's own model, raw input in, class probabilities (or, for a
+regression, the value in the label's units) out.
 
 Where the study has a confirmation (pipeline.confirmation), the best is its winner, the configuration with
 the best mean validation over its seeds, and the model shipped is that configuration's seed with the best
-validation score; the metadata gives the test accuracy as mean ± sd over the seeds beside the model's own.
+validation score; the metadata gives the task's headline test metric (test_accuracy; a regression's
+test_rmse) as mean ± sd over the seeds beside the model's own.
 
 No rebuild: the model a trial logged already holds its preprocessing, so export takes it as it is (or,
 with --refit, trains the same model on train + validation). The export is checked before it is written:
-evaluated on the raw test set it must reproduce the test accuracy the trial logged. Files are built in
+evaluated on the raw test set it must reproduce the headline test metric the trial logged. Files are built in
 a temporary folder and renamed into place at the end, so a failed export leaves nothing half-written; an
 existing folder is replaced only when this tool exported it (its metadata.json says so), never a user's.
 """
@@ -26,7 +28,7 @@ import numpy as np
 import optuna
 
 from pipeline import builders, confirmation, keys, objectives, tracking
-from pipeline.config import Constraints, SweepConfig, check_model_name
+from pipeline.config import TASK_TEST_METRICS, Constraints, SweepConfig, check_model_name
 from pipeline.data import Splits, describe_folder, load_splits, located_folder
 from pipeline.errors import BadInputError, DataError, ExportError
 from pipeline.hyperparameters import Hyperparameters
@@ -35,7 +37,7 @@ from pipeline.preprocessing import fit_stats
 from pipeline.processes import pid_alive
 from pipeline.study import best_complete_trial, load_existing_study
 from pipeline.tracking import models
-from pipeline.tasks import classification
+from pipeline.tasks import TASKS
 from pipeline.training import TEST_BATCH, start_fresh, train_and_evaluate
 
 KERAS_FILE, SAVED_MODEL_DIR, METADATA_FILE = "model.keras", "saved_model", "metadata.json"
@@ -43,7 +45,7 @@ KERAS_FILE, SAVED_MODEL_DIR, METADATA_FILE = "model.keras", "saved_model", "meta
 EXPORTED_BY = ("exported_by", "keras-sweep-pipeline")
 STORE_SUFFIXES, SWEEP_SUFFIXES = (".journal", ".db", ".sqlite"), (".yaml", ".yml")
 STAGING, REPLACED = "staging", "replaced"  # hidden folders beside --out, named with the writer's pid
-EXACTNESS = 1e-6
+EXACTNESS = 1e-6  # relative to the metric's size: a regression's test_rmse is in the label's units
 
 
 def export_best(config: SweepConfig, out: Path, refit: bool = False, name: str | None = None,
@@ -69,15 +71,15 @@ def export_best(config: SweepConfig, out: Path, refit: bool = False, name: str |
                              params.used(config.model.family, config.task), refit) as run:
         if refit:
             model = _refit(params, data, int(logged[keys.EPOCHS_RUN]), run, builders.design(config))
-            test_accuracy = evaluate(model, data.x_test, data.y_test)
+            scores = evaluate(model, data.x_test, data.y_test, config.task)
             model_uri = models.log_model(model, data.x_test[:2], data.class_names)
         else:
             model_uri = models.trial_model_uri(source_run)
             model = models.load_model(model_uri)
-            test_accuracy = evaluate(model, data.x_test, data.y_test)
-            _check_exact(test_accuracy, logged[keys.TEST_ACCURACY], best.number)
-        run.log_results({keys.TEST_ACCURACY: test_accuracy})
-        info = _metadata(config, best, params, logged, data, test_accuracy, refit, run.run_id, registered_name)
+            scores = evaluate(model, data.x_test, data.y_test, config.task)
+            _check_exact(config.test_metric, scores[config.test_metric], logged.get(config.test_metric), best.number)
+        run.log_results(scores)
+        info = _metadata(config, best, params, logged, data, scores, refit, run.run_id, registered_name)
         _write_in_place(out, model, info)
         # Registered only once the files are in place: the alias never points at an export that is not there.
         info["mlflow"]["version"] = models.register_champion(model_uri, registered_name, _description(info))
@@ -107,7 +109,8 @@ def _choose(study: optuna.Study, config: SweepConfig, tracking_uri: str) -> _Cho
 
 
 def _within(study: optuna.Study, limits: Constraints) -> _Choice:
-    """The most accurate trial (by validation) whose model meets the export's limits."""
+    """The best trial by the study's objective (validation, in its direction) whose model meets the export's
+    limits."""
     for trial in objectives.candidates(study):
         if objectives.within(trial, limits):
             return _Choice(trial.number, trial.user_attrs[keys.PARAMS], objectives.value(trial),
@@ -135,10 +138,10 @@ def _study_data(study: optuna.Study, config: SweepConfig, data_given: bool) -> S
     return data
 
 
-def evaluate(model, inputs: np.ndarray, labels: np.ndarray) -> float:
-    """Accuracy of a model on raw inputs, scored exactly as the trials are."""
+def evaluate(model, inputs: np.ndarray, labels: np.ndarray, task: str) -> dict[str, float]:
+    """The task's test metrics of a model on raw inputs, scored exactly as the trials are."""
     outputs = model.predict(model_inputs(inputs), batch_size=TEST_BATCH, verbose=0)
-    return classification.score(outputs, labels)[keys.TEST_ACCURACY]
+    return TASKS[task].score(outputs, labels)
 
 
 def _check_destination(out: Path, force: bool) -> None:
@@ -215,9 +218,13 @@ def _listed(names: list[str], shown: int = 3) -> str:
     return ", ".join(names[:shown]) + more
 
 
-def _check_exact(test_accuracy: float, logged: float, trial_number: int) -> None:
-    if abs(test_accuracy - logged) > EXACTNESS:
-        raise ExportError(f"the exported model scores {test_accuracy:.6f} on the raw test set but trial "
+def _check_exact(metric: str, measured: float, logged: float | None, trial_number: int) -> None:
+    """The model about to be shipped scores on the raw test set what its trial logged, in the headline metric."""
+    if logged is None:
+        raise ExportError(f"trial {trial_number}'s run logged no {metric}, so the export cannot be checked against "
+                          "it; export another trial or pass --refit")
+    if abs(measured - logged) > EXACTNESS * max(1.0, abs(logged)):
+        raise ExportError(f"the exported model's {metric} is {measured:.6f} on the raw test set but trial "
                           f"{trial_number} logged {logged:.6f}; refusing to write an inexact export")
 
 
@@ -233,18 +240,22 @@ def _refit(params: Hyperparameters, data: Splits, epochs: int, run, design: Desi
 
 
 def _metadata(config: SweepConfig, best: _Choice, params: Hyperparameters, logged: dict,
-              data: Splits, test_accuracy: float, refit: bool, export_run: str, name: str) -> dict:
+              data: Splits, scores: dict[str, float], refit: bool, export_run: str, name: str) -> dict:
+    """What the export is: the task's test metrics of the shipped model (test_accuracy and test_loss; a
+    regression's test_rmse, test_mae and test_r2) beside the headline its trial logged, and what it predicts:
+    the class names, or a regression's label (the one value out, in its units)."""
+    headline = config.test_metric
     return {
         EXPORTED_BY[0]: EXPORTED_BY[1],
-        "study": config.study.name, "trial_number": best.number,
+        "study": config.study.name, "trial_number": best.number, "task": config.task,
         "params": params.used(config.model.family, config.task),
         "objective": {"metric": config.study.metric, "value": best.value},
-        "test_accuracy": test_accuracy, "trial_test_accuracy": logged.get(keys.TEST_ACCURACY),
-        "test_images": int(len(data.y_test)), "class_names": list(data.class_names),
+        **scores, f"trial_{headline}": logged.get(headline), "test_images": int(len(data.y_test)),
+        **({"label": data.class_names[0]} if config.task == "regression" else {"class_names": list(data.class_names)}),
         "costs": {key: logged.get(key) for key in (keys.PARAMS_COUNT, keys.MODEL_BYTES, keys.LATENCY_B1,
                                                    keys.LATENCY_B256, keys.LATENCY_THREADS)},
         "input": data.inputs.describe(),
-        "confirmation": _confirmation_info(best),
+        "confirmation": _confirmation_info(best, headline),
         "mlflow": {"trial_run_id": best.run_id, "export_run_id": export_run,
                    "registered_model": name, "version": None, "alias": keys.CHAMPION,
                    "model_uri": f"models:/{name}@{keys.CHAMPION}"},
@@ -253,23 +264,28 @@ def _metadata(config: SweepConfig, best: _Choice, params: Hyperparameters, logge
     }
 
 
-def _confirmation_info(best: _Choice) -> dict | None:
+def _confirmation_info(best: _Choice, headline: str) -> dict | None:
+    """The objective and the headline test metric as mean and sd over the confirmed seeds
+    (test_accuracy_mean, test_accuracy_sd; a regression's test_rmse_mean, test_rmse_sd)."""
     c = best.confirmed
     if c is None:
         return None
-    return {"seeds": len(c.values), "objective_mean": c.mean, "objective_sd": c.std, "test_accuracy_mean": c.test_mean,
-            "test_accuracy_sd": c.test_std, "shipped_seed_run_id": best.run_id}
+    return {"seeds": len(c.values), "objective_mean": c.mean, "objective_sd": c.std, f"{headline}_mean": c.test_mean,
+            f"{headline}_sd": c.test_std, "shipped_seed_run_id": best.run_id}
 
 
 def _description(info: dict) -> str:
+    """The registered version's description, in the headline test metric ("test accuracy", "test rmse")."""
     how = "refit on train + validation" if info["refit"] else "the trial's own model"
+    headline = next(iter(TASK_TEST_METRICS[info["task"]]))
+    said = headline.replace("_", " ")
     text = (f"Study '{info['study']}', trial #{info['trial_number']} ({how}): "
             f"{info['objective']['metric']} {info['objective']['value']:.4f}, "
-            f"test accuracy {info['test_accuracy']:.4f} on {info['test_images']} test inputs.")
+            f"{said} {info[headline]:.4f} on {info['test_images']} test inputs.")
     confirmed = info["confirmation"]
     if confirmed:
-        text += (f" Confirmed over {confirmed['seeds']} seeds: test accuracy {confirmed['test_accuracy_mean']:.4f} "
-                 f"± {confirmed['test_accuracy_sd']:.4f} (this model's own: {info['test_accuracy']:.4f}).")
+        text += (f" Confirmed over {confirmed['seeds']} seeds: {said} {confirmed[f'{headline}_mean']:.4f} "
+                 f"± {confirmed[f'{headline}_sd']:.4f} (this model's own: {info[headline]:.4f}).")
     return text
 
 

@@ -116,8 +116,8 @@ def study_figures(study: optuna.Study, names: tuple[str, ...] = ()) -> dict[str,
 
 
 def best_so_far_figure(verdict, metric: str):
-    """Each finished trial's objective, the best so far, and the seed-noise band under the best
-    (a pipeline.verdict.Verdict)."""
+    """Each finished trial's objective, the best so far, and the seed-noise band on the worse side of the best
+    (a pipeline.verdict.Verdict: below it when higher is better, above it for a loss or an error)."""
     figure, axis = plt.subplots(figsize=(9, 4.5))
     numbers = np.arange(len(verdict.values))
     done = [(n, v) for n, v in zip(numbers, verdict.values) if v is not None]
@@ -127,11 +127,12 @@ def best_so_far_figure(verdict, metric: str):
     noise_sd = verdict.noise.sd
     axis.step(numbers, curve, where="post", color="tab:blue", label="best so far")
     if noise_sd:
-        axis.fill_between(numbers, curve - noise_sd, curve, step="post", color="tab:blue", alpha=0.15,
+        worse = curve - noise_sd if verdict.maximize else curve + noise_sd
+        axis.fill_between(numbers, worse, curve, step="post", color="tab:blue", alpha=0.15,
                           label=f"seed noise ({noise_sd:.4f})")
     axis.set(xlabel="finished trial", ylabel=metric, title="Is the sweep done?")
     axis.grid(alpha=0.3)
-    axis.legend(loc="lower right")
+    axis.legend(loc="lower right" if verdict.maximize else "upper right")
     figure.text(0.01, 0.01, verdict.text, fontsize=8, wrap=True)
     figure.tight_layout(rect=(0, 0.06, 1, 1))
     return figure

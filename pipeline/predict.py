@@ -1,7 +1,9 @@
-"""Predictions from an exported or registered model: class names and probabilities for the user's inputs.
+"""Predictions from an exported or registered model: class names and probabilities for the user's inputs, or a
+regression's value, in the label's units and named after it.
 
-The model says what it takes (its input's shape and dtype, or a table's columns) and the export or the
-MLflow model says its class names. Inputs come as they are: pictures of any size and mode (converted to
+The model says what it takes (its input's shape and dtype, or a table's columns) and what it predicts (its
+name is its task's: pipeline.tasks), and the export or the MLflow model says its class names (a regression's:
+the label's name alone). Inputs come as they are: pictures of any size and mode (converted to
 the model's channels and resized to its input), IDX files, CSV rows of pixels with or without a label
 column, .npz files; for a table's model, CSV or Parquet rows (columns the model does not take, such as
 the label, are ignored).
@@ -25,14 +27,16 @@ from pipeline.data.tables import read_table
 from pipeline.errors import DataError, PredictError, TrackingError
 
 METADATA_FILE = "metadata.json"
+REGRESSION_VALUE = "value"  # a regression model's one output, named so when nothing says its label's name
 
 
 @dataclass(frozen=True)
 class Classifier:
-    """A loaded model with what it takes and the names of what it tells apart."""
+    """A loaded model with what it takes and the names of what it tells apart (a regression's: its label)."""
 
     model: object
     class_names: tuple[str, ...]
+    regression: bool = False  # one value out, in the label's units, named class_names[0]
 
     @property
     def is_table(self) -> bool:
@@ -52,6 +56,22 @@ class Classifier:
 
 
 @dataclass(frozen=True)
+class Estimate:
+    """A regression's prediction for one input: the label's value, in its units."""
+
+    source: str
+    index: int
+    value: float
+    label: str
+
+    def as_dict(self) -> dict:
+        return {"input": self.source, "index": self.index, self.label: self.value}
+
+    def line(self) -> str:
+        return f"{self.source}[{self.index}]\t{self.label}={self.value:.6g}"
+
+
+@dataclass(frozen=True)
 class Prediction:
     source: str
     index: int
@@ -67,6 +87,9 @@ class Prediction:
                 "probability": float(self.probabilities.max()),
                 "probabilities": {n: float(p) for n, p in zip(self.class_names, self.probabilities)}}
 
+    def line(self) -> str:
+        return f"{self.source}[{self.index}]\t{self.label}\t{self.probabilities.max():.4f}"
+
 
 def load_model(spec: str, tracking_uri: str | None = None) -> Classifier:
     """An export folder, a .keras file (loaded with safe_mode), or a models:/ or runs:/ URI."""
@@ -77,7 +100,7 @@ def load_model(spec: str, tracking_uri: str | None = None) -> Classifier:
             model, names = models.load_model(spec, tracking_uri), models.class_names(spec)
         except TrackingError as exc:
             raise PredictError(str(exc)) from None
-        return Classifier(model, names or _numbered(model))
+        return _loaded(model, names)
     path = Path(spec)
     folder = path if path.is_dir() else path.parent
     path = path / "model.keras" if path.is_dir() else path
@@ -93,9 +116,18 @@ def load_model(spec: str, tracking_uri: str | None = None) -> Classifier:
         model = keras.saving.load_model(path, safe_mode=True, compile=False)  # predictions need no optimizer
     except Exception as exc:  # Keras raises many types for a damaged archive
         raise PredictError(f"{path}: cannot be read as a Keras model file ({type(exc).__name__}: {exc})") from None
-    metadata = folder / METADATA_FILE
-    names = json.loads(metadata.read_text()).get("class_names") if metadata.is_file() else None
-    return Classifier(model, tuple(names) if names else _numbered(model))
+    metadata = json.loads((folder / METADATA_FILE).read_text()) if (folder / METADATA_FILE).is_file() else {}
+    names = [metadata["label"]] if "label" in metadata else metadata.get("class_names")
+    return _loaded(model, tuple(names) if names else None)
+
+
+def _loaded(model, names: tuple[str, ...] | None) -> Classifier:
+    """The model with what it predicts: a regression (its task's model name) one value named after its label."""
+    from pipeline.tasks import TASKS
+
+    if {module.MODEL_NAME: task for task, module in TASKS.items()}.get(model.name) == "regression":
+        return Classifier(model, names or (REGRESSION_VALUE,), regression=True)
+    return Classifier(model, names or _numbered(model))
 
 
 def read_inputs(path: Path, classifier: Classifier):
@@ -124,22 +156,29 @@ def read_inputs(path: Path, classifier: Classifier):
     return inputs.astype(classifier.input_dtype, copy=False)
 
 
-def predict_files(classifier: Classifier, paths: list[Path]) -> list[Prediction]:
+def predict_files(classifier: Classifier, paths: list[Path]) -> list[Prediction | Estimate]:
     predictions = []
     for path in paths:
-        probabilities = np.asarray(classifier.model.predict(read_inputs(path, classifier), verbose=0))
-        lost = int(np.count_nonzero(~np.isfinite(probabilities).all(axis=-1)))
-        if lost:  # never print "nan" as a class's probability, nor a bare NaN in --json
-            raise PredictError(f"{path}: the model's probabilities for {lost} input(s) are NaN: their values are "
-                               "too far outside what it was trained on; scale them as the training data was")
-        predictions += [Prediction(str(path), i, p, classifier.class_names) for i, p in enumerate(probabilities)]
+        outputs = np.asarray(classifier.model.predict(read_inputs(path, classifier), verbose=0))
+        outputs = outputs.reshape(len(outputs), -1)
+        lost = int(np.count_nonzero(~np.isfinite(outputs).all(axis=-1)))
+        if lost:  # never print "nan" as a class's probability or a value, nor a bare NaN in --json
+            said = f"{classifier.class_names[0]} values" if classifier.regression else "probabilities"
+            raise PredictError(f"{path}: the model's {said} for {lost} input(s) are NaN or infinite: their values "
+                               "are too far outside what it was trained on; scale them as the training data was")
+        if classifier.regression:
+            label = classifier.class_names[0]
+            predictions += [Estimate(str(path), i, float(value), label) for i, value in enumerate(outputs[:, 0])]
+        else:
+            predictions += [Prediction(str(path), i, p, classifier.class_names) for i, p in enumerate(outputs)]
     return predictions
 
 
-def format_predictions(predictions: list[Prediction], as_json: bool) -> str:
+def format_predictions(predictions: list[Prediction | Estimate], as_json: bool) -> str:
+    """One line per input (classes: the class and its probability; a regression: label=value), or JSON."""
     if as_json:
         return json.dumps([p.as_dict() for p in predictions], indent=2)
-    return "\n".join(f"{p.source}[{p.index}]\t{p.label}\t{p.probabilities.max():.4f}" for p in predictions)
+    return "\n".join(p.line() for p in predictions)
 
 
 def _read_rows(path: Path, classifier: Classifier) -> dict:

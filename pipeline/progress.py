@@ -20,6 +20,7 @@ class Progress:
         """`total` and `desc` default to the search's; a confirmation counts its retrainings instead, and
         shows no best (one seed's luck is what it is there to discount)."""
         self.study, self.metric, self.tracking_uri = study, config.study.metric, tracking_uri
+        self.test_metric = config.test_metric
         self.best: float | None = None
         self.show_best = total is None
         self.seen = {t.number for t in study.get_trials(deepcopy=False) if t.state.is_finished()}
@@ -52,20 +53,21 @@ class Progress:
             self.bar.update(1)
         run_id = trial.user_attrs.get(keys.RUN_ID)
         results = tracking.run_metrics(self.tracking_uri, run_id) if run_id else {}
-        self.bar.write(format_trial_line(trial, self.metric, results))
+        self.bar.write(format_trial_line(trial, self.metric, results, self.test_metric))
 
 
-def format_trial_line(trial: optuna.trial.FrozenTrial, metric: str, results: dict) -> str:
-    """`trial 3 PRUNED val_accuracy=0.8812 test_accuracy=0.8790 units=256 ... epochs=4/30 ...`: a trial
-    that stopped early shows the epochs it ran out of those it asked for."""
+def format_trial_line(trial: optuna.trial.FrozenTrial, metric: str, results: dict, test_metric: str) -> str:
+    """`trial 3 PRUNED val_accuracy=0.8812 test_accuracy=0.8790 units=256 ... epochs=4/30 ...` (a regression:
+    `val_rmse=53.2100 test_rmse=55.0200 ...`, in the label's units): the study's metric, the task's headline test
+    metric, the parameters; a trial that stopped early shows the epochs it ran out of those it asked for."""
     parts = [f"trial {trial.number} {trial.state.name}"]
     if keys.SOURCE_TRIAL in trial.user_attrs:  # a confirmation's retraining: name the trial it repeats
         parts = [f"trial {trial.user_attrs[keys.SOURCE_TRIAL]} seed {trial.user_attrs[keys.REPEAT] + 1} "
                  f"{trial.state.name}"]
     if objectives.value(trial) is not None:
         parts.append(f"{metric}={objectives.value(trial):.4f}")
-    if keys.TEST_ACCURACY in results:
-        parts.append(f"test_accuracy={results[keys.TEST_ACCURACY]:.4f}")
+    if test_metric in results:
+        parts.append(f"{test_metric}={results[test_metric]:.4f}")
     params = dict(trial.user_attrs.get(keys.PARAMS, trial.params))
     ran = len(trial.intermediate_values)
     if "epochs" in params and ran and ran != params["epochs"]:  # retrainings and multi-objective trials report none

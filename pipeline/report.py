@@ -11,12 +11,12 @@ import optuna
 import pandas as pd
 
 from pipeline import keys, objectives, stores, tracking
-from pipeline.config import QUANTITIES
+from pipeline.config import QUANTITIES, TASK_OBJECTIVES, TASK_TEST_METRICS
 from pipeline.errors import BadInputError
 from pipeline.study import has_best
 
-# What `sweep report` leads with: which trial, how it ended, and how well it did (the study's metric comes fourth).
-LEAD = ("best", "trial", "state", "val_accuracy", "test_accuracy", "test_loss")
+# What `sweep report` leads with: which trial and how it ended, then how well it did (result_metrics).
+LEAD = ("best", "trial", "state")
 # Files a user would overwrite with a fresh report; any other existing file is someone's data.
 REPORT_SUFFIXES = (".md", ".markdown", ".csv", ".txt", ".tsv")
 SWEEP_SUFFIXES, STORE_SUFFIXES = (".yaml", ".yml"), (".journal", ".db", ".sqlite")
@@ -49,18 +49,26 @@ class ConfirmationOutcome:
     stopped_by: int | None = None
 
 
-def format_confirmation(outcome: ConfirmationOutcome, metric: str) -> str:
+def result_metrics(config) -> tuple[str, ...]:
+    """What a trial's run says of how well it did, as `sweep report` and the summary show it: the study's metric,
+    the task's first validation metric, and the task's test metrics, the headline first (classification:
+    val_accuracy, test_accuracy, test_loss; regression: val_rmse, test_rmse, test_mae, test_r2)."""
+    return tuple(dict.fromkeys([config.study.metric, next(iter(TASK_OBJECTIVES[config.task])),
+                                *TASK_TEST_METRICS[config.task]]))
+
+
+def format_confirmation(outcome: ConfirmationOutcome, config) -> str:
     from pipeline import confirmation
 
     if not outcome.results:
         return f"Study '{outcome.study_name}': nothing confirmed yet."
-    winner = outcome.results[0]
+    winner, metric = outcome.results[0], config.study.metric
     choice = ("differs from the single best trial" if outcome.differs_from_raw
               else "is the single best trial's configuration")
     return "\n".join([
         f"Confirmation of study '{outcome.study_name}' ({len(winner.values)} seeds per configuration):",
-        confirmation.table(outcome.results, metric),
-        f"Winner: trial {winner.trial_number}, {metric} {winner.mean:.4f} ± {winner.std:.4f}, test_accuracy "
+        confirmation.table(outcome.results, metric, config.test_metric),
+        f"Winner: trial {winner.trial_number}, {metric} {winner.mean:.4f} ± {winner.std:.4f}, {config.test_metric} "
         f"{winner.test_mean:.4f} ± {winner.test_std:.4f}; the confirmed choice {choice}.",
         *([f"Parent run: {outcome.parent_run_id}"] if outcome.parent_run_id else []),
     ])
@@ -73,17 +81,19 @@ def study_conclusions(study, config, width: int | None = None) -> str:
 
     confirmed = confirmation.of_study(study, config, config.tracking.tracking_uri)
     parts = [f"Confirmation (best mean {config.study.metric} first):\n"
-             f"{confirmation.table(confirmed, config.study.metric)}"] if confirmed else []
+             f"{confirmation.table(confirmed, config.study.metric, config.test_metric)}"] if confirmed else []
     if len(config.study.objectives) > 1:
         parts.append(pareto_listing(study, config))
-    described = verdict.describe(verdict.for_study(study, confirmed)).splitlines()
+    described = verdict.describe(verdict.for_study(study, confirmed, config.study.metric)).splitlines()
     indents = [len(line) - len(line.lstrip()) + 2 for line in described]
     said = [wrapped for line, indent in zip(described, indents) for wrapped in _wrapped(line, width, " " * indent)]
     return "\n\n".join([*parts, "\n".join(said)])
 
 
-def format_summary(outcome: SweepOutcome, metric: str) -> str:
-    """Best trial, its params and metrics, its run, and how to open the store in the MLflow UI."""
+def format_summary(outcome: SweepOutcome, config) -> str:
+    """Best trial, its params and metrics (the study's, then the task's test metrics), its run, and how to open
+    the store in the MLflow UI."""
+    metric = config.study.metric
     lines = [f"Study '{outcome.study_name}': {outcome.finished_trials} finished trials "
              f"({outcome.new_trials} run now) in {stores.printable(outcome.storage)}"]
     if outcome.message:
@@ -95,7 +105,7 @@ def format_summary(outcome: SweepOutcome, metric: str) -> str:
         run_id = best.user_attrs.get(keys.RUN_ID)
         results = tracking.run_metrics(outcome.tracking_uri, run_id) if run_id else {}
         rows = [("best trial", f"#{best.number}"), (metric, f"{objectives.value(best):.4f}")]
-        rows += [(name, _fmt(results.get(name))) for name in (keys.TEST_ACCURACY, keys.TEST_LOSS)]
+        rows += [(name, _fmt(results.get(name))) for name in TASK_TEST_METRICS[config.task]]
         rows += [("run id", _fmt(run_id))]
         rows += [(f"  {name}", _fmt(value)) for name, value in best.user_attrs[keys.PARAMS].items()]
         width = max(len(name) for name, _ in rows)
@@ -113,24 +123,31 @@ def _fmt(value) -> str:
 
 
 def format_export(info: dict, out) -> str:
-    """What `sweep export` wrote, where it is registered, and how to serve it."""
-    registry = info["mlflow"]
-    table = "columns" in info["input"]
+    """What `sweep export` wrote, where it is registered, and how to serve it; scored in the task's test metrics
+    (test_accuracy; a regression's test_rmse, test_mae and test_r2, the first two in the label's units)."""
+    registry, task = info["mlflow"], info.get("task", "classification")
+    table, metrics = "columns" in info["input"], tuple(TASK_TEST_METRICS[task])
+    headline, confirmed = metrics[0], info.get("confirmation")
+    scored = (f"{headline} {info[headline]:.4f}" if task == "classification"
+              else ", ".join(f"{name} {info[name]:.4g}" for name in metrics))
     return "\n".join([
         f"Exported trial #{info['trial_number']} of study '{info['study']}'"
         f"{' (refit on train + validation)' if info['refit'] else ''} to {out}/",
-        f"  model.keras, saved_model/, metadata.json; raw {_shape(info['input'])} in, "
-        f"{len(info['class_names'])} class probabilities out",
-        f"  test_accuracy {info['test_accuracy']:.4f} on {info['test_images']} raw test "
-        f"{'rows' if table else 'images'}",
-        *([f"  confirmed over {info['confirmation']['seeds']} seeds: test_accuracy "
-           f"{info['confirmation']['test_accuracy_mean']:.4f} ± {info['confirmation']['test_accuracy_sd']:.4f}"]
-          if info.get("confirmation") else []),
+        f"  model.keras, saved_model/, metadata.json; raw {_shape(info['input'])} in, {_outputs(info)} out",
+        f"  {scored} on {info['test_images']} raw test {'rows' if table else 'images'}",
+        *([f"  confirmed over {confirmed['seeds']} seeds: {headline} "
+           f"{confirmed[f'{headline}_mean']:.4f} ± {confirmed[f'{headline}_sd']:.4f}"] if confirmed else []),
         f"  registered as {registry['registered_model']} version {registry['version']} "
         f"(alias @{registry['alias']})",
         f"Serve it:\n  mlflow models serve -m {registry['model_uri']} --env-manager local --host 127.0.0.1 --port 5001",
         f"Predict:\n  sweep predict {out} {'rows.csv' if table else 'image.png'}",
     ])
+
+
+def _outputs(info: dict) -> str:
+    if "label" in info:
+        return f"{info['label']} (one value, in its own units)"
+    return f"{len(info['class_names'])} class probabilities"
 
 
 def _shape(spec: dict) -> str:
@@ -151,7 +168,7 @@ def format_trials(study, config, fmt: str, width: int | None = None) -> str:
     fixed = [name for name in params if len(table) > 1 and table[name].astype(str).nunique() == 1]
     lines = _wrapped("Same in every trial: " + ", ".join(f"{name}={_fmt(table.loc[0, name])}" for name in fixed),
                      width) if fixed else []
-    shown, hidden = _fitting(table.drop(columns=fixed), width)
+    shown, hidden = _fitting(table.drop(columns=fixed), width, len(_lead(table, config)))
     lines.append(format_table(shown, fmt))
     if hidden:
         lines += _wrapped(f"{len(hidden)} more column(s) not shown: {', '.join(hidden)}; `--format csv` or "
@@ -170,10 +187,10 @@ def _wrapped(text: str, width: int | None, indent: str = "  ") -> list[str]:
     return textwrap.wrap(text, width, subsequent_indent=indent, break_on_hyphens=False, break_long_words=False)
 
 
-def _fitting(table: pd.DataFrame, width: int | None) -> tuple[pd.DataFrame, list[str]]:
-    """The table without as many trailing columns as it takes to fit `width` (the leading results stay)."""
+def _fitting(table: pd.DataFrame, width: int | None, keep: int) -> tuple[pd.DataFrame, list[str]]:
+    """The table without as many trailing columns as it takes to fit `width` (the `keep` leading ones stay)."""
     columns = list(table.columns)
-    while width and len(columns) > len(LEAD) and _widest(table[columns]) > width:
+    while width and len(columns) > keep and _widest(table[columns]) > width:
         columns.pop()
     return table[columns], [name for name in table.columns if name not in columns]
 
@@ -189,15 +206,21 @@ def trials_table(study, config) -> pd.DataFrame:
              **_costs(t, config), "value": objectives.value(t)} for t in study.trials]
     trials = pd.DataFrame(rows, columns=None if rows else ["trial", "state", "value"])  # a study yet to run one
     runs = tracking.trial_runs_frame(config.tracking.tracking_uri, config.experiment_name, config.study.name,
-                                     {t.number: t.user_attrs.get(keys.RUN_ID) for t in study.trials})
+                                     {t.number: t.user_attrs.get(keys.RUN_ID) for t in study.trials},
+                                     (keys.EPOCHS_RUN, *result_metrics(config)))
     table = trials.merge(runs, on="trial", how="left")
     maximize = objectives.maximizes(study)
     table = table.sort_values("value", ascending=not maximize, na_position="last", kind="stable")
     best = objectives.candidates(study)[0].number if has_best(study) else None
     table.insert(0, "best", ["*" if n == best else "" for n in table["trial"]])
     table = table.drop(columns=["value"]).reset_index(drop=True)
-    lead = [name for name in dict.fromkeys([*LEAD[:3], config.study.metric, *LEAD[3:]]) if name in table]
+    lead = _lead(table, config)
     return table[lead + [name for name in table.columns if name not in lead]]
+
+
+def _lead(table: pd.DataFrame, config) -> list[str]:
+    """The columns the table leads with, as far as it has them: the trial, how it ended, how well it did."""
+    return [name for name in (*LEAD, *result_metrics(config)) if name in table]
 
 
 def _costs(trial, config) -> dict:

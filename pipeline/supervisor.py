@@ -103,7 +103,7 @@ def _supervise(pool: WorkerPool, config: SweepConfig, study: optuna.Study, track
                        lambda: budget_spent(study, config), lambda: _clean_dead(study))
     _refresh_study_plots(study, parent_id, config.study.objectives)
     confirmed = confirmation.of_study(study, config, tracker.tracking_uri)
-    _log_conclusions(study, confirmed, config.study.metric, parent_id)
+    _log_conclusions(study, confirmed, config, parent_id)
     tracking.close_parent_run(parent_id, "KILLED" if pool.stopped_by else "FINISHED")
     message = ""
     if pool.stopped_by:
@@ -140,7 +140,7 @@ def run_confirmation(config: SweepConfig, pool: WorkerPool, show_progress: bool 
         _release_and_watch(pool, tracker, parent_id, "confirm", progress, lambda: confirmation.queue_empty(queue),
                            lambda: _clean_dead(queue))
         outcome = _confirmation_outcome(config, study, queue, parent_id)
-        _log_conclusions(study, outcome.results, config.study.metric, parent_id)
+        _log_conclusions(study, outcome.results, config, parent_id)
         tracking.close_parent_run(parent_id, "KILLED" if pool.stopped_by else "FINISHED")
         return dataclasses.replace(outcome, stopped_by=pool.stopped_by)
 
@@ -173,17 +173,19 @@ def _all_done(queue: optuna.Study, retrainings: list) -> bool:
 def _confirmation_outcome(config: SweepConfig, study: optuna.Study, queue: optuna.Study,
                           parent_id: str | None) -> ConfirmationOutcome:
     uri = config.tracking.tracking_uri
-    results = confirmation.results(study, queue, lambda run_id: tracking.test_accuracy(uri, run_id))
+    results = confirmation.results(study, queue, lambda run_id: tracking.test_metric(uri, run_id, config.test_metric))
     return ConfirmationOutcome(config.study.name, results, confirmation.raw_winner_differs(study, results),
                                parent_id)
 
 
-def _log_conclusions(study: optuna.Study, confirmed: list, metric: str, parent_id: str) -> None:
-    """The confirmation table (when there is one) and the verdict, as text and a plot, on the parent run."""
+def _log_conclusions(study: optuna.Study, confirmed: list, config: SweepConfig, parent_id: str) -> None:
+    """The confirmation table (when there is one) and the verdict, as text and a plot, on the parent run, in the
+    study's metric and the task's headline test metric."""
+    metric = config.study.metric
     if confirmed:
-        tracking.log_parent_text(parent_id, confirmation.table(confirmed, metric) + "\n",
+        tracking.log_parent_text(parent_id, confirmation.table(confirmed, metric, config.test_metric) + "\n",
                                  f"{keys.CONFIRMATION_DIR}/confirmation.md")
-    judged = verdict.for_study(study, confirmed)
+    judged = verdict.for_study(study, confirmed, metric)
     tracking.log_parent_text(parent_id, verdict.describe(judged) + "\n", f"{keys.VERDICT_DIR}/verdict.txt")
     figure = plots.best_so_far_figure(judged, metric)
     tracking.log_study_figures(parent_id, {"best_so_far": figure})

@@ -4,7 +4,9 @@ The noise floor is the standard deviation of the objective between seeds of one 
 from the confirmation when there is one, else from trials that ran the same or nearly the same
 configuration (numbers within 10 % of each other, the same choices), else unknown. An improvement of the
 best counts only when it beats the best that counted before by more than that floor; the verdict says how
-many trials have passed since the last one. Where it can be wrong: the floor is an estimate from a few
+many trials have passed since the last one. Everything is in the objective's own units and direction:
+val_accuracy in percentage points, a regression's val_rmse or val_mae in the label's units, lower being
+better for a loss or an error. Where it can be wrong: the floor is an estimate from a few
 seeds; a space whose better regions are rare can still improve after a long flat stretch; and a
 sampler that has converged on one region says nothing about the regions it never tried.
 """
@@ -20,6 +22,8 @@ from typing import Sequence
 NEAR = 0.10  # numbers within 10 % of each other count as "nearly the same" configuration
 MIN_TRIALS = 5
 UNKNOWN_NOISE = "`sweep confirm` measures it"
+POINTS = ("val_accuracy",)  # a fraction, its changes said in percentage points
+LABEL_UNITS = ("val_rmse", "val_mae")  # a regression's errors, in the label's own units
 
 
 @dataclass(frozen=True)
@@ -34,9 +38,11 @@ class Verdict:
     best_so_far: tuple[float | None, ...]  # per finished trial, in order: the best objective up to it
     noise: Noise
     since_improvement: int  # finished trials since the best last rose by more than the noise
-    window_gain: float  # how much the best rose over the last `window` trials
+    window_gain: float  # how much the best improved (rose; fell, when minimized) over the last `window` trials
     window: int
     text: str
+    metric: str = "val_accuracy"
+    maximize: bool = True
 
 
 def noise_from_seeds(groups: Sequence[Sequence[float]], source: str) -> Noise:
@@ -61,9 +67,10 @@ def noise_from_neighbours(trials: Sequence[tuple[dict, float]]) -> Noise:
                                     "configurations among the trials")
 
 
-def judge(values: Sequence[float | None], noise: Noise, maximize: bool = True, points: bool = True) -> Verdict:
-    """The verdict on a study's history: `values` is the objective per finished trial in order (None for a
-    pruned or failed one); `points` shows accuracies as percentage points."""
+def judge(values: Sequence[float | None], noise: Noise, maximize: bool = True, metric: str = "val_accuracy"
+          ) -> Verdict:
+    """The verdict on a study's history: `values` is the objective `metric` per finished trial in order (None for
+    a pruned or failed one), better higher when `maximize`, else lower."""
     sign = 1 if maximize else -1
     best: list[float | None] = []
     for value in values:
@@ -78,26 +85,42 @@ def judge(values: Sequence[float | None], noise: Noise, maximize: bool = True, p
     window = max(10, len(values) // 4)
     start = best[-window - 1] if len(best) > window else next((b for b in best if b is not None), None)
     gain = sign * (best[-1] - start) if best and best[-1] is not None and start is not None else 0.0
-    text = _text(len(values), since, gain, window, noise, points, sum(v is not None for v in values))
-    return Verdict(tuple(values), tuple(best), noise, since, gain, window, text)
+    text = _text(len(values), since, gain, window, noise, metric, maximize, sum(v is not None for v in values))
+    return Verdict(tuple(values), tuple(best), noise, since, gain, window, text, metric, maximize)
 
 
-def _text(n: int, since: int, gain: float, window: int, noise: Noise, points: bool, complete: int) -> str:
-    unit = (lambda x: f"{100 * x:.2f} points") if points else (lambda x: f"{x:.4f}")
+def _text(n: int, since: int, gain: float, window: int, noise: Noise, metric: str, maximize: bool,
+          complete: int) -> str:
+    best, unit = ("the best", _points) if metric in POINTS else (f"the best {metric}", _amount)
+    moved = "rose" if maximize else "fell"
     if complete < MIN_TRIALS:
         return f"too early to tell: {complete} COMPLETE trial(s); the verdict needs {MIN_TRIALS}"
-    if noise.sd is None:  # no floor: every rise counts, and none can be told from luck
+    if noise.sd is None:  # no floor: every improvement counts, and none can be told from luck
         if since >= window:
-            return (f"the best has not improved at all in the last {since} trials: more trials of this space are "
+            return (f"{best} has not improved at all in the last {since} trials: more trials of this space are "
                     f"unlikely to help (the seed noise is unknown; {UNKNOWN_NOISE})")
-        return (f"still improving: the best rose {unit(gain)} in the last {min(window, n)} trials, last {since} "
+        return (f"still improving: {best} {moved} {unit(gain)} in the last {min(window, n)} trials, last {since} "
                 f"trial(s) ago; the seed noise is unknown, so some of that may be luck ({UNKNOWN_NOISE})")
     floor = f"±{unit(noise.sd)}"
     if since >= window:
-        return (f"the best has not improved by more than the seed noise ({floor}) in the last {since} trials: "
+        return (f"{best} has not improved by more than the seed noise ({floor}) in the last {since} trials: "
                 "more trials of this space are unlikely to help")
-    return (f"still improving: the best rose {unit(gain)} in the last {min(window, n)} trials (seed noise "
+    return (f"still improving: {best} {moved} {unit(gain)} in the last {min(window, n)} trials (seed noise "
             f"{floor}; last real improvement {since} trial(s) ago)")
+
+
+def _points(x: float) -> str:
+    return f"{100 * x:.2f} points"
+
+
+def _amount(x: float) -> str:
+    return f"{x:.4g}"
+
+
+def units(metric: str, maximize: bool) -> str:
+    """What the metric's figures are in, and which way is better, in words."""
+    unit = ["in the label's units"] if metric in LABEL_UNITS else []
+    return ", ".join([metric, *unit, f"{'higher' if maximize else 'lower'} is better"])
 
 
 def _near(a: dict, b: dict) -> bool:
@@ -120,10 +143,11 @@ def describe(verdict: Verdict) -> str:
     best = next((b for b in reversed(verdict.best_so_far) if b is not None), None)
     return "\n".join([
         f"verdict: {verdict.text}",
-        f"  finished trials: {len(verdict.values)}; best so far: {'-' if best is None else f'{best:.4f}'}",
+        f"  finished trials: {len(verdict.values)}; best so far: {'-' if best is None else f'{best:.4f}'} "
+        f"({units(verdict.metric, verdict.maximize)})",
         f"  seed noise (sd between seeds of one configuration): {noise}",
         f"  trials since the best last rose by more than the noise: {verdict.since_improvement}",
-        f"  rise of the best over the last {verdict.window} trials: {verdict.window_gain:.4f}",
+        f"  improvement of the best over the last {verdict.window} trials: {verdict.window_gain:.4f}",
     ])
 
 
@@ -134,9 +158,9 @@ def finished_trials(study) -> list:
     return [t for t in study.get_trials(deepcopy=False) if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
 
 
-def for_study(study, confirmed: Sequence) -> Verdict:
-    """The verdict on an Optuna study, its noise floor from its confirmation (pipeline.confirmation's
-    results) where there is one."""
+def for_study(study, confirmed: Sequence, metric: str) -> Verdict:
+    """The verdict on an Optuna study of the objective `metric`, its noise floor from its confirmation
+    (pipeline.confirmation's results) where there is one."""
     from optuna.trial import TrialState
 
     from pipeline import keys, objectives
@@ -147,7 +171,6 @@ def for_study(study, confirmed: Sequence) -> Verdict:
     else:
         noise = noise_from_neighbours([(t.user_attrs.get(keys.PARAMS, t.params), objectives.value(t))
                                        for t in finished if t.state == TrialState.COMPLETE])
-    maximize = objectives.maximizes(study)  # val_accuracy, shown in points; val_loss is minimized
     counted = [objectives.value(t) if t.state == TrialState.COMPLETE and objectives.feasible(t) else None
                for t in finished]  # an infeasible trial cannot be the best
-    return judge(counted, noise, maximize, points=maximize)
+    return judge(counted, noise, objectives.maximizes(study), metric)

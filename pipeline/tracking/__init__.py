@@ -3,7 +3,7 @@
 Keras models in MLflow live in `pipeline.tracking.models`, imported only where TensorFlow is wanted.
 """
 
-from pipeline.tracking.reading import run_metrics, runs_url, test_accuracy, trial_runs_frame, ui_command
+from pipeline.tracking.reading import run_metrics, runs_url, test_metric, trial_runs_frame, ui_command
 from pipeline.tracking.runs import (RunRecorder, close_parent_run, end_dead_export_runs, export_run, fail_stale_run,
                                     log_parent_file, log_parent_text, log_study_figures, numpy_dataset,
                                     open_parent_run, parent_of, record_best, retraining_run, trial_run)
@@ -13,6 +13,6 @@ __all__ = [
     "STORE_ERRORS", "RunRecorder", "Tracker", "check_reachable", "close_parent_run", "connect", "end_dead_export_runs",
     "existing_store", "export_run", "fail_stale_run", "log_parent_file", "log_parent_text", "log_study_figures",
     "numpy_dataset",
-    "open_parent_run", "parent_of", "record_best", "retraining_run", "run_metrics", "runs_url", "test_accuracy",
+    "open_parent_run", "parent_of", "record_best", "retraining_run", "run_metrics", "runs_url", "test_metric",
     "trial_run", "trial_runs_frame", "ui_command",
 ]

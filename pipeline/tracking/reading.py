@@ -10,8 +10,6 @@ from pipeline import keys, stores
 from pipeline.tracking.runs import filter_literal
 from pipeline.tracking.store import STORE_ERRORS, check_sqlite_file
 
-RESULT_METRICS = (keys.EPOCHS_RUN, "val_accuracy", keys.TEST_ACCURACY, keys.TEST_LOSS)
-
 
 def run_metrics(tracking_uri: str, run_id: str) -> dict[str, float]:
     """The latest value of every metric a run logged; empty when the store cannot say (gone, unreachable)."""
@@ -22,20 +20,21 @@ def run_metrics(tracking_uri: str, run_id: str) -> dict[str, float]:
         return {}
 
 
-def test_accuracy(tracking_uri: str, run_id: str | None) -> float:
-    """A run's test accuracy; NaN when it has none (or the store cannot say)."""
-    return run_metrics(tracking_uri, run_id).get(keys.TEST_ACCURACY, math.nan) if run_id else math.nan
+def test_metric(tracking_uri: str, run_id: str | None, name: str) -> float:
+    """A run's test metric `name` (test_accuracy, test_rmse, ...); NaN when it has none (or the store cannot say)."""
+    return run_metrics(tracking_uri, run_id).get(name, math.nan) if run_id else math.nan
 
 
-def trial_runs_frame(tracking_uri: str, experiment_name: str, study_name: str, run_ids: dict[int, str]):
-    """One row per trial run of a study (run id, status, final metrics, duration), read from MLflow.
+def trial_runs_frame(tracking_uri: str, experiment_name: str, study_name: str, run_ids: dict[int, str],
+                     metrics: tuple[str, ...]):
+    """One row per trial run of a study (run id, status, the final `metrics`, duration), read from MLflow.
 
     Joined on the run ids the study's trials recorded (`run_ids`: trial number -> run id), not on where the
     study's storage was when they ran: a copied or moved store keeps its runs.
     """
     import pandas as pd
 
-    columns = ["trial", "run_id", "run_status", "duration_s", *RESULT_METRICS]
+    columns = ["trial", "run_id", "run_status", "duration_s", *metrics]
     client = _existing_store(tracking_uri)
     experiment = None if client is None else client.get_experiment_by_name(experiment_name)
     if experiment is None:
@@ -46,7 +45,7 @@ def trial_runs_frame(tracking_uri: str, experiment_name: str, study_name: str, r
     return pd.DataFrame([{
         "trial": trial_of[r.info.run_id], "run_id": r.info.run_id, "run_status": r.info.status,
         "duration_s": ((r.info.end_time or r.info.start_time) - r.info.start_time) / 1000,
-        **{name: r.data.metrics.get(name) for name in RESULT_METRICS},
+        **{name: r.data.metrics.get(name) for name in metrics},
     } for r in runs if r.info.run_id in trial_of], columns=columns)
 
 
