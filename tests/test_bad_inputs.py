@@ -350,6 +350,28 @@ def regression_sweep(tmp: Path, csv: str | None = None, **arrays) -> list[str]:
                                    data__label=None, data__categorical=None, data__missing=None, **settings))]
 
 
+def builder_sweep(tmp: Path, data_dir: Path, source: str | None, builder: str = "models/net.py:build") -> list[str]:
+    """sweeps/smoke.yaml with model.builder naming a function in models/net.py beside it, the file holding
+    `source` after `import keras` (None: no file)."""
+    if source is not None:
+        (tmp / "models").mkdir(exist_ok=True)
+        (tmp / "models" / "net.py").write_text(f"import keras\n\n\n{source}")
+    return ["run", str(tiny(tmp, data_dir, model__builder=builder))]
+
+
+def builder_of(*lines: str) -> str:
+    """A builder's `build` with these lines as its body, `x` the flattened input."""
+    return "\n".join(["def build(params, inputs, n_outputs):", "    x = keras.layers.Flatten()(inputs)",
+                      *(f"    {line}" for line in lines)]) + "\n"
+
+
+CUSTOM_LAYER = """class Twice(keras.layers.Layer):
+    def call(self, x):
+        return 2 * x
+
+
+""" + builder_of("x = Twice(name='twice')(x)", "return keras.layers.Dense(n_outputs, activation='softmax')(x)")
+
 CASES = {
     # Sweep files: validated into typed objects before anything starts.
     "unknown key": Case(lambda t, d: ["run", str(tiny(t, d, study__trials=3))], 2, "study.trials: unknown key"),
@@ -647,6 +669,35 @@ CASES = {
                                               "`task: regression`"),
     "a loss in a classification sweep": Case(lambda t, d: ["run", str(tiny(t, d, search_space__loss="mse"))], 2,
                                              "search_space.loss: applies to task regression only"),
+    # Issue 22, builder: a user's network is loaded and built on the first values of its space in the worker, before
+    # anything is written; each refusal names the file, the function and the cause.
+    "a builder file that is not there": Case(lambda t, d: builder_sweep(t, d, None), 2,
+                                             "model.builder models/net.py:build: no such file"),
+    "a builder without its function": Case(lambda t, d: builder_sweep(t, d, "def other(p, i, n):\n    0\n"), 2,
+                                           "model.builder models/net.py:build: 'build' is not defined in the file; "
+                                           "the file's functions: other"),
+    "a builder that raises on the first values": Case(lambda t, d: builder_sweep(t, d, builder_of(
+        "raise ValueError(f'too narrow: {params[\"units\"]}')")), 2,
+        "models/net.py:build: raised ValueError: too narrow: 16 on the first values of the search space (units=16, "
+        "dropout=0.0, activation='relu'"),
+    "a builder with the wrong number of outputs": Case(lambda t, d: builder_sweep(t, d, builder_of(
+        "return keras.layers.Dense(3, activation='softmax')(x)")), 2,
+        "models/net.py:build: returned a tensor of shape (None, 3); expected the output tensor of shape (None, 10)"),
+    "a builder without a softmax": Case(lambda t, d: builder_sweep(t, d, builder_of(
+        "return keras.layers.Dense(n_outputs)(x)")), 2,
+        "models/net.py:build: its outputs are not class probabilities"),
+    "a builder with a Lambda layer": Case(lambda t, d: builder_sweep(t, d, builder_of(
+        "x = keras.layers.Lambda(lambda t: 2 * t, name='double')(x)",
+        "return keras.layers.Dense(n_outputs, activation='softmax')(x)")), 2,
+        "models/net.py:build: layer 'double' is a Lambda layer, whose code a saved model cannot carry safely"),
+    "a builder with a custom layer class": Case(lambda t, d: builder_sweep(t, d, CUSTOM_LAYER), 2,
+                                                "models/net.py:build: layer 'twice' is of a custom layer class"),
+    "a builder's own entry that is no name": Case(lambda t, d: ["run", str(tiny(
+        t, d, model__builder="models/net.py:build", **{"search_space__2x": 3}))], 2,
+        "search_space.2x: a builder's own entry is named like a Python variable"),
+    "a builder's own range upside down": Case(lambda t, d: ["run", str(tiny(
+        t, d, model__builder="models/net.py:build", search_space__width={"type": "int", "low": 9, "high": 3}))], 2,
+        "search_space.width: low (9) must not be greater than high (3)"),
 }
 
 
