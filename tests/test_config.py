@@ -176,8 +176,9 @@ def test_sweep_examples_lists_and_copies_them_out(tmp_path, monkeypatch, capsys)
     for path in SWEEPS.glob("*.yaml"):
         assert f"  {path.stem} " in listed
     assert cli.main(["examples", "--out", "sweeps"]) == 0
-    assert "Copied 8 files to sweeps/" in capsys.readouterr().out
-    for path in [*SWEEPS.glob("*.yaml"), SWEEPS / "data" / "wine.csv"]:
+    shipped = [*SWEEPS.glob("*.yaml"), *SWEEPS.glob("data/*.csv"), *SWEEPS.glob("models/*.py")]
+    assert f"Copied {len(shipped)} files to sweeps/" in capsys.readouterr().out
+    for path in shipped:
         assert (tmp_path / "sweeps" / path.relative_to(SWEEPS)).read_bytes() == path.read_bytes()
     copied = load_sweep("sweeps/table.yaml")
     assert copied.data.data_dir == "sweeps/data/wine.csv" and Path(copied.data.data_dir).is_file(), "works from here"

@@ -38,7 +38,8 @@ def wheel(tmp_path_factory):
 
 def test_the_wheel_holds_every_module(wheel):
     with zipfile.ZipFile(wheel) as archive:
-        shipped = {name for name in archive.namelist() if name.startswith("pipeline/") and name.endswith(".py")}
+        shipped = {name for name in archive.namelist() if name.startswith("pipeline/") and name.endswith(".py")
+                   and not name.startswith("pipeline/sweeps/")}  # the example builders: data beside the sweeps
     assert "pipeline/tracking/runs.py" in MODULES
     assert shipped == set(MODULES)
 
@@ -53,8 +54,9 @@ def installed(wheel, tmp_path_factory):
 
 
 def test_the_wheel_ships_the_example_sweeps_and_their_data(wheel):
-    """sweeps/ stays at the top of the repository and ships as pipeline/sweeps/, the same bytes."""
-    shipped = [*SWEEPS.glob("*.yaml"), SWEEPS / "data" / "wine.csv"]
+    """sweeps/ stays at the top of the repository and ships as pipeline/sweeps/, the same bytes: the sweep files,
+    their data and their builders."""
+    shipped = [*SWEEPS.glob("*.yaml"), SWEEPS / "data" / "wine.csv", SWEEPS / "models" / "residual_mlp.py"]
     assert len(shipped) > 5
     with zipfile.ZipFile(wheel) as archive:
         for path in shipped:
@@ -81,6 +83,7 @@ def test_a_bare_name_runs_a_shipped_example_from_the_installed_wheel(installed, 
     assert sorted(p.name for p in work.iterdir()) == ["mlruns"], "the stores, in the working folder"
     copied = sweep("examples", "--out", "sweeps")
     assert copied.returncode == 0 and (work / "sweeps" / "data" / "wine.csv").is_file(), copied.stderr
+    assert (work / "sweeps" / "models" / "residual_mlp.py").is_file(), "sweeps/builder.yaml's network, beside it"
 
 
 @pytest.mark.slow
