@@ -41,10 +41,12 @@ def design(config: SweepConfig) -> Design:
 
 
 def record(config: SweepConfig) -> dict | None:
-    """What the study keeps of the builder (pipeline.keys.BUILDER): its file, its function and its digest."""
+    """What the study keeps of the builder (pipeline.keys.BUILDER): its file as the sweep file names it and where
+    it is (for commands given --study NAME), its function and its digest."""
     if config.model.builder is None:
         return None
-    return {"file": config.model.builder_file, "function": config.model.builder_function,
+    return {"file": config.model.builder_file, "path": str(config.builder_path.resolve()),
+            "function": config.model.builder_function,
             "digest": hashlib.sha256(config.builder_path.read_bytes()).hexdigest()}
 
 

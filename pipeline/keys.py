@@ -8,7 +8,7 @@ hyperparameters, the trial's MLflow run, which process runs it, why it failed); 
 # Optuna: study user attributes
 SWEEP_FILE = "sweep_file"  # the sweep file's text, so `--study NAME` commands can run without it
 DATA = "data"  # {"data_dir": the folder as run (relative to the sweep file's folder when inside it), "digest"}
-BUILDER = "builder"  # model.builder's {"file": as the sweep file names it, "function", "digest": sha256 of its source}
+BUILDER = "builder"  # model.builder's {"file": as the sweep file names it, "path": absolute, "function", "digest"}
 PARENT_RUN_ID = "mlflow_parent_run_id"  # the study's MLflow parent run, found by id wherever the store moves
 STORED_AT = "storage"  # stores.identity of the storage when the study last ran, to tell that it moved
 

@@ -295,6 +295,10 @@ def load_study_config(storage: str, name: str) -> SweepConfig:
         raise StudyError(f"study '{name}' in {stores.printable(storage)} was not created by `sweep run`; pass its "
                          "sweep file")
     config = parse_sweep_text(text, Path(f"<sweep file of study '{name}'>"))
+    builder = study.user_attrs.get(keys.BUILDER)
+    if builder and "path" in builder:  # the stored sweep file has no folder to find its builder from
+        config = dataclasses.replace(config, model=dataclasses.replace(
+            config.model, builder=f"{builder['path']}:{builder['function']}"))
     return dataclasses.replace(config, study=dataclasses.replace(config.study, storage=storage))
 
 

@@ -72,8 +72,9 @@ def test_a_builder_sweeps_records_its_source_serves_raw_images_exports_and_predi
     trials = study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
     assert len(trials) == 2
     source = (tmp_path / "models" / "net.py").read_text()
-    assert study.user_attrs[keys.BUILDER] == {"file": "models/net.py", "function": "build",
-                                              "digest": hashlib.sha256(source.encode()).hexdigest()}
+    digest = hashlib.sha256(source.encode()).hexdigest()
+    assert study.user_attrs[keys.BUILDER] == {"file": "models/net.py", "function": "build", "digest": digest,
+                                              "path": str((tmp_path / "models" / "net.py").resolve())}
 
     client = mlflow.MlflowClient(store_uris.resolve_uri(config.tracking.tracking_uri))
     mlflow.set_tracking_uri(store_uris.resolve_uri(config.tracking.tracking_uri))
@@ -94,8 +95,10 @@ def test_a_builder_sweeps_records_its_source_serves_raw_images_exports_and_predi
     assert artifact_text(client, parent.info.run_id, f"{keys.BUILDER_DIR}/net.py", tmp_path / "parent") == source
 
     Image.fromarray(data.x_test[0]).save(tmp_path / "item.png")
-    for out, extra in ((tmp_path / "export", []), (tmp_path / "refit", ["--refit"])):
-        assert cli.main(["export", str(path), "--out", str(out), "--name", f"builder-{out.name}", *extra]) == 0
+    by_name = ["--study", config.study.name, "--storage", config.study.storage, "--tracking-uri",
+               config.tracking.tracking_uri]  # the stored sweep file: its builder found where the study recorded it
+    for out, given in ((tmp_path / "export", [str(path)]), (tmp_path / "refit", [*by_name, "--refit"])):
+        assert cli.main(["export", *given, "--out", str(out), "--name", f"builder-{out.name}"]) == 0
         info = json.loads((out / "metadata.json").read_text())
         assert info["params"]["channels"] in (4, 5, 6, 7, 8) and info["test_accuracy"] > 0.2
         capsys.readouterr()
