@@ -1,6 +1,6 @@
 """Bench row: regression (`task: regression`) on scikit-learn's diabetes table against scikit-learn's own models.
 
-    python bench/regression.py                      # 5 seeds, 12 trials or 100 s per seed: about 10 minutes
+    python bench/regression.py                      # 5 seeds, 10 trials or 90 s per seed: about 10 minutes
     python bench/regression.py --seeds 0 1 --trials 6 --timeout 60
 
 Per seed, the table (sweeps/data/diabetes.csv, 442 rows) is shuffled with the seed and split 80/20; the 20 %
@@ -109,8 +109,8 @@ def table(runs: dict[str, list[dict]], trials: int, timeout: int) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
-    parser.add_argument("--trials", type=int, default=12)
-    parser.add_argument("--timeout", type=int, default=100)
+    parser.add_argument("--trials", type=int, default=10)
+    parser.add_argument("--timeout", type=int, default=90)
     args = parser.parse_args()
     runs: dict[str, list[dict]] = {name: [] for name in MODELS}
     for seed in args.seeds:
