@@ -33,10 +33,15 @@ PROBABILITY_ROWS = 8  # training inputs whose outputs must sum to 1, for a class
 PROBABILITY_TOLERANCE = 1e-3  # float32 softmax rows sum to 1 within ~1e-6; a missing softmax misses by far more
 
 
-def design(config: SweepConfig) -> Design:
-    """The sweep file's design; with a builder, its function loaded from its file (this runs the user's code)."""
+def design(config: SweepConfig, recorded: dict | None = None) -> Design:
+    """The sweep file's design; with a builder, its function loaded from its file (this runs the user's code),
+    refused when it is no longer the one a study `recorded` (pipeline.keys.BUILDER)."""
     if config.model.builder is None:
         return Design(config.model.family, config.task)
+    now = record(config) if config.builder_path.is_file() else None
+    if recorded and now and now["digest"] != recorded["digest"]:
+        raise BadInputError(f"{_where(config)}: changed since the study started (digest {recorded['digest'][:12]}, now "
+                            f"{now['digest'][:12]}), so it would build another network than the study's; restore it")
     return Design(config.model.family, config.task, _adapter(load(config), _where(config)))
 
 

@@ -67,10 +67,11 @@ def export_best(config: SweepConfig, out: Path, refit: bool = False, name: str |
     tracking.end_dead_export_runs(tracker, config.study.name)
     _remove_stale_staging(out)
     logged = tracking.run_metrics(tracker.tracking_uri, source_run)
+    design = builders.design(config, study.user_attrs.get(keys.BUILDER)) if refit else None  # a changed builder: no run
     with tracking.export_run(tracker, config.study.name, config.storage_identity, best.number, source_run,
                              params.used(config.model.family, config.task), refit) as run:
         if refit:
-            model = _refit(params, data, int(logged[keys.EPOCHS_RUN]), run, builders.design(config))
+            model = _refit(params, data, int(logged[keys.EPOCHS_RUN]), run, design)
             scores = evaluate(model, data.x_test, data.y_test, config.task)
             model_uri = models.log_model(model, data.x_test[:2], data.class_names)
         else:

@@ -94,9 +94,16 @@ def test_a_builder_sweeps_records_its_source_serves_raw_images_exports_and_predi
     parent = client.get_run(study.user_attrs[keys.PARENT_RUN_ID])
     assert artifact_text(client, parent.info.run_id, f"{keys.BUILDER_DIR}/net.py", tmp_path / "parent") == source
 
-    Image.fromarray(data.x_test[0]).save(tmp_path / "item.png")
     by_name = ["--study", config.study.name, "--storage", config.study.storage, "--tracking-uri",
                config.tracking.tracking_uri]  # the stored sweep file: its builder found where the study recorded it
+    assert cli.main(["confirm", *by_name, "--top-k", "1", "--seeds", "2", "--no-progress"]) == 0
+    (retrained,) = [r for r in client.search_runs([parent.info.experiment_id])
+                    if r.data.tags.get(keys.ROLE) == "confirmation"]
+    best = study.best_trial
+    assert int(retrained.data.params["channels"]) == best.params["channels"], "rebuilt from the stored values"
+    assert artifact_text(client, retrained.info.run_id, f"{keys.BUILDER_DIR}/net.py", tmp_path / "again") == source
+
+    Image.fromarray(data.x_test[0]).save(tmp_path / "item.png")
     for out, given in ((tmp_path / "export", [str(path)]), (tmp_path / "refit", [*by_name, "--refit"])):
         assert cli.main(["export", *given, "--out", str(out), "--name", f"builder-{out.name}"]) == 0
         info = json.loads((out / "metadata.json").read_text())
@@ -118,6 +125,8 @@ def test_a_changed_builder_is_refused_on_rerun_and_runs_as_a_new_study(data_dir,
     err = capsys.readouterr().err
     assert "changed since the study started" in err and recorded[:12] in err and "study.name" in err, err
     assert len(study_of(config).trials) == 1, "nothing ran"
+    assert cli.main(["export", str(path), "--out", str(tmp_path / "refit"), "--refit"]) == 2
+    assert "changed since the study started" in capsys.readouterr().err and not (tmp_path / "refit").exists()
     renamed = write_sweep(tmp_path, "smoke.yaml", name="renamed.yaml", **{
         "model__builder": "models/net.py:build", "study__name": "builder-test-gelu", "study__n_trials": 1,
         "data__subset": 600, "data__test_subset": 300, "data__data_dir": str(data_dir),

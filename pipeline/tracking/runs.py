@@ -46,7 +46,8 @@ def open_parent_run(tracker: Tracker, study_name: str, storage: str, sweep_file:
     tags = [RunTag(f"{keys.SETTING_PREFIX}{key}", str(value)) for key, value in settings.items()]
     tags.append(RunTag(keys.STORAGE, storage))  # where the study is now, should it have moved
     racing_write(client.log_batch, run_id, tags=tags)
-    client.log_artifact(run_id, str(sweep_file), artifact_path=keys.SWEEP_DIR)
+    if sweep_file.is_file():  # not for `--study NAME`, whose sweep file is the copy the study stores
+        client.log_artifact(run_id, str(sweep_file), artifact_path=keys.SWEEP_DIR)
     return run_id
 
 
