@@ -209,6 +209,9 @@ def trials_table(study, config) -> pd.DataFrame:
                                      {t.number: t.user_attrs.get(keys.RUN_ID) for t in study.trials},
                                      (keys.EPOCHS_RUN, *result_metrics(config)))
     table = trials.merge(runs, on="trial", how="left")
+    # The study's metric as the study ranks by it (the kept epoch's, with restore_best), not its run's last epoch;
+    # a pruned trial has no value, so its run's last one is shown.
+    table[config.study.metric] = table["value"].astype(float).fillna(table[config.study.metric])
     maximize = objectives.maximizes(study)
     table = table.sort_values("value", ascending=not maximize, na_position="last", kind="stable")
     best = objectives.candidates(study)[0].number if has_best(study) else None

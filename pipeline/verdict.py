@@ -146,7 +146,7 @@ def describe(verdict: Verdict) -> str:
         f"  finished trials: {len(verdict.values)}; best so far: {'-' if best is None else f'{best:.4f}'} "
         f"({units(verdict.metric, verdict.maximize)})",
         f"  seed noise (sd between seeds of one configuration): {noise}",
-        f"  trials since the best last rose by more than the noise: {verdict.since_improvement}",
+        f"  trials since the best last improved by more than the noise: {verdict.since_improvement}",
         f"  improvement of the best over the last {verdict.window} trials: {verdict.window_gain:.4f}",
     ])
 

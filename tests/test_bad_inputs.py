@@ -365,6 +365,22 @@ def builder_of(*lines: str) -> str:
                       *(f"    {line}" for line in lines)]) + "\n"
 
 
+def studies_of_two_tasks(tmp: Path, metric: str | None = None) -> list[str]:
+    """A classification study and a regression one in one storage (scripted, no training), compared; both
+    optimizing `metric` when it is given."""
+    from pipeline.config import parse_sweep
+
+    storage = f"sqlite:///{tmp}/optuna.db"
+    for name, source in (("classes", "smoke.yaml"), ("numbers", "regression.yaml")):
+        raw = yaml.safe_load((SWEEPS / source).read_text())
+        raw["study"].update(name=name, **({"metric": metric} if metric else {}))
+        study = optuna.create_study(study_name=name, storage=storage,
+                                    direction=parse_sweep(raw, SWEEPS / source).study.direction)
+        study.add_trial(optuna.trial.create_trial(value=0.5, user_attrs={"hyperparameters": {}, "mlflow_run_id": "x"}))
+        study.set_user_attr("sweep_file", yaml.safe_dump(raw))
+    return ["compare", "classes", "numbers", "--storage", storage, "--tracking-uri", f"sqlite:///{tmp}/mlflow.db"]
+
+
 CUSTOM_LAYER = """class Twice(keras.layers.Layer):
     def call(self, x):
         return 2 * x
@@ -698,6 +714,14 @@ CASES = {
     "a builder's own range upside down": Case(lambda t, d: ["run", str(tiny(
         t, d, model__builder="models/net.py:build", search_space__width={"type": "int", "low": 9, "high": 3}))], 2,
         "search_space.width: low (9) must not be greater than high (3)"),
+    # Issue 22, regression downstream: a regression's scores are not compared with a classification's.
+    "compare a classification study with a regression one": Case(
+        lambda t, d: studies_of_two_tasks(t), 2, "study 'classes' optimizes val_accuracy but study 'numbers' optimizes "
+        "val_rmse: their scores cannot be compared; compare studies of one task and one study.metric"),
+    "compare a classification and a regression study both minimizing val_loss": Case(
+        lambda t, d: studies_of_two_tasks(t, "val_loss"), 2,
+        "study 'classes' tests on test_accuracy but study 'numbers' tests on test_rmse: their scores cannot be "
+        "compared"),
 }
 
 
