@@ -73,10 +73,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_store_options(ui)
     ui.set_defaults(handler=_ui, study=None)
 
-    predict = commands.add_parser("predict", help="classify pictures, IDX files, CSV rows of pixels or .npz files")
+    predict = commands.add_parser("predict", help="classify pictures, IDX files, CSV rows or .npz files (a regression "
+                                  "model: predict the label's value)")
     predict.add_argument("model", help="an export folder, a .keras file, or models:/NAME@alias")
     predict.add_argument("inputs", nargs="+", type=Path, help="picture, IDX, CSV or .npz files")
-    predict.add_argument("--json", action="store_true", help="print JSON with every class probability")
+    predict.add_argument("--json", action="store_true", help="print JSON with every class probability (a regression: "
+                         "the label's value)")
     predict.add_argument("--tracking-uri", default=DEFAULT_TRACKING_URI, help="registry for models:/ URIs")
     predict.add_argument("--verbose", action="store_true", help="show TensorFlow's own start-up messages")
     predict.set_defaults(handler=_predict)

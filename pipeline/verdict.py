@@ -84,7 +84,7 @@ def judge(values: Sequence[float | None], noise: Noise, maximize: bool = True, m
     since = len(values) - 1 - last
     window = max(10, len(values) // 4)
     start = best[-window - 1] if len(best) > window else next((b for b in best if b is not None), None)
-    gain = sign * (best[-1] - start) if best and best[-1] is not None and start is not None else 0.0
+    gain = (best[-1] - start if maximize else start - best[-1]) if best and None not in (best[-1], start) else 0.0
     text = _text(len(values), since, gain, window, noise, metric, maximize, sum(v is not None for v in values))
     return Verdict(tuple(values), tuple(best), noise, since, gain, window, text, metric, maximize)
 

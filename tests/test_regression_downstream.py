@@ -2,7 +2,8 @@
 
 The verdict and the comparison are checked on scripted values; a tiny real regression study on the diabetes
 table runs through `sweep run` (with its confirmation), `report`, `confirm`, `compare`, `export` and
-`predict`, and one on an .npz of features through a Pareto front of error and latency, predicted from a run.
+`predict`, and one on an .npz of features through a Pareto front of error and latency under a cap on
+parameters, predicted from a run.
 """
 
 from __future__ import annotations
@@ -209,29 +210,37 @@ def test_predict_answers_in_the_label_s_units_named_after_it(regressed, exported
 
 
 @pytest.mark.slow
-def test_a_regression_pareto_front_of_error_and_latency_and_a_run_s_prediction(tmp_path, stores, capsys):
+def test_a_regression_pareto_front_of_error_and_latency_under_a_cap_and_a_run_s_prediction(tmp_path, stores,
+                                                                                             capsys):
+    """val_rmse and latency both minimized, the parameters capped: two widths, one of them over the cap."""
     rng = np.random.default_rng(1)
     x = rng.normal(size=(240, 5)).astype(np.float32)
     y = 500.0 + 30.0 * (x @ rng.normal(size=5)) + rng.normal(scale=3.0, size=240)
     np.savez(tmp_path / "numbers.npz", x_train=x[:200], y_train=y[:200], x_test=x[200:], y_test=y[200:])
     np.savez(tmp_path / "inputs.npz", x=x[200:])
-    path = write_sweep(tmp_path, "regression.yaml", study__n_trials=3, study__storage=stores["storage"],
+    path = write_sweep(tmp_path, "regression.yaml", study__n_trials=4, study__storage=stores["storage"],
                        study__objectives=["val_rmse", "latency_ms"], study__pruner="none",
-                       tracking__tracking_uri=stores["tracking_uri"], data__dataset="npz",
-                       data__data_dir=str(tmp_path / "numbers.npz"), data__label=None, data__categorical=None,
-                       data__missing=None, data__test_fraction=None, search_space__epochs=30,
-                       search_space__batch_size=16, search_space__learning_rate=0.01)
+                       study__constraints={"max_params": 150}, tracking__tracking_uri=stores["tracking_uri"],
+                       data__dataset="npz", data__data_dir=str(tmp_path / "numbers.npz"), data__label=None,
+                       data__categorical=None, data__missing=None, data__test_fraction=None,
+                       search_space__epochs=30, search_space__batch_size=16, search_space__learning_rate=0.01,
+                       search_space__hidden_layers=1, search_space__units={"type": "categorical", "choices": [4, 48]})
     assert cli.main(["run", str(path), "--no-progress"]) == 0
     study = optuna.load_study(study_name="diabetes-regression", storage=stores["storage"])
     assert study.directions == [StudyDirection.MINIMIZE, StudyDirection.MINIMIZE]
     front = objectives.study_front(study)
-    done = [t for t in study.trials if t.values]
-    assert front and all(not any(o.values[0] < t.values[0] and o.values[1] < t.values[1] for o in done)
-                         for t in front), "no trial has both a lower error and a lower latency than a front one"
+    feasible = [t for t in study.trials if t.values and objectives.feasible(t)]
+    assert {t.params["units"] for t in study.trials} == {4, 48}, "both widths tried (the seeded sampler's start)"
+    assert front and all(t.user_attrs[keys.MEASUREMENTS][keys.PARAMS_COUNT] <= 150 for t in front)
+    assert all(not any(o.values[0] < t.values[0] and o.values[1] < t.values[1] for o in feasible)
+               for t in front), "no feasible trial has both a lower error and a lower latency than a front one"
     capsys.readouterr()
+    assert cli.main(["report", str(path), "--format", "csv"]) == 0
+    table = pd.read_csv(io.StringIO(capsys.readouterr().out))
+    assert (table["feasible"] == (table["params_count"] <= 150)).all() and not table["feasible"].all()
+    assert table.loc[table["best"] == "*", "feasible"].item(), "the best meets the cap"
     assert cli.main(["report", str(path)]) == 0
-    report = capsys.readouterr().out
-    assert f"Pareto front (val_rmse, latency_ms): {len(front)} trial(s)" in report
+    assert f"Pareto front (val_rmse, latency_ms): {len(front)} trial(s)" in capsys.readouterr().out
     mlflow.set_tracking_uri(stores["tracking_uri"])
     parent = mlflow.search_runs(experiment_names=["diabetes-regression"], output_format="list",
                                 filter_string=f"tags.`{keys.ROLE}` = 'parent'")[0]
