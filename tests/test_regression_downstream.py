@@ -127,6 +127,11 @@ def test_a_regression_sweep_and_its_confirmation_speak_rmse(regressed, test_rows
     assert f"Winner: trial {winner.trial_number}, val_rmse {winner.mean:.4f} ± {winner.std:.4f}, test_rmse " in out
     _, labels = test_rows
     assert all(np.isfinite(winner.tests)) and winner.test_mean < labels.std(), "learned: below the label's spread"
+    first = study.trials[0]
+    history = mlflow.MlflowClient(config.tracking.tracking_uri).get_metric_history(first.user_attrs[keys.RUN_ID],
+                                                                                   "val_rmse")
+    assert [first.intermediate_values[epoch] for epoch in sorted(first.intermediate_values)] == pytest.approx(
+        [m.value for m in sorted(history, key=lambda m: m.step)]), "the pruner is told val_rmse in the label's units"
 
 
 @pytest.mark.slow
