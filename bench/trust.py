@@ -41,10 +41,10 @@ config = with_overrides(load_sweep({path!r}), storage="sqlite:///{store}/optuna.
 study = load_existing_study(config.study.storage, config.study.name)
 uri = config.tracking.tracking_uri
 found = confirmation.results(study, confirmation.find(config.study.storage, config.study.name),
-                             lambda run: tracking.test_accuracy(uri, run))
+                             lambda run: tracking.test_metric(uri, run, config.test_metric))
 print(json.dumps({{"results": [{{"trial": c.trial_number, "val": c.values, "test": c.tests, "mean": c.mean,
                                 "sd": c.std, "test_mean": c.test_mean, "test_sd": c.test_std}} for c in found],
-                  "verdict": verdict.describe(verdict.for_study(study, found))}}))
+                  "verdict": verdict.describe(verdict.for_study(study, found, config.study.metric))}}))
 """
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
