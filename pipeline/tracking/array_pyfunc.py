@@ -46,7 +46,8 @@ class ArrayClassifier(mlflow.pyfunc.PythonModel):
         outputs = self.model.predict(inputs, verbose=0)
         broken = int(np.count_nonzero(~np.isfinite(outputs).all(axis=1)))
         if broken:  # finite inputs so far outside training that the model overflows
-            raise MlflowException(f"the model's outputs for {broken} input(s) are NaN: their values lie far "
+            what = "predictions" if self.model.name == REGRESSOR else "probabilities"
+            raise MlflowException(f"the model's {what} for {broken} input(s) are NaN: their values lie far "
                                   "outside what it was trained on", INVALID_PARAMETER_VALUE)
         return self._answer(outputs)
 
