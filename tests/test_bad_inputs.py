@@ -650,7 +650,7 @@ CASES = {
                                               "bad.yaml: line 1: 'name' appears twice"),
     "a sweep name that is not a shipped example": Case(lambda t, d: ["run", "smok"], 2,
                                                        "smok: no such sweep file, and no shipped example of that "
-                                                       "name; the examples are fashion_mnist,"),
+                                                       "name; the examples are builder, fashion_mnist,"),
     "examples copied over earlier copies": Case(examples_over_copies, 2, "smoke.yaml: already exists (1 of the"),
     # Issue 22, cnn: convolutions need images, and the cnn's own hyperparameters need a cnn.
     "a cnn on a table": Case(lambda t, d: table(t, "a,b,cultivar\n1,2,p\n3,4,q\n", model__family="cnn"), 2,
