@@ -107,11 +107,11 @@ def render_n(r: dict) -> list[str]:
             ("dense: row h's winner", dense, "row h (`sweeps/fashion_mnist.yaml`, 20 min budget)")]
     lines = ["| family | trial | test accuracy | val accuracy | params | size (MB) | latency b1 (ms/image) | "
              "latency b256 (ms/image) | search |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
-    for name, figures, search in rows:
+    for name, figures, how in rows:
         c = figures["costs"]
         lines.append(f"| {name} | #{figures['trial']} | {figures['test_accuracy']:.4f} | "
-                     f"{figures['val_accuracy']:.4f} | {c['params_count']:,} | {c['model_mb']:.2f} | {c['latency_ms_batch1']:.3f} | "
-                     f"{c['latency_ms_batch256']:.4f} | {search} |")
+                     f"{figures['val_accuracy']:.4f} | {c['params_count']:,} | {c['model_mb']:.2f} | "
+                     f"{c['latency_ms_batch1']:.3f} | {c['latency_ms_batch256']:.4f} | {how} |")
     verdict = "reaches" if cnn["test_accuracy"] >= r["goal"] else "misses"
     trials = ", ".join(f"{count} {state}" for state, count in cnn["trials"].items())
     return ["## n. Convolutional networks: the cnn family's default sweep", "",
