@@ -149,7 +149,7 @@ def _log_plots(run: tracking.RunRecorder, result: TrainResult, data: Splits, tas
                          *task.figures(data.y_test, result.test_outputs, data.class_names)):
         run.log_figure(figure, name)
         plots.close(figure)
-    run.log_report(task.report(data.y_test, result.test_outputs, data.class_names))
+    run.log_report(task.report(data.y_test, result.test_outputs, data.class_names), task.REPORT)
 
 
 def pruning_hook(trial: optuna.Trial, metric: str):

@@ -23,7 +23,8 @@ from pipeline.tracking import array_pyfunc
 
 from conftest import SWEEPS, write_sweep
 
-PLOTS = {f"{keys.PLOTS}/{name}.png" for name in ("learning_curves", "predicted_vs_actual", "residuals")}
+PLOTS = {f"{keys.PLOTS}/{name}.png" for name in ("learning_curves", "predicted_vs_actual", "residuals")} | {
+    f"{keys.PLOTS}/regression_report.json"}
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@
 - `targets(params, y, n_outputs, stats)`: the labels as training fits them;
 - `score(outputs, y)`: the test metrics from the model's outputs on the raw test inputs;
 - `figures(y, outputs, output_names)`: the plots a trial logs, (name, matplotlib figure) pairs;
-- `report(y, outputs, output_names)`: the per-class (or per-range) table a trial logs, a dict.
+- `report(y, outputs, output_names)`: the per-class (or per-range) table a trial logs, a dict, named `REPORT`.
 """
 
 from pipeline.tasks import classification, regression

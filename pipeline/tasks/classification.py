@@ -10,6 +10,7 @@ from pipeline.hyperparameters import Hyperparameters
 from pipeline.preprocessing import FeatureStats
 
 MODEL_NAME = "classifier"
+REPORT = "classification_report"  # scikit-learn's per-class precision, recall and f1
 TEST_METRICS = (keys.TEST_ACCURACY, keys.TEST_LOSS)
 TEST_DIRECTIONS = {keys.TEST_ACCURACY: "maximize", keys.TEST_LOSS: "minimize"}
 

@@ -27,6 +27,7 @@ MODEL_NAME = "regressor"  # the served pyfuncs tell a regressor by it (tracking.
 TEST_METRICS = (keys.TEST_RMSE, keys.TEST_MAE, keys.TEST_R2)
 TEST_DIRECTIONS = {keys.TEST_RMSE: "minimize", keys.TEST_MAE: "minimize", keys.TEST_R2: "maximize"}
 UNITS_LAYER = "label_units"
+REPORT = "regression_report"  # the test metrics and the residuals' quantiles
 RESIDUAL_QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
 
 

@@ -158,8 +158,8 @@ class RunRecorder:
         """By run id, not the active run: plots are logged from a background thread after the run ended."""
         mlflow.MlflowClient().log_figure(self.run_id, figure, f"{keys.PLOTS}/{name}.png")
 
-    def log_report(self, report: dict) -> None:
-        mlflow.MlflowClient().log_dict(self.run_id, report, f"{keys.PLOTS}/classification_report.json")
+    def log_report(self, report: dict, name: str) -> None:
+        mlflow.MlflowClient().log_dict(self.run_id, report, f"{keys.PLOTS}/{name}.json")
 
     def log_file(self, path: Path, folder: str) -> None:
         """A file as it is (a user's builder source) under `folder` of the run's artifacts."""
