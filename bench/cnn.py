@@ -8,7 +8,8 @@ The sweep is the real `sweep run` in a subprocess, on fresh stores in a temporar
 trial with the best validation accuracy, and its test accuracy is the one its run logged (checked again here
 on the raw test images with the logged model). The dense side is row h's raw winner (bench/results/h.json):
 its test accuracy as row h measured it, and its latency and size measured here on the same configuration
-built afresh (neither depends on the weights), so both models are timed in one process, one after the other.
+built afresh with its optimizer's state (neither depends on the weights' values), so both models are timed in
+one process, one after the other.
 """
 
 from __future__ import annotations
@@ -81,6 +82,7 @@ def measure_both(data_dir: str, store: Path, cnn: dict, dense_params: dict) -> t
     served = float(np.mean(model.predict(data.x_test, batch_size=1024, verbose=0).argmax(axis=1) == data.y_test))
     dense = build_model(Hyperparameters.from_dict(dense_params), data.inputs, len(data.class_names),
                         fit_stats(data.x_train), Design("dense"))
+    dense.optimizer.build(dense.trainable_variables)  # its state, as a trained model's file holds it
     examples = data.x_test[:256]
     return measure(model, examples), measure(dense, examples), served
 
