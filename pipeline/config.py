@@ -16,7 +16,7 @@ import yaml
 
 from pipeline import examples, keys, stores
 from pipeline.errors import SweepConfigError
-from pipeline.hyperparameters import FAMILY_ONLY, NAMES, CategoricalParam, FixedParam, ParamSpec, parse_param
+from pipeline.hyperparameters import FAMILY_ONLY, NAMES, TASK_ONLY, CategoricalParam, FixedParam, ParamSpec, parse_param
 from pipeline.validation import Checker, quote
 
 SAMPLERS = ("tpe", "random")
@@ -395,9 +395,12 @@ def _check_task(check: Checker, task: str, data: DataConfig, space: Mapping[str,
     if task == "regression" and data.dataset not in REGRESSION_SOURCES:
         check.fail("task", f"'regression' predicts numbers from data.dataset {' or '.join(REGRESSION_SOURCES)}; "
                    f"{data.dataset!r} has classes (use task: classification)")
-    if task != "regression" and "loss" in space:
-        check.fail("search_space.loss", "applies to task regression only; a classifier trains on cross-entropy "
-                   "(set task: regression, or leave loss out)")
+    why = {"loss": "a classifier trains on cross-entropy", "label_smoothing": "it softens class targets"}
+    for name in space:
+        owner = TASK_ONLY.get(name, task)
+        if owner != task:
+            check.fail(f"search_space.{name}", f"applies to task {owner} only; {why[name]} (set task: {owner}, or "
+                       f"leave {name} out)")
 
 
 def _highest(spec: ParamSpec | None) -> float:

@@ -162,7 +162,7 @@ NAMES = tuple(DOMAINS)
 # sweep of another family refuses them in its space, and a trial logs only the ones its model uses.
 FAMILY_ONLY = {name: "cnn" for name in ("conv_blocks", "filters", "double_filters", "kernel_size", "pooling",
                                         "head_pooling")}
-TASK_ONLY = {"loss": "regression"}
+TASK_ONLY = {"loss": "regression", "label_smoothing": "classification"}  # smoothing softens class targets
 
 
 def used_names(family: str, task: str) -> tuple[str, ...]:

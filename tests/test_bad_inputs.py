@@ -688,6 +688,13 @@ CASES = {
                                               "`task: regression`"),
     "a loss in a classification sweep": Case(lambda t, d: ["run", str(tiny(t, d, search_space__loss="mse"))], 2,
                                              "search_space.loss: applies to task regression only"),
+    "a class label of whole-number scores, some on one row": Case(lambda t, d: table(
+        t, "a,cultivar\n" + "".join(f"{i},{25 + 7 * (i // 2)}\n" for i in range(60)) + "60,400\n"), 2,
+        "31 distinct numeric values in 61 rows (e.g. 25, 32, 39) look like a measurement, not classes; to predict "
+        "the number set `task: regression`"),
+    "label smoothing in a regression sweep": Case(lambda t, d: ["run", str(write_sweep(
+        t, "regression.yaml", search_space__label_smoothing=0.1))], 2,
+        "search_space.label_smoothing: applies to task classification only; it softens class targets"),
     # Issue 22, builder: a user's network is loaded and built on the first values of its space in the worker, before
     # anything is written; each refusal names the file, the function and the cause.
     "a builder file that is not there": Case(lambda t, d: builder_sweep(t, d, None), 2,

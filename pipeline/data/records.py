@@ -17,7 +17,7 @@ import numpy as np
 from pipeline.errors import DataError
 
 FLOAT32_MAX = float(np.finfo(np.float32).max)  # the network computes in float32: beyond this is inf there
-CONTINUOUS_CLASSES = 20  # more distinct numeric labels than this, fractional or mostly unique, read as a measurement
+CONTINUOUS_CLASSES = 20  # more distinct numeric labels than this, fractional or unique to a row, read as a measurement
 
 
 @dataclass(frozen=True)
@@ -146,11 +146,16 @@ def checked(raw: RawData) -> RawData:
 
 def continuous_hint(values: np.ndarray) -> str | None:
     """Why numeric class labels read as a measurement: more than CONTINUOUS_CLASSES distinct values, and
-    either some of them fractional or more distinct values than half the rows (most classes would have a
-    row or two, too few to split stratified). None for labels that look like classes."""
-    distinct = np.unique(values[~np.isnan(values)] if values.dtype.kind == "f" else values)
+    either some of them fractional, or some value on a single row (unless they are the codes 0..K-1), or more
+    distinct values than half the rows (whole numbers such as a score of 25-346: such classes are too small to
+    split stratified).
+    None for labels that look like classes."""
+    distinct, counts = np.unique(values[~np.isnan(values)] if values.dtype.kind == "f" else values,
+                                 return_counts=True)
     fractional = values.dtype.kind == "f" and not np.all(np.mod(distinct, 1) == 0)
-    if len(distinct) <= CONTINUOUS_CLASSES or not (fractional or len(distinct) > len(values) / 2):
+    codes = np.array_equal(distinct, np.arange(len(distinct)))  # 0..K-1: class codes, one of them rare
+    lonely = bool((counts == 1).any()) and not codes
+    if len(distinct) <= CONTINUOUS_CLASSES or not (fractional or lonely or len(distinct) > len(values) / 2):
         return None
     examples = ", ".join(f"{v:g}" for v in distinct[:3])
     return (f"{len(distinct)} distinct numeric values in {len(values)} rows (e.g. {examples}) look like a "
