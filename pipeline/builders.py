@@ -115,6 +115,8 @@ def check(config: SweepConfig, built: Design, data: Splits, stats: FeatureStats)
                             f"({shown or 'the defaults'})") from None
     if config.task == "classification":
         _check_probabilities(model, data, where)
+    else:
+        _check_linear(model, where)
     _check_safe(model, where)
 
 
@@ -139,6 +141,16 @@ def _check_probabilities(model: keras.Model, data: Splits, where: str) -> None:
         raise BadInputError(f"{where}: its outputs are not class probabilities (on {len(sums)} training inputs the "
                             f"rows sum to {sums.min():.3g}..{sums.max():.3g}, not 1); end it with a softmax, e.g. "
                             "keras.layers.Dense(n_outputs, activation='softmax')")
+
+
+def _check_linear(model: keras.Model, where: str) -> None:
+    """A regression's value comes out as it is (the task maps it to the label's units): a softmax over one
+    output is 1 for every input, so such a model could never learn."""
+    last = model.get_layer("builder").layers[-1]
+    if getattr(getattr(last, "activation", None), "__name__", "") == "softmax":
+        raise BadInputError(f"{where}: its last layer {last.name!r} ends in a softmax, which over one value is 1 for "
+                            "every input; a regression's builder returns its value linear, e.g. "
+                            "keras.layers.Dense(n_outputs)")
 
 
 def _check_safe(model: keras.Model, where: str) -> None:

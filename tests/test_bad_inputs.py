@@ -353,6 +353,16 @@ def regression_sweep(tmp: Path, csv: str | None = None, **arrays) -> list[str]:
                                    data__label=None, data__categorical=None, data__missing=None, **settings))]
 
 
+def regression_builder_sweep(tmp: Path, source: str) -> list[str]:
+    """sweeps/regression.yaml (the shipped diabetes table) with model.builder naming models/net.py:build."""
+    (tmp / "models").mkdir(exist_ok=True)
+    (tmp / "models" / "net.py").write_text(f"import keras\n\n\n{source}")
+    return ["run", str(write_sweep(tmp, "regression.yaml", data__data_dir=str(SWEEPS / "data" / "diabetes.csv"),
+                                   model__builder="models/net.py:build", study__n_trials=1,
+                                   study__storage=f"sqlite:///{tmp}/optuna.db",
+                                   tracking__tracking_uri=f"sqlite:///{tmp}/mlflow.db"))]
+
+
 def builder_sweep(tmp: Path, data_dir: Path, source: str | None, builder: str = "models/net.py:build") -> list[str]:
     """sweeps/smoke.yaml with model.builder naming a function in models/net.py beside it, the file holding
     `source` after `import keras` (None: no file)."""
@@ -709,6 +719,9 @@ CASES = {
     "a builder with the wrong number of outputs": Case(lambda t, d: builder_sweep(t, d, builder_of(
         "return keras.layers.Dense(3, activation='softmax')(x)")), 2,
         "models/net.py:build: returned a tensor of shape (None, 3); expected the output tensor of shape (None, 10)"),
+    "a regression builder ending in a softmax": Case(lambda t, d: regression_builder_sweep(t, builder_of(
+        "return keras.layers.Dense(n_outputs, activation='softmax')(x)")), 2,
+        "ends in a softmax, which over one value is 1 for every input; a regression's builder returns its value linear"),
     "a builder without a softmax": Case(lambda t, d: builder_sweep(t, d, builder_of(
         "return keras.layers.Dense(n_outputs)(x)")), 2,
         "models/net.py:build: its outputs are not class probabilities"),
