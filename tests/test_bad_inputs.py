@@ -721,7 +721,8 @@ CASES = {
         "models/net.py:build: returned a tensor of shape (None, 3); expected the output tensor of shape (None, 10)"),
     "a regression builder ending in a softmax": Case(lambda t, d: regression_builder_sweep(t, builder_of(
         "return keras.layers.Dense(n_outputs, activation='softmax')(x)")), 2,
-        "ends in a softmax, which over one value is 1 for every input; a regression's builder returns its value linear"),
+        "ends in a softmax, which over one value is 1 for every input; a regression's builder returns its value "
+        "linear"),
     "a builder without a softmax": Case(lambda t, d: builder_sweep(t, d, builder_of(
         "return keras.layers.Dense(n_outputs)(x)")), 2,
         "models/net.py:build: its outputs are not class probabilities"),
