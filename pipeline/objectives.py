@@ -74,3 +74,10 @@ def closest(trials: Sequence[FrozenTrial], limits: Constraints) -> FrozenTrial |
 def describe(measured: dict) -> str:
     return (f"{measured[keys.PARAMS_COUNT]:,} params, {measured[keys.MODEL_MB]:.3f} MB, "
             f"{measured[keys.LATENCY_B1]:.3f} ms per image at batch 1")
+
+
+def shown(value: float) -> str:
+    """A metric's value as summaries print it: four decimals (an accuracy, a loss, an error of tens), or four
+    significant digits where decimals would hide it (a regression's error in small or huge units: 1.541e-06,
+    not 0.0000)."""
+    return f"{value:.4f}" if value == 0 or 1e-2 <= abs(value) < 1e6 else f"{value:.4g}"

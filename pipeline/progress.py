@@ -65,9 +65,9 @@ def format_trial_line(trial: optuna.trial.FrozenTrial, metric: str, results: dic
         parts = [f"trial {trial.user_attrs[keys.SOURCE_TRIAL]} seed {trial.user_attrs[keys.REPEAT] + 1} "
                  f"{trial.state.name}"]
     if objectives.value(trial) is not None:
-        parts.append(f"{metric}={objectives.value(trial):.4f}")
+        parts.append(f"{metric}={objectives.shown(objectives.value(trial))}")
     if test_metric in results:
-        parts.append(f"{test_metric}={results[test_metric]:.4f}")
+        parts.append(f"{test_metric}={objectives.shown(results[test_metric])}")
     params = dict(trial.user_attrs.get(keys.PARAMS, trial.params))
     ran = len(trial.intermediate_values)
     if "epochs" in params and ran and ran != params["epochs"]:  # retrainings and multi-objective trials report none

@@ -104,7 +104,7 @@ def format_summary(outcome: SweepOutcome, config) -> str:
     else:
         run_id = best.user_attrs.get(keys.RUN_ID)
         results = tracking.run_metrics(outcome.tracking_uri, run_id) if run_id else {}
-        rows = [("best trial", f"#{best.number}"), (metric, f"{objectives.value(best):.4f}")]
+        rows = [("best trial", f"#{best.number}"), (metric, objectives.shown(objectives.value(best)))]
         rows += [(name, _fmt(results.get(name))) for name in TASK_TEST_METRICS[config.task]]
         rows += [("run id", _fmt(run_id))]
         rows += [(f"  {name}", _fmt(value)) for name, value in best.user_attrs[keys.PARAMS].items()]
@@ -118,7 +118,7 @@ def format_summary(outcome: SweepOutcome, config) -> str:
 
 def _fmt(value) -> str:
     if isinstance(value, float):
-        return f"{value:.4g}" if abs(value) < 1e-2 else f"{value:.4f}"
+        return objectives.shown(value)
     return "-" if value is None else str(value)
 
 

@@ -28,6 +28,9 @@ from pipeline.processes import pid_alive
 
 COUNTED = (TrialState.COMPLETE, TrialState.PRUNED)
 HEARTBEAT_S, GRACE_S = 20, 60
+# A SQLite study is read by the supervisor while its worker writes: SQLite's default 5 s wait for the other's
+# lock ran out on 2 loaded cores (a stopping worker marking its trial while the supervisor refreshed progress).
+SQLITE_ENGINE = {"connect_args": {"timeout": 60}}
 
 
 class StudyNotFound(StudyError):
@@ -70,15 +73,18 @@ def optuna_storage(url: str):
             backend = optuna.storages.journal.JournalFileBackend(str(stores.journal_path(url)))
             return optuna.storages.JournalStorage(backend)
         if stores.is_sqlite(url):
-            return _rdb_storage(url, heartbeats=False)  # one process: dead trials are found by their pid
+            return _rdb_storage(url, heartbeats=False, engine_kwargs=SQLITE_ENGINE)  # dead trials: by their pid
         return _rdb_storage(url, heartbeats=True)
 
 
-def _rdb_storage(url: str, heartbeats: bool, attempts: int = 3) -> optuna.storages.RDBStorage:
+def _rdb_storage(url: str, heartbeats: bool, attempts: int = 3, engine_kwargs: dict | None = None
+                 ) -> optuna.storages.RDBStorage:
     """Processes that start together on a fresh database race to create Optuna's tables; the loser retries."""
     import sqlalchemy.exc
 
     options = dict(heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S) if heartbeats else {}
+    if engine_kwargs:
+        options["engine_kwargs"] = engine_kwargs
     for attempt in range(attempts):
         try:
             with warnings.catch_warnings():

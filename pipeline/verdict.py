@@ -138,12 +138,13 @@ def _near(a: dict, b: dict) -> bool:
 
 def describe(verdict: Verdict) -> str:
     """The verdict with the figures it rests on, as the parent run's verdict.txt and `sweep report` give it."""
+    from pipeline import objectives
     noise = (f"unknown ({verdict.noise.source}; {UNKNOWN_NOISE})" if verdict.noise.sd is None
              else f"{verdict.noise.sd:.4f} (from {verdict.noise.source})")
     best = next((b for b in reversed(verdict.best_so_far) if b is not None), None)
     return "\n".join([
         f"verdict: {verdict.text}",
-        f"  finished trials: {len(verdict.values)}; best so far: {'-' if best is None else f'{best:.4f}'} "
+        f"  finished trials: {len(verdict.values)}; best so far: {'-' if best is None else objectives.shown(best)} "
         f"({units(verdict.metric, verdict.maximize)})",
         f"  seed noise (sd between seeds of one configuration): {noise}",
         f"  trials since the best last improved by more than the noise: {verdict.since_improvement}",
