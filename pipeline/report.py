@@ -36,6 +36,7 @@ class SweepOutcome:
     message: str = ""
     stopped_by: int | None = None  # the signal that stopped the sweep
     no_best: str = "No trial has completed yet."  # said when `best` is None
+    died: tuple[str, ...] = ()  # trials failed during the command as their process died (pipeline.supervisor)
 
 
 @dataclass
@@ -98,6 +99,7 @@ def format_summary(outcome: SweepOutcome, config) -> str:
              f"({outcome.new_trials} run now) in {stores.printable(outcome.storage)}"]
     if outcome.message:
         lines.append(outcome.message)
+    lines += outcome.died
     best = outcome.best
     if best is None:
         lines.append(outcome.no_best)

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Iterator
 
 import optuna
+from optuna.storages._heartbeat import BaseHeartbeat  # not exported; the check Optuna itself makes
 from optuna.trial import TrialState
 
 from pipeline import keys, objectives, stores, tracking
@@ -263,25 +264,81 @@ def claim_trial(trial: optuna.Trial) -> None:
     trial.set_user_attr(keys.PID, os.getpid())
 
 
+DIED = "its process died"
+STOPPED_HEARTBEATS = "its process stopped sending heartbeats"
+
+
 def fail_dead_trials(study: optuna.Study) -> list[int]:
     """Mark FAIL the RUNNING trials whose process is gone: on this machine by their pid (SIGKILL, power loss,
-    OOM); on a server also those of any machine whose heartbeat stopped.
+    OOM); on a server also those of any machine whose heartbeat stopped. Each keeps why (failure_reason).
 
     Run before any decision on the budget: a dead trial counted as running would hold its place for ever.
     Only the study is written; end_failed_runs ends their MLflow runs once the tracking store is open.
     """
     running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    host = socket.gethostname()
     for trial in running:
-        if trial.user_attrs.get(keys.HOST) == socket.gethostname() and not pid_alive(trial.user_attrs.get(keys.PID)):
-            # Optuna has no public call to fail someone else's trial; this is what its heartbeat check does.
-            with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):  # another process did it first
-                study._storage.set_trial_user_attr(trial._trial_id, keys.ERROR, "its process died")
-                study._storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        optuna.storages.fail_stale_trials(study)  # heartbeats: a no-op on SQLite and journal files
+        if trial.user_attrs.get(keys.HOST) == host and not pid_alive(trial.user_attrs.get(keys.PID)):
+            _fail_from_outside(study, trial._trial_id, DIED)
+    for trial_id in _stale_trial_ids(study):
+        _fail_from_outside(study, trial_id, STOPPED_HEARTBEATS)
     still = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
     return [t.number for t in running if t.number not in still]
+
+
+def _stale_trial_ids(study: optuna.Study) -> list[int]:
+    """The RUNNING trials whose last heartbeat is older than the grace period; none without heartbeats
+    (SQLite and journal files: there, dead trials are known by their pid)."""
+    return study._storage._get_stale_trial_ids(study._study_id) if _has_heartbeats(study) else []
+
+
+def _fail_from_outside(study: optuna.Study, trial_id: int, reason: str) -> None:
+    """Fail another process's trial, saying why. Optuna has no public call for this; it is what its own
+    heartbeat check does (which also runs as each worker starts a trial, without the why: failure_reason)."""
+    with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):  # another process did it first
+        study._storage.set_trial_user_attr(trial_id, keys.ERROR, reason)
+        study._storage.set_trial_state_values(trial_id, state=TrialState.FAIL)
+
+
+def failure_reason(trial: optuna.trial.FrozenTrial) -> str:
+    """Why a FAIL trial failed. A trial's own failure records its exception (pipeline.trial); one failed from
+    outside without a word was failed by Optuna's own heartbeat check, as a worker started a trial."""
+    return trial.user_attrs.get(keys.ERROR, STOPPED_HEARTBEATS)
+
+
+def died_elsewhere(trial: optuna.trial.FrozenTrial) -> bool:
+    """A FAIL trial whose process died (by pid or heartbeat), rather than one that failed by itself."""
+    return trial.state == TrialState.FAIL and failure_reason(trial) in (DIED, STOPPED_HEARTBEATS)
+
+
+def awaited(study: optuna.Study, config: SweepConfig) -> list[optuna.trial.FrozenTrial]:
+    """The RUNNING trials a process must wait for before it leaves: the study's trials are all taken, some of
+    them only by running trials whose death it can tell (by heartbeat on a database, by pid on this machine).
+
+    Leaving then would leave the study short for ever if such a trial's machine had died (a SIGKILL, a lost
+    node); waiting at most the heartbeat grace, the process fails that trial and runs the missing one.
+    A trial of another machine on a journal file has neither, so nobody waits for it.
+    """
+    trials = study.get_trials(deepcopy=False)
+    n_left, time_left = budget_left(study, config)
+    finished = sum(t.state in COUNTED for t in trials)
+    if n_left > 0 or finished >= config.study.n_trials or (time_left is not None and time_left <= 0):
+        return []
+    heartbeats = _has_heartbeats(study)
+    host = socket.gethostname()
+    return [t for t in trials if t.state == TrialState.RUNNING and (heartbeats or t.user_attrs.get(keys.HOST) == host)]
+
+
+def _has_heartbeats(study: optuna.Study) -> bool:
+    """Whether the study's processes send heartbeats (a database server, or a proxy in front of one)."""
+    storage = study._storage
+    return isinstance(storage, BaseHeartbeat) and storage.get_heartbeat_interval() is not None
+
+
+def settled(study: optuna.Study, config: SweepConfig) -> bool:
+    """Nothing left for this process to do: the budget is spent, and no running trial it could still have to
+    replace holds a place in it (awaited)."""
+    return budget_spent(study, config) and not awaited(study, config)
 
 
 def end_failed_runs(study: optuna.Study) -> None:
@@ -290,7 +347,7 @@ def end_failed_runs(study: optuna.Study) -> None:
     for trial in study.get_trials(deepcopy=False, states=(TrialState.FAIL,)):
         run_id = trial.user_attrs.get(keys.RUN_ID)
         if run_id:
-            tracking.fail_stale_run(run_id, trial.user_attrs.get(keys.ERROR, "its process died"))
+            tracking.fail_stale_run(run_id, failure_reason(trial))
 
 
 def load_study_config(storage: str, name: str) -> SweepConfig:

@@ -24,9 +24,9 @@ from pipeline.data import describe_folder
 from pipeline.errors import BadInputError, SweepConfigError, SweepError
 from pipeline.progress import Progress
 from pipeline.report import ConfirmationOutcome, SweepOutcome
-from pipeline.study import (GRACE_S, StudyNotFound, best_complete_trial, budget_left, budget_spent,
-                            check_space_fits, end_failed_runs, fail_dead_trials, find_study, finished_count, has_best,
-                            load_existing_study, open_study, repair_journal)
+from pipeline.study import (StudyNotFound, best_complete_trial, budget_left, check_space_fits, died_elsewhere,
+                            end_failed_runs, fail_dead_trials, failure_reason, find_study, finished_count, has_best,
+                            load_existing_study, open_study, repair_journal, settled)
 from pipeline.worker import Go, Ready
 from pipeline.worker_pool import STOP_SIGNALS, WorkerPool
 
@@ -41,13 +41,15 @@ def run_sweep(config: SweepConfig, pool: WorkerPool, show_progress: bool = True)
         tracking.check_reachable(config.tracking.tracking_uri)
         _say(repair_journal(config.study.storage))  # before anything else reads or writes the study
         existing = find_study(config)
+        unfinished = set()  # trials that may end during this command, one of them failed as its process died
         if existing is not None:
             check_space_fits(existing, config)
+            unfinished = {t.number for t in existing.get_trials(deepcopy=False) if not t.state.is_finished()}
             fail_dead_trials(existing)  # a dead trial must not hold a place in the budget
-            if budget_spent(existing, config):
+            if settled(existing, config):
                 pool.stop()
                 return _outcome(config, existing, pool, config.tracking.tracking_uri, None, len(existing.trials),
-                                _spent_message(existing, config))
+                                _spent_message(existing, config), unfinished=unfinished)
         data = pool.wait_until_ready()  # the data passed its checks: only now is anything written
         _check_same_data(existing, data, config)
         _check_same_builder(existing, data, config)
@@ -55,15 +57,16 @@ def run_sweep(config: SweepConfig, pool: WorkerPool, show_progress: bool = True)
         study = open_study(config)
         _clean_dead(study)
         before = len(study.trials)
-        if budget_spent(study, config):  # another process finished it meanwhile
+        if settled(study, config):  # another process finished it meanwhile
             pool.stop()
-            return _outcome(config, study, pool, tracker.tracking_uri, None, before, _spent_message(study, config))
+            return _outcome(config, study, pool, tracker.tracking_uri, None, before, _spent_message(study, config),
+                            unfinished=unfinished)
         study.set_user_attr(keys.SWEEP_FILE, config.path.read_text())
         study.set_user_attr(keys.DATA, {"data_dir": data.data_dir, "digest": data.digest})
         if data.builder is not None:
             study.set_user_attr(keys.BUILDER, data.builder)
         parent_id = _open_parent(study, config, tracker)
-        return _supervise(pool, config, study, tracker, parent_id, before, show_progress)
+        return _supervise(pool, config, study, tracker, parent_id, before, show_progress, unfinished)
 
 
 def _say(note: str | None) -> None:
@@ -97,10 +100,10 @@ def _open_parent(study: optuna.Study, config: SweepConfig, tracker: tracking.Tra
 
 
 def _supervise(pool: WorkerPool, config: SweepConfig, study: optuna.Study, tracker: tracking.Tracker,
-               parent_id: str, before: int, show_progress: bool) -> SweepOutcome:
+               parent_id: str, before: int, show_progress: bool, unfinished: set[int]) -> SweepOutcome:
     """Hand the workers the parent run and watch them until they are done; end the parent run."""
     _release_and_watch(pool, tracker, parent_id, "search", Progress(study, config, tracker.tracking_uri, show_progress),
-                       lambda: budget_spent(study, config), lambda: _clean_dead(study))
+                       lambda: settled(study, config), lambda: _clean_dead(study))
     _refresh_study_plots(study, parent_id, config.study.objectives)
     confirmed = confirmation.of_study(study, config, tracker.tracking_uri)
     _log_conclusions(study, confirmed, config, parent_id)
@@ -108,7 +111,8 @@ def _supervise(pool: WorkerPool, config: SweepConfig, study: optuna.Study, track
     message = ""
     if pool.stopped_by:
         message = f"interrupted: the current trial was marked FAIL ({STOP_SIGNALS[pool.stopped_by]})"
-    return _outcome(config, study, pool, tracker.tracking_uri, parent_id, before, message, pool.stopped_by)
+    return _outcome(config, study, pool, tracker.tracking_uri, parent_id, before, message, pool.stopped_by,
+                    unfinished)
 
 
 def run_confirmation(config: SweepConfig, pool: WorkerPool, show_progress: bool = True) -> ConfirmationOutcome:
@@ -239,9 +243,10 @@ def _spent_message(study: optuna.Study, config: SweepConfig) -> str:
     running = len(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
     if n_left == 0 and running:
         return (f"study '{config.study.name}' has {finished_count(study)} finished trials of the "
-                f"{config.study.n_trials} asked for, and {running} running in other processes; nothing to do now. "
-                f"A trial whose process died on another machine is failed {GRACE_S} s after its last heartbeat: "
-                "rerun then to run it again")
+                f"{config.study.n_trials} asked for, and {running} running on other machines; nothing to do now. "
+                f"{stores.printable(config.study.storage)} has no heartbeats to tell a dead machine's trial from a "
+                "live one: rerun once they have ended (a dead one is then run again), or share a study between "
+                "machines through a database (postgresql://...)")
     if n_left == 0:
         return (f"study '{config.study.name}' already has {finished_count(study)} finished trials of the "
                 f"{config.study.n_trials} asked for; nothing to do (raise --n-trials to continue it)")
@@ -250,15 +255,24 @@ def _spent_message(study: optuna.Study, config: SweepConfig) -> str:
 
 
 def _outcome(config: SweepConfig, study: optuna.Study, pool: WorkerPool, tracking_uri: str, parent_id: str | None,
-             before: int, message: str = "", stopped_by: int | None = None) -> SweepOutcome:
-    """What the command did; `before` is the study's size when the command began."""
+             before: int, message: str = "", stopped_by: int | None = None, unfinished: set[int] = frozenset()
+             ) -> SweepOutcome:
+    """What the command did; `before` is the study's size when the command began, `unfinished` its trials then
+    that had not ended (any of them, or a later one, may have been failed as its process died)."""
     has_complete = has_best(study)
     return SweepOutcome(
         study_name=config.study.name, storage=stores.resolve_uri(config.study.storage, create=False),
         tracking_uri=stores.resolve_uri(tracking_uri, create=False), parent_run_id=parent_id,
         new_trials=_ran_here(study, pool, before), finished_trials=finished_count(study),
         best=best_complete_trial(study) if has_complete else None, message=message, stopped_by=stopped_by,
-        no_best=_no_best(study))
+        no_best=_no_best(study), died=_died(study, before, unfinished))
+
+
+def _died(study: optuna.Study, before: int, unfinished: set[int]) -> tuple[str, ...]:
+    """The trials failed during this command because their process died, here or on another machine."""
+    return tuple(f"trial {t.number} of host {t.user_attrs.get(keys.HOST, '?')} was failed: {failure_reason(t)}"
+                 for t in study.get_trials(deepcopy=False)
+                 if (t.number >= before or t.number in unfinished) and died_elsewhere(t))
 
 
 def _ran_here(study: optuna.Study, pool: WorkerPool, before: int) -> int:

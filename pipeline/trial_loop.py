@@ -8,7 +8,7 @@ Imported only inside a worker, after TensorFlow has been loaded quietly (pipelin
 from __future__ import annotations
 
 import functools
-import itertools
+import time
 
 import optuna
 from optuna.trial import TrialState
@@ -21,9 +21,10 @@ from pipeline.families import FAMILIES
 from pipeline.errors import StudyError, SweepConfigError, TrackingError
 from pipeline.preprocessing import fit_stats
 from pipeline.processes import StopRequest
-from pipeline.study import SurplusTrialError, budget_spent, open_study
+from pipeline.study import (GRACE_S, SurplusTrialError, awaited, budget_spent, fail_dead_trials, failure_reason,
+                            open_study, settled)
 from pipeline.trial import TrialContext, run_retraining, run_trial
-from pipeline.worker import Finished, LastTrial, Ready, WorkerSpec
+from pipeline.worker import Finished, LastTrial, Note, Ready, WorkerSpec
 
 
 def serve(spec: WorkerSpec, connection, stop: StopRequest) -> Finished:
@@ -44,7 +45,8 @@ def serve(spec: WorkerSpec, connection, stop: StopRequest) -> Finished:
     with Deferred() as after_trial:  # the worker says how it ended only once the last trial's model is logged
         context = TrialContext(config, data, stats, _dataset_record(config, data), tracker, go.parent_id, stop,
                                after_trial, design)
-        return _run_phase(go.phase, spec.number, context, lambda: connection.send(LastTrial()))
+        return _run_phase(go.phase, spec.number, context, lambda: connection.send(LastTrial()),
+                          lambda text: connection.send(Note(text)))
 
 
 def _check_family(config: SweepConfig, data: Splits) -> None:
@@ -56,7 +58,7 @@ def _check_family(config: SweepConfig, data: Splits) -> None:
         raise SweepConfigError(f"{config.path}: model.family: {reason}")
 
 
-def _run_phase(phase: str, number: int, context: TrialContext, announce_last) -> Finished:
+def _run_phase(phase: str, number: int, context: TrialContext, announce_last, say) -> Finished:
     config, stop = context.config, context.stop
     if phase == "confirm":
         queue = confirmation.open_confirmation(config)
@@ -64,28 +66,33 @@ def _run_phase(phase: str, number: int, context: TrialContext, announce_last) ->
                            lambda: confirmation.queue_empty(queue), announce_last)
     study = open_study(config, number)
     return _run_trials(study, config, functools.partial(run_trial, context=context), stop,
-                       lambda: budget_spent(study, config), announce_last,
-                       [_BestRecorder(context.parent_id, config.study.metric)])
+                       lambda: settled(study, config), announce_last,
+                       [_BestRecorder(context.parent_id, config.study.metric)], _OthersAwaited(study, config, say))
 
 
 def _run_trials(study: optuna.Study, config: SweepConfig, objective, stop: StopRequest, done, announce_last,
-                callbacks: list = ()) -> Finished:
+                callbacks: list = (), others_awaited=lambda: False) -> Finished:
     """One trial at a time until `done()` (the budget is spent, the queue empty) or this worker's share is;
     `announce_last()` as the share's last trial begins, so the supervisor can start the next worker.
+    While the budget's last places are held by other processes' running trials, `others_awaited()` waits a
+    little for them and says so; a place a dead one frees is run here.
 
     A trial's own failure (an exception, a NaN loss) is recorded by Optuna as FAIL and the loop goes on;
     losing the tracking store or too many failures in a row stop the sweep.
     """
     guard = _FailureGuard(config.study.max_failures_in_a_row)
-    share = config.study.trials_per_process
-    for ran in itertools.count():
+    share, ran = config.study.trials_per_process, 0
+    while True:
         stop.check()
         if done():
             return Finished("budget")
         if share and ran >= share:
             return Finished("share")
+        if others_awaited():
+            continue
         if share and ran == share - 1:
             announce_last()
+        ran += 1
         try:
             study.optimize(objective, n_trials=1, catch=(), callbacks=list(callbacks))
         except SurplusTrialError:
@@ -97,6 +104,40 @@ def _run_trials(study: optuna.Study, config: SweepConfig, objective, stop: StopR
             guard.failed(exc)
             continue
         guard.succeeded()
+
+
+class _OthersAwaited:
+    """The study's trials are all taken, but some only by other processes' running trials (study.awaited): this
+    worker does not leave, or a machine that died in one of them would leave the study short for ever. It
+    checks every POLL_S seconds, fails those whose process died (a heartbeat older than GRACE_S, or a pid
+    gone from this machine) and then runs their places; the supervisor prints what it says."""
+
+    POLL_S = 5
+
+    def __init__(self, study: optuna.Study, config: SweepConfig, say):
+        self.study, self.config, self.say = study, config, say
+        self.told: set[int] = set()
+
+    def __call__(self) -> bool:
+        """Whether it waited (True: ask again), or nothing is awaited and the worker carries on."""
+        if not budget_spent(self.study, self.config):
+            return False
+        held = [t for t in awaited(self.study, self.config) if t.number not in self.told]
+        for trial in held:
+            self.say(f"waiting for trial {trial.number} of {_where(trial)}, one of the study's last: if its "
+                     f"process has died, it is failed {GRACE_S} s after its last heartbeat and run again here")
+            self.told.add(trial.number)
+        time.sleep(self.POLL_S)
+        failed = set(fail_dead_trials(self.study))
+        for trial in self.study.get_trials(deepcopy=False):
+            if trial.number in failed:
+                self.say(f"trial {trial.number} of {_where(trial)} was failed: {failure_reason(trial)}; "
+                         "its place goes to a new trial")
+        return True
+
+
+def _where(trial: optuna.trial.FrozenTrial) -> str:
+    return f"host {trial.user_attrs.get(keys.HOST, '?')} (pid {trial.user_attrs.get(keys.PID, '?')})"
 
 
 class _FailureGuard:

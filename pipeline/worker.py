@@ -57,6 +57,14 @@ class LastTrial:
 
 
 @dataclass(frozen=True)
+class Note:
+    """A line for the user, which the supervisor prints among its progress lines (a worker waiting for
+    another machine's trial says so, and why)."""
+
+    text: str
+
+
+@dataclass(frozen=True)
 class Finished:
     """Why the worker's trial loop ended: 'budget' (the study's is spent), 'share' (it ran its
     trials_per_process), 'interrupted' (SIGINT or SIGTERM) or 'dismissed' (nothing was left to do)."""

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Callable, Iterator
 
 from pipeline.config import SweepConfig
 from pipeline.errors import SweepError
-from pipeline.worker import Failed, Finished, Go, LastTrial, Ready, WorkerSpec, main as worker_main
+from pipeline.worker import Failed, Finished, Go, LastTrial, Note, Ready, WorkerSpec, main as worker_main
 
 if TYPE_CHECKING:
     from pipeline.progress import Progress
@@ -51,6 +51,7 @@ class WorkerPool:
     failure: Failed | None = None  # the first failure, which stops the sweep
     started: int = 0
     pids: set[int] = field(default_factory=set)  # every worker this pool started, to tell its trials from others'
+    notes: list[str] = field(default_factory=list)  # the workers' Notes, not yet printed
     context = multiprocessing.get_context("spawn")  # a fresh interpreter: no inherited threads or locks
 
     def __enter__(self) -> "WorkerPool":
@@ -137,6 +138,9 @@ class WorkerPool:
                 if isinstance(worker.last, Failed):
                     self._fail(worker.last)
             progress.update()
+            for note in self.notes:
+                progress.write(note)
+            self.notes.clear()
             for worker in [w for w in self.workers if not w.process.is_alive()]:
                 self._retire(worker, progress, budget_spent, fail_dead_trials)
         progress.update()
@@ -205,6 +209,8 @@ class WorkerPool:
                 worker.connection.send(self.go)
         elif isinstance(message, LastTrial):
             self._start_successor(worker)
+        elif isinstance(message, Note):
+            self.notes.append(message.text)
         else:
             worker.last = message
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -26,7 +27,7 @@ DIVERGING = {"activation": "relu", "optimizer": "sgd", "learning_rate": 10.0, "p
 
 
 def _study(stores) -> optuna.Study:
-    return optuna.load_study(study_name="fashion-mnist-smoke", storage=store_uris.resolve_uri(stores["storage"]))
+    return optuna.load_study(study_name="fashion-mnist-smoke", storage=optuna_storage(stores["storage"]))
 
 
 def _client(stores) -> mlflow.MlflowClient:
@@ -88,7 +89,7 @@ def _wait_for_running_trial(stores, process: subprocess.Popen, after: int = 0, s
     deadline = time.time() + seconds
     while time.time() < deadline:
         assert process.poll() is None, process.communicate()
-        if store_uris.sqlite_path(store_uris.resolve_uri(stores["storage"])).exists():
+        if store_uris.local_path(store_uris.resolve_uri(stores["storage"])).exists():
             try:
                 running = _study(stores).get_trials(states=(TrialState.RUNNING,))
                 if any(t.number >= after and "mlflow_run_id" in t.user_attrs for t in running):
@@ -101,9 +102,12 @@ def _wait_for_running_trial(stores, process: subprocess.Popen, after: int = 0, s
 
 
 @pytest.mark.slow
-def test_sigkill_mid_trial_then_rerun_resumes_to_the_total(tmp_path, data_dir, stores):
+@pytest.mark.parametrize("kind", ["sqlite", "journal"])
+def test_sigkill_mid_trial_then_rerun_resumes_to_the_total(tmp_path, data_dir, stores, kind):
     """Killed in the study's last trial: the dead trial must not hold its place in the budget (it once
-    did, and every rerun said "nothing to do")."""
+    did, and every rerun said "nothing to do"). The rerun's summary names the trial it failed."""
+    if kind == "journal":
+        stores = {**stores, "storage": f"journal:///{tmp_path}/optuna.journal"}
     path = _tiny(tmp_path, data_dir, stores, study__n_trials=2, search_space__epochs=6,
                  data__subset=3000)
     process = _sweep_process(path)
@@ -115,6 +119,7 @@ def test_sigkill_mid_trial_then_rerun_resumes_to_the_total(tmp_path, data_dir, s
                            capture_output=True, text=True, timeout=600)
     assert rerun.returncode == 0, rerun.stderr
     assert "2 finished trials (1 run now)" in rerun.stdout
+    assert re.search(r"^trial 1 of host \S+ was failed: its process died$", rerun.stdout, re.MULTILINE), rerun.stdout
     trials = _study(stores).trials
     assert sum(t.state == TrialState.COMPLETE for t in trials) == 2
     killed = [t for t in trials if t.state == TrialState.FAIL]
@@ -289,3 +294,49 @@ def test_two_first_runs_at_once_on_empty_stores_both_succeed(tmp_path, data_dir)
     study = optuna.load_study(study_name="fashion-mnist-smoke",
                               storage=optuna_storage(f"journal:///{tmp_path}/mlruns/optuna.journal"))
     assert sum(t.state == TrialState.COMPLETE for t in study.trials) == 3
+
+
+def _in_group(pid, group: int) -> bool:
+    try:
+        return os.getpgid(pid) == group
+    except (ProcessLookupError, TypeError):
+        return False
+
+
+@pytest.mark.slow
+def test_a_sweep_waits_for_another_s_last_trial_and_runs_it_when_that_one_dies(tmp_path, data_dir):
+    """Two `sweep run`s share a journal; the second is SIGKILLed (supervisor and worker, as a machine that loses
+    power) while its trial holds one of the study's last places. The first does not leave with the study short:
+    it waits for that trial, fails it once its process is gone, runs the missing trial, and says so."""
+    stores = {"storage": f"journal:///{tmp_path}/optuna.journal", "tracking_uri": f"sqlite:///{tmp_path}/mlflow.db"}
+    path = _tiny(tmp_path, data_dir, stores, study__n_trials=3, search_space__epochs=6, data__subset=3000)
+    command = [sys.executable, "-m", "pipeline.cli", "run", str(path), "--no-progress"]
+    survivor, doomed = (subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                         text=True, start_new_session=True) for _ in range(2))
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        assert survivor.poll() is None and doomed.poll() is None, "both still at work"
+        try:
+            trials = _study(stores).get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING))
+        except (KeyError, OSError, ValueError):
+            trials = []  # the journal is being created
+        held = [t for t in trials if t.state == TrialState.RUNNING and "mlflow_run_id" in t.user_attrs
+                and _in_group(t.user_attrs.get("pid"), doomed.pid)]
+        if len(trials) >= 3 and held:
+            break
+        time.sleep(0.5)
+    else:
+        pytest.fail("the second sweep never held one of the study's last trials")
+    os.killpg(doomed.pid, signal.SIGKILL)
+    doomed.wait()
+    out, err = survivor.communicate(timeout=600)
+    assert survivor.returncode == 0, err[-3000:]
+    assert "Study 'fashion-mnist-smoke': 3 finished trials" in out, out
+    assert f"waiting for trial {held[0].number} of host " in out, out
+    assert re.search(rf"^trial {held[0].number} of host \S+ was failed: its process died$", out, re.MULTILINE), out
+    trials = _study(stores).trials
+    assert sum(t.state == TrialState.COMPLETE for t in trials) == 3
+    assert trials[held[0].number].state == TrialState.FAIL
+    client = _client(stores)
+    runs = client.search_runs([client.get_experiment_by_name("fashion-mnist-smoke").experiment_id])
+    assert not [r for r in runs if r.info.status == "RUNNING"], "no run left RUNNING"

@@ -179,6 +179,7 @@ def test_a_trial_whose_machine_died_as_the_study_s_last_is_run_again_on_postgres
     assert cli.main(["run", str(path), "--no-progress", "--n-trials", "2"]) == 0
     out, err = capsys.readouterr()
     assert "2 finished trials (1 run now)" in out, out
+    assert "trial 1 of host another-machine was failed: its process stopped sending heartbeats" in out, out
     assert "SECRET" not in out + err and "postgresql://127.0.0.1:5432/" in out
     trials = optuna.load_study(study_name="fashion-mnist-smoke", storage=optuna_storage(storage)).trials
     assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.FAIL, TrialState.COMPLETE]
