@@ -34,7 +34,7 @@ from test_workers import postgres_databases  # noqa: F401 (a fixture)
 
 pytestmark = pytest.mark.slow
 STUDY = "fashion-mnist-smoke"
-N_TRIALS = 3
+N_TRIALS = 4  # trials of a few seconds: the survivor cannot take them all before the other machine starts one
 DEAD_HOST = "machine-2"  # the killed machine's host name: the survivor cannot see its pid, only its heartbeat
 IDX_FILES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz",
              "t10k-labels-idx1-ubyte.gz")
@@ -130,30 +130,13 @@ def wait_for_own_trial(storage, machine: subprocess.Popen, folder: Path, seconds
     raise AssertionError(f"no trial of the machine's processes was RUNNING within {seconds:.0f} s")
 
 
-def assert_allowed_hosts(uri: str) -> None:
-    """--allowed-hosts: a request addressed to the server by a listed name is served, an unlisted one refused
-    (MLflow >= 3.5 takes only localhost and private addresses unless the list names others)."""
-    port = uri.rsplit(":", 1)[1]
-
-    def status(host: str) -> int:
-        request = urllib.request.Request(f"{uri}/api/2.0/mlflow/experiments/search?max_results=1",
-                                         headers={"Host": host})
-        try:
-            return urllib.request.urlopen(request, timeout=10).status
-        except urllib.error.HTTPError as exc:
-            return exc.code
-
-    assert status(f"tracking-host:{port}") == 200
-    assert status(f"elsewhere:{port}") == 403
-
-
 def test_machines_sharing_no_disk_survive_a_dead_one(tmp_path, data_dir, postgres_databases,  # noqa: F811
                                                      tracking_server):
     storage_url, (tracking_uri, artifacts) = postgres_databases[0], tracking_server
     assert_allowed_hosts(tracking_uri)
     storage = optuna_storage(storage_url)  # Optuna's tables first: the machines then only read their version
     sweep_text = write_sweep(tmp_path, study__n_trials=N_TRIALS, data__subset=600, data__test_subset=200,
-                             data__data_dir="data", search_space__epochs=3).read_text()
+                             data__data_dir="data", search_space__epochs=5).read_text()
     machines = tmp_path / "machines"
     survivor = make_machine(machines, "machine-1", data_dir, sweep_text)
     doomed = make_machine(machines, "machine-2", data_dir, sweep_text, host=DEAD_HOST)
@@ -183,11 +166,29 @@ def test_machines_sharing_no_disk_survive_a_dead_one(tmp_path, data_dir, postgre
     for folder in (survivor, doomed):
         assert not (folder / "mlruns").exists() and not list(folder.rglob("MLmodel")), f"{folder} kept a store"
 
+    best = optuna.load_study(study_name=STUDY, storage=storage).best_trial.number
     assert_third_machine_works_from_the_urls(make_machine(machines, "machine-3", data_dir), storage_url,
-                                             tracking_uri, trials)
+                                             tracking_uri, trials, best)
     client = mlflow.MlflowClient(tracking_uri)
     experiment = client.get_experiment_by_name(STUDY)
     assert not client.search_runs([experiment.experiment_id], "attributes.status = 'RUNNING'", max_results=1000)
+
+
+def assert_allowed_hosts(uri: str) -> None:
+    """--allowed-hosts: a request addressed to the server by a listed name is served, an unlisted one refused
+    (MLflow >= 3.5 takes only localhost and private addresses unless the list names others)."""
+    port = uri.rsplit(":", 1)[1]
+
+    def status(host: str) -> int:
+        request = urllib.request.Request(f"{uri}/api/2.0/mlflow/experiments/search?max_results=1",
+                                         headers={"Host": host})
+        try:
+            return urllib.request.urlopen(request, timeout=10).status
+        except urllib.error.HTTPError as exc:
+            return exc.code
+
+    assert status(f"tracking-host:{port}") == 200
+    assert status(f"elsewhere:{port}") == 403
 
 
 def assert_one_run_per_trial(trials: list, tracking_uri: str) -> dict:
@@ -222,7 +223,8 @@ def assert_models_went_through_the_server(trials: list, runs: dict, tracking_uri
         assert (Path(local) / "MLmodel").is_file()
 
 
-def assert_third_machine_works_from_the_urls(folder: Path, storage_url: str, tracking_uri: str, trials: list) -> None:
+def assert_third_machine_works_from_the_urls(folder: Path, storage_url: str, tracking_uri: str, trials: list,
+                                             best: int) -> None:
     """A fresh folder with only its data copy: report, confirm and export name the study, not a sweep file."""
     urls = ["--study", STUDY, "--storage", storage_url, "--tracking-uri", tracking_uri]
     table = pd.read_csv(io.StringIO(run(folder, "report", *urls, "--format", "csv")))
@@ -232,8 +234,9 @@ def assert_third_machine_works_from_the_urls(folder: Path, storage_url: str, tra
 
     confirmed = run(folder, "confirm", *urls, "--data-dir", "data", "--top-k", "1", "--seeds", "2", "--no-progress")
     assert f"Confirmation of study '{STUDY}' (2 seeds per configuration)" in confirmed, confirmed
+    assert f"Winner: trial {best}," in confirmed, confirmed
 
     exported = run(folder, "export", *urls, "--out", "model_out")
-    assert "Exported trial #" in exported, exported
+    assert f"Exported trial #{best} of study '{STUDY}'" in exported, exported
     assert {"model.keras", "saved_model", "metadata.json"} <= {p.name for p in (folder / "model_out").iterdir()}
     assert not (folder / "mlruns").exists()
