@@ -12,6 +12,7 @@ from pathlib import Path
 from pipeline.config import (DEFAULT_STORAGE, DEFAULT_TRACKING_URI, check_data_source, check_run, export_limits,
                              load_sweep, with_confirm, with_overrides)
 from pipeline.errors import BadInputError, SweepConfigError, SweepError
+from pipeline.stores import PROXY_PORT
 
 EXIT_SIGNAL_BASE = 128  # the shell's convention: a command ended by signal N exits 128 + N (Ctrl-C: 130)
 
@@ -87,6 +88,14 @@ def build_parser() -> argparse.ArgumentParser:
     examples.add_argument("--out", type=Path, help="copy them, and their data, into this folder (sweeps: the table "
                           "example's data path, sweeps/data/wine.csv, then works from here)")
     examples.set_defaults(handler=_examples)
+
+    proxy = commands.add_parser("storage-proxy", help="serve a database's studies to many machines through one "
+                                "gRPC proxy; they pass --storage grpc://HOST:PORT")
+    proxy.add_argument("--storage", required=True, help="the database it fronts, e.g. postgresql://user@host/db")
+    proxy.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback only; 0.0.0.0 for "
+                       "other machines)")
+    proxy.add_argument("--port", type=int, default=PROXY_PORT, help=f"port to listen on (default {PROXY_PORT})")
+    proxy.set_defaults(handler=_storage_proxy)
     return parser
 
 
@@ -252,6 +261,12 @@ def _predict(args: argparse.Namespace) -> int:
     model = load_model(args.model, args.tracking_uri)
     print(format_predictions(predict_files(model, args.inputs), args.json))
     return 0
+
+
+def _storage_proxy(args: argparse.Namespace) -> int:
+    from pipeline.storages.proxy_server import serve
+
+    return serve(args.storage, args.host, args.port)
 
 
 def _examples(args: argparse.Namespace) -> int:

@@ -23,6 +23,9 @@ SOURCE_TRIAL, REPEAT, SEED, SOURCE_RUN_ID = "source_trial", "repeat", "seed", "s
 # trial constraint, named as the sweep file names the limit (max_params, max_latency_ms, max_model_mb)
 MEASUREMENTS = "measurements"
 
+# Optuna: trial system attributes
+HEARTBEAT = "sweep:heartbeat"  # through a storage proxy, the time.time() a running trial last said it is alive
+
 # MLflow: run tags
 ROLE = "sweep.role"  # parent | trial | confirmation | export
 STUDY = "sweep.study"

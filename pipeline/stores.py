@@ -14,6 +14,8 @@ from pipeline.errors import BadInputError
 
 SQLITE_PREFIX = "sqlite:///"
 JOURNAL_PREFIX = "journal:///"
+PROXY_PREFIX = "grpc://"
+PROXY_PORT = 13000  # `sweep storage-proxy`'s default port
 DEFAULT_FOLDER = "mlruns"  # where the default stores live, relative to the working directory
 
 
@@ -32,6 +34,24 @@ def is_journal(uri: str) -> bool:
 
 def journal_path(uri: str) -> Path:
     return _real_path(uri[len(JOURNAL_PREFIX):])
+
+
+def is_proxy(uri: str) -> bool:
+    """`grpc://host:port`: an Optuna storage proxy in front of a database server (`sweep storage-proxy`)."""
+    return uri.startswith(PROXY_PREFIX)
+
+
+def proxy_address(uri: str) -> tuple[str, int]:
+    """The host and port of `grpc://HOST:PORT`; anything else is refused, naming the form."""
+    parts = urlsplit(uri)
+    try:
+        port = parts.port
+    except ValueError:  # not a number, or beyond 65535
+        port = None
+    if not parts.hostname or not port or parts.path.strip("/") or parts.query or parts.username:
+        raise BadInputError(f"{printable(uri)}: a storage proxy's URL is grpc://HOST:PORT, e.g. "
+                            f"grpc://127.0.0.1:{PROXY_PORT} (the URL `sweep storage-proxy` prints)")
+    return parts.hostname, port
 
 
 def _real_path(given: str) -> Path:
@@ -74,7 +94,10 @@ def _refuse_dangling_links(uri: str) -> None:
 
 
 def check_folder(uri: str) -> None:
-    """Refuse now, before anything starts, a store whose folder cannot be used or would have to be invented."""
+    """Refuse now, before anything starts, a store whose folder cannot be used or would have to be invented (or
+    a storage proxy's URL without its port)."""
+    if is_proxy(uri):
+        proxy_address(uri)
     path = local_path(uri)
     if path is not None:
         _refuse_dangling_links(uri)

@@ -10,9 +10,7 @@ import contextlib
 import dataclasses
 import json
 import os
-import random
 import socket
-import time
 import warnings
 from pathlib import Path
 from typing import Iterator
@@ -21,7 +19,7 @@ import optuna
 from optuna.storages._heartbeat import BaseHeartbeat  # not exported; the check Optuna itself makes
 from optuna.trial import TrialState
 
-from pipeline import keys, objectives, stores, tracking
+from pipeline import keys, objectives, storages, stores, tracking
 from pipeline.config import PrunerConfig, SweepConfig, parse_sweep_text
 from pipeline.errors import BadInputError, StudyError, SweepConfigError, SweepError
 from pipeline.hyperparameters import FixedParam, FloatParam, IntParam
@@ -29,9 +27,6 @@ from pipeline.processes import pid_alive
 
 COUNTED = (TrialState.COMPLETE, TrialState.PRUNED)
 HEARTBEAT_S, GRACE_S = 20, 60
-# A SQLite study is read by the supervisor while its worker writes: SQLite's default 5 s wait for the other's
-# lock ran out on 2 loaded cores (a stopping worker marking its trial while the supervisor refreshed progress).
-SQLITE_ENGINE = {"connect_args": {"timeout": 60}}
 
 
 class StudyNotFound(StudyError):
@@ -63,38 +58,15 @@ def open_study(config: SweepConfig, worker: int = 0) -> optuna.Study:
 
 
 def optuna_storage(url: str):
-    """SQLite (one process), a journal file (`journal:///path`, several local processes) or an RDB server.
+    """The storage a URL names (pipeline.storages): a journal file, a SQLite file, a database server, or a storage
+    proxy in front of one (`grpc://host:port`).
 
-    On a server, heartbeats let any process fail the trials of a worker that died (fail_dead_trials); their
-    MLflow runs are ended once a process has the tracking store open (end_failed_runs).
+    On a server or a proxy, heartbeats let any process fail the trials of a worker that died (fail_dead_trials);
+    their MLflow runs are ended once a process has the tracking store open (end_failed_runs).
     """
     url = stores.resolve_uri(url)
     with storage_errors(url):
-        if stores.is_journal(url):
-            backend = optuna.storages.journal.JournalFileBackend(str(stores.journal_path(url)))
-            return optuna.storages.JournalStorage(backend)
-        if stores.is_sqlite(url):
-            return _rdb_storage(url, heartbeats=False, engine_kwargs=SQLITE_ENGINE)  # dead trials: by their pid
-        return _rdb_storage(url, heartbeats=True)
-
-
-def _rdb_storage(url: str, heartbeats: bool, attempts: int = 3, engine_kwargs: dict | None = None
-                 ) -> optuna.storages.RDBStorage:
-    """Processes that start together on a fresh database race to create Optuna's tables; the loser retries."""
-    import sqlalchemy.exc
-
-    options = dict(heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S) if heartbeats else {}
-    if engine_kwargs:
-        options["engine_kwargs"] = engine_kwargs
-    for attempt in range(attempts):
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # heartbeats, stable here
-                return optuna.storages.RDBStorage(url, **options)
-        except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError):
-            if attempt == attempts - 1:
-                raise
-            time.sleep(0.2 + random.random() / 2)
+        return storages.open_storage(url, storages.Heartbeats(HEARTBEAT_S, GRACE_S))
 
 
 @contextlib.contextmanager

@@ -23,6 +23,7 @@ import pytest
 import yaml
 
 from pipeline import cli
+from pipeline.processes import free_port
 
 from conftest import SWEEPS, write_sweep
 
@@ -746,6 +747,31 @@ CASES = {
         lambda t, d: studies_of_two_tasks(t, "val_loss"), 2,
         "study 'classes' tests on test_accuracy but study 'numbers' tests on test_rmse: their scores cannot be "
         "compared"),
+    # Issue 23, storages: a storage proxy's URL is grpc://HOST:PORT, and the proxy fronts a database server only.
+    "a storage proxy URL without its port": Case(lambda t, d: ["run", str(tiny(t, d)), "--storage", "grpc://127.0.0.1"],
+                                                 2, "grpc://127.0.0.1: a storage proxy's URL is grpc://HOST:PORT"),
+    "a storage proxy port that is not a number": Case(
+        lambda t, d: ["run", str(tiny(t, d)), "--storage", "grpc://proxy-host:port"], 2,
+        "grpc://proxy-host:port: a storage proxy's URL is grpc://HOST:PORT"),
+    "a storage proxy that is not running": Case(
+        lambda t, d: ["run", str(tiny(t, d)), "--storage", "grpc://127.0.0.1:9"], 1,
+        "no storage proxy answers at grpc://127.0.0.1:9 (waited 5 s); start it on that machine with `sweep "
+        "storage-proxy --storage postgresql://"),
+    "report through a storage proxy that is not running": Case(
+        lambda t, d: ["report", "--study", "s", "--storage", "grpc://127.0.0.1:9"], 1,
+        "no storage proxy answers at grpc://127.0.0.1:9"),
+    "a storage proxy in front of a journal file": Case(
+        lambda t, d: ["storage-proxy", "--storage", f"journal:///{t}/optuna.journal"], 2,
+        "a storage proxy fronts a database server (postgresql://user@host/database), not a journal file"),
+    "a storage proxy in front of a SQLite file": Case(
+        lambda t, d: ["storage-proxy", "--storage", f"sqlite:///{t}/optuna.db"], 2,
+        "a storage proxy fronts a database server (postgresql://user@host/database), not a SQLite file"),
+    "a storage proxy on port 0": Case(
+        lambda t, d: ["storage-proxy", "--storage", "postgresql://127.0.0.1:9/x", "--port", "0"], 2,
+        "--port 0: a port is 1 to 65535"),
+    "a storage proxy in front of an unreachable database with a password": Case(
+        lambda t, d: ["storage-proxy", "--storage", "postgresql://user:SECRET@127.0.0.1:9/x", "--port",
+                      str(free_port())], 1, "sweep: error: cannot open the study storage postgresql://127.0.0.1:9/x: "),
 }
 
 

@@ -1,0 +1,111 @@
+"""`storage: grpc://host:port`: sweeps through a real `sweep storage-proxy` process in front of a fresh PostgreSQL
+database, dead machines found through it by heartbeat, and what it refuses."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+import warnings
+
+import optuna
+import psycopg
+import pytest
+from optuna.trial import TrialState
+
+from pipeline import cli, keys
+from pipeline.processes import free_port
+from pipeline.study import optuna_storage
+
+from conftest import ROOT, write_sweep
+
+pytestmark = pytest.mark.slow
+POSTGRES = os.environ.get("SWEEP_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432")
+
+
+@pytest.fixture
+def database():
+    """A fresh PostgreSQL database, dropped after the test."""
+    name = f"sweep_test_{uuid.uuid4().hex[:10]}_proxy"
+    with psycopg.connect(f"{POSTGRES}/test", autocommit=True) as admin:
+        admin.execute(f"CREATE DATABASE {name}")
+    yield f"{POSTGRES}/{name}"
+    with psycopg.connect(f"{POSTGRES}/test", autocommit=True) as admin:
+        admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture
+def proxy(database):
+    """`sweep storage-proxy` in front of the database, as a real process on a free loopback port; its URL once it
+    answers. Ctrl-C stops it cleanly."""
+    port = free_port()
+    command = [sys.executable, "-m", "pipeline.cli", "storage-proxy", "--storage", database, "--port", str(port)]
+    server = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        said = server.stdout.readline()  # its one line, once it has opened the database
+        assert f"listening on 127.0.0.1:{port}; machines pass --storage grpc://127.0.0.1:{port}" in said, (
+            said + server.stderr.read() if server.poll() is not None else said)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            optuna.storages.GrpcStorageProxy(host="127.0.0.1", port=port).wait_server_ready(timeout=60)
+        yield f"grpc://127.0.0.1:{port}"
+    finally:
+        server.send_signal(signal.SIGINT)
+        out, err = server.communicate(timeout=60)
+    assert server.returncode == 0, err[-3000:]
+    assert "Traceback" not in err, err[-3000:]
+
+
+def test_two_workers_run_a_sweep_through_the_proxy_into_postgres(tmp_path, data_dir, database, proxy):
+    """--workers 2 takes a proxy like a database server; the trials land in PostgreSQL, each with the heartbeats
+    its worker sent through the proxy."""
+    path = write_sweep(tmp_path, study__n_trials=3, data__subset=600, data__test_subset=200,
+                       data__data_dir=str(data_dir), study__storage=proxy,
+                       tracking__tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")
+    assert cli.main(["run", str(path), "--workers", "2", "--no-progress"]) == 0
+    trials = optuna.load_study(study_name="fashion-mnist-smoke", storage=database).trials  # the database itself
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 3
+    assert all(keys.HEARTBEAT in t.system_attrs and keys.RUN_ID in t.user_attrs for t in trials)
+    with psycopg.connect(database) as connection:
+        assert connection.execute("SELECT count(*) FROM trials WHERE state = 'COMPLETE'").fetchone() == (3,)
+
+
+def test_only_a_trial_whose_heartbeat_is_older_than_the_grace_is_stale(proxy):
+    storage = optuna_storage(proxy)
+    study = optuna.create_study(study_name="probe", storage=storage)
+    quiet, old, fresh = (storage.create_new_trial(study._study_id) for _ in range(3))
+    storage.set_trial_system_attr(old, keys.HEARTBEAT, time.time() - 3600)
+    storage.record_heartbeat(fresh)
+    assert storage.get_heartbeat_interval() == 20
+    assert storage._get_stale_trial_ids(study._study_id) == [old]
+
+
+def test_a_trial_whose_machine_died_as_the_study_s_last_is_run_again_through_the_proxy(tmp_path, data_dir, proxy,
+                                                                                       capsys):
+    """Another machine died in the study's last trial: its heartbeats through the proxy stopped an hour ago. A
+    rerun fails that trial and completes the study."""
+    path = write_sweep(tmp_path, study__n_trials=1, data__subset=600, data__test_subset=200,
+                       data__data_dir=str(data_dir), study__storage=proxy,
+                       tracking__tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")
+    assert cli.main(["run", str(path), "--no-progress"]) == 0
+    study = optuna.load_study(study_name="fashion-mnist-smoke", storage=optuna_storage(proxy))
+    dead = study._storage.create_new_trial(study._study_id)  # the other machine's trial, RUNNING
+    study._storage.set_trial_user_attr(dead, keys.HOST, "another-machine")
+    study._storage.set_trial_user_attr(dead, keys.PID, 4242)
+    study._storage.set_trial_system_attr(dead, keys.HEARTBEAT, time.time() - 3600)
+    capsys.readouterr()
+    assert cli.main(["run", str(path), "--no-progress", "--n-trials", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "2 finished trials (1 run now)" in out, out
+    trials = optuna.load_study(study_name="fashion-mnist-smoke", storage=optuna_storage(proxy)).trials
+    assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.FAIL, TrialState.COMPLETE]
+
+
+def test_a_second_proxy_on_a_taken_port_is_refused(database, proxy, capsys):
+    """gRPC would share the port silently (SO_REUSEPORT) and split the machines between two proxies."""
+    port = proxy.rsplit(":", 1)[1]
+    assert cli.main(["storage-proxy", "--storage", database, "--port", port]) == 2
+    assert f"port {port} on 127.0.0.1 is not available" in capsys.readouterr().err
