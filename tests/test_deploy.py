@@ -82,7 +82,8 @@ def container_line(container: dict, secret: dict) -> list[str]:
     for e in container.get("env", []):
         if "valueFrom" in e:
             assert e["valueFrom"]["secretKeyRef"]["name"] == secret["metadata"]["name"], e
-    return [re.sub(r"\$\((\w+)\)", lambda m: env[m.group(1)], part) for part in container["command"] + container["args"]]
+    line = container["command"] + container["args"]
+    return [re.sub(r"\$\((\w+)\)", lambda m: env[m.group(1)], part) for part in line]
 
 
 def compose_text(value: str, environment: dict[str, str]) -> str:
@@ -237,6 +238,17 @@ def _kustomize(folder: Path) -> list[dict]:
     built = subprocess.run(["kubectl", "kustomize", str(folder)], capture_output=True, text=True, timeout=120)
     assert built.returncode == 0, built.stderr
     return [o for o in yaml.safe_load_all(built.stdout) if o is not None]
+
+
+def test_the_init_containers_wait_in_valid_shell_and_the_database_wait_ends_once_it_answers(tracking_database):
+    """Each init container's loop parses as sh; the tracking server's, given a database that answers, ends."""
+    for workload in (k8s_object("Job", "sweep-workers"), k8s_object("Deployment", "mlflow")):
+        for container in pod_spec(workload)["initContainers"]:
+            assert container["command"][:2] == ["sh", "-c"]
+            assert subprocess.run(["sh", "-n", "-c", container["command"][2]]).returncode == 0, container["name"]
+    (wait,) = pod_spec(k8s_object("Deployment", "mlflow"))["initContainers"]
+    environment = {**os.environ, "TRACKING_STORE_URL": tracking_database}
+    subprocess.run(wait["command"], env=environment, check=True, timeout=120)
 
 
 @pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not installed")
