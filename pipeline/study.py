@@ -15,6 +15,7 @@ import warnings
 from pathlib import Path
 from typing import Iterator
 
+import grpc
 import optuna
 from optuna.storages._heartbeat import BaseHeartbeat  # not exported; the check Optuna itself makes
 from optuna.trial import TrialState
@@ -79,7 +80,12 @@ def storage_errors(url: str) -> Iterator[None]:
         yield
     except (sqlalchemy.exc.NoSuchModuleError, sqlalchemy.exc.ArgumentError):
         raise BadInputError(f"{shown}: not a study storage this tool can open; use journal:///path (the default, "
-                            "mlruns/optuna.journal), sqlite:///path.db, or postgresql://user@host/database") from None
+                            "mlruns/optuna.journal), sqlite:///path.db, postgresql://user@host/database, or "
+                            "grpc://host:port (a storage proxy)") from None
+    except grpc.RpcError as exc:
+        reason = exc.details() if isinstance(exc, grpc.Call) else exc
+        raise StudyError(f"the storage proxy {shown} could not serve the study: {str(reason).strip().rstrip('.')[:300]}. Check that the "
+                         "proxy runs and that its database is up (the proxy's own output says what failed)") from None
     except (sqlalchemy.exc.SQLAlchemyError, OSError, ValueError, optuna.exceptions.StorageInternalError) as exc:
         reason = _without(str(getattr(exc, "orig", None) or exc).strip().splitlines()[0][:300], url, shown)
         raise StudyError(f"cannot open the study storage {shown}: {reason}. Check the path or server (a damaged "

@@ -3,13 +3,16 @@ database, dead machines found through it by heartbeat, and what it refuses."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import time
+import types
 import uuid
 import warnings
+from typing import Iterator
 
 import optuna
 import psycopg
@@ -37,26 +40,33 @@ def database():
         admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
-@pytest.fixture
-def proxy(database):
-    """`sweep storage-proxy` in front of the database, as a real process on a free loopback port; its URL once it
-    answers. Ctrl-C stops it cleanly."""
+@contextlib.contextmanager
+def running_proxy(database: str, stop: int = signal.SIGINT) -> Iterator[types.SimpleNamespace]:
+    """`sweep storage-proxy` in front of the database, as a real process on a free loopback port, once it answers;
+    stopped by `stop`, it must end cleanly (its stderr is then in `.err`)."""
     port = free_port()
     command = [sys.executable, "-m", "pipeline.cli", "storage-proxy", "--storage", database, "--port", str(port)]
     server = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proxy = types.SimpleNamespace(url=f"grpc://127.0.0.1:{port}", err="")
     try:
         said = server.stdout.readline()  # its one line, once it has opened the database
-        assert f"listening on 127.0.0.1:{port}; machines pass --storage grpc://127.0.0.1:{port}" in said, (
+        assert f"listening on 127.0.0.1:{port}; machines pass --storage {proxy.url}" in said, (
             said + server.stderr.read() if server.poll() is not None else said)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             optuna.storages.GrpcStorageProxy(host="127.0.0.1", port=port).wait_server_ready(timeout=60)
-        yield f"grpc://127.0.0.1:{port}"
+        yield proxy
     finally:
-        server.send_signal(signal.SIGINT)
-        out, err = server.communicate(timeout=60)
-    assert server.returncode == 0, err[-3000:]
-    assert "Traceback" not in err, err[-3000:]
+        server.send_signal(stop)
+        _, proxy.err = server.communicate(timeout=60)
+    assert server.returncode == 0, proxy.err[-3000:]
+    assert "Traceback" not in proxy.err, proxy.err[-3000:]
+
+
+@pytest.fixture
+def proxy(database):
+    with running_proxy(database) as running:
+        yield running.url
 
 
 def test_two_workers_run_a_sweep_through_the_proxy_into_postgres(tmp_path, data_dir, database, proxy):
@@ -109,3 +119,16 @@ def test_a_second_proxy_on_a_taken_port_is_refused(database, proxy, capsys):
     port = proxy.rsplit(":", 1)[1]
     assert cli.main(["storage-proxy", "--storage", database, "--port", port]) == 2
     assert f"port {port} on 127.0.0.1 is not available" in capsys.readouterr().err
+
+
+def test_a_proxy_whose_database_went_away_says_so_on_both_ends(database, capsys):
+    """The machine gets one line naming the proxy; the proxy's own output says what the database said. SIGTERM
+    (docker stop, Kubernetes) stops the proxy cleanly."""
+    with running_proxy(database, stop=signal.SIGTERM) as proxy:
+        with psycopg.connect(f"{POSTGRES}/test", autocommit=True) as admin:
+            admin.execute(f"DROP DATABASE {database.rsplit('/', 1)[1]} WITH (FORCE)")
+        assert cli.main(["report", "--study", "s", "--storage", proxy.url]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"sweep: error: the storage proxy {proxy.url} could not serve the study: "), err
+    assert err.count("\n") == 1 and "its database is up" in err, err
+    assert "sweep: storage proxy: a machine's call failed: " in proxy.err, proxy.err

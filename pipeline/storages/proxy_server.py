@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import signal
 import socket
+import sys
 import warnings
 
 import optuna
@@ -35,6 +37,8 @@ def serve(storage: str, host: str, port: int) -> int:
     print(f"Storage proxy for {stores.printable(url)} listening on {host}:{port}; machines pass --storage "
           f"{stores.PROXY_PREFIX}{joined}:{port}  (Ctrl-C to stop)", flush=True)
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    errors = _ErrorLines()
+    logging.getLogger("grpc").addHandler(errors)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -42,8 +46,25 @@ def serve(storage: str, host: str, port: int) -> int:
     except KeyboardInterrupt:
         pass
     finally:
+        logging.getLogger("grpc").removeHandler(errors)
         signal.signal(signal.SIGTERM, previous)
     return 0
+
+
+class _ErrorLines(logging.StreamHandler):
+    """What a machine's call failed on (its database gone, say), one line each on stderr: gRPC logs it with a
+    traceback to a logger nobody hears, and the machine only gets "Exception calling application"."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+        self.setLevel(logging.ERROR)
+
+    def format(self, record: logging.LogRecord) -> str:
+        cause = record.exc_info[1] if record.exc_info else None
+        while cause is not None and (cause.__cause__ or cause.__context__) is not None:
+            cause = cause.__cause__ or cause.__context__  # Optuna's own wrapper hides what the database said
+        text = f"{type(cause).__name__}: {cause}" if cause is not None else record.getMessage()
+        return f"sweep: storage proxy: a machine's call failed: {text.strip().splitlines()[0][:300]}"
 
 
 def _raise_interrupt(signum, frame) -> None:
