@@ -83,9 +83,9 @@ def storage_errors(url: str) -> Iterator[None]:
                             "mlruns/optuna.journal), sqlite:///path.db, postgresql://user@host/database, or "
                             "grpc://host:port (a storage proxy)") from None
     except grpc.RpcError as exc:
-        reason = exc.details() if isinstance(exc, grpc.Call) else exc
-        raise StudyError(f"the storage proxy {shown} could not serve the study: {str(reason).strip().rstrip('.')[:300]}. Check that the "
-                         "proxy runs and that its database is up (the proxy's own output says what failed)") from None
+        reason = str(exc.details() if isinstance(exc, grpc.Call) else exc).strip().rstrip(".")[:300]
+        raise StudyError(f"the storage proxy {shown} could not serve the study: {reason}. Check that the proxy runs "
+                         "and that its database is up (the proxy's own output says what failed)") from None
     except (sqlalchemy.exc.SQLAlchemyError, OSError, ValueError, optuna.exceptions.StorageInternalError) as exc:
         reason = _without(str(getattr(exc, "orig", None) or exc).strip().splitlines()[0][:300], url, shown)
         raise StudyError(f"cannot open the study storage {shown}: {reason}. Check the path or server (a damaged "

@@ -23,15 +23,14 @@ class Kind:
     name: str
     matches: Callable[[str], bool]
     open: Callable[[str, Heartbeats], optuna.storages.BaseStorage]
-    shared_by: str  # who may share one storage of this kind, for messages
 
 
 # In order: a database server takes any other URL, and SQLAlchemy refuses a scheme it cannot open.
 KINDS = (
-    Kind("journal file", stores.is_journal, journal.open_journal, "the processes of one machine"),
-    Kind("SQLite file", stores.is_sqlite, sqlite.open_sqlite, "one process"),
-    Kind("storage proxy", stores.is_proxy, grpc_proxy.open_proxy, "many machines"),
-    Kind("database server", lambda url: True, database.open_database, "many machines"),
+    Kind("journal file", stores.is_journal, journal.open_journal),
+    Kind("SQLite file", stores.is_sqlite, sqlite.open_sqlite),
+    Kind("storage proxy", stores.is_proxy, grpc_proxy.open_proxy),
+    Kind("database server", lambda url: True, database.open_database),
 )
 
 

@@ -23,10 +23,8 @@ def serve(storage: str, host: str, port: int) -> int:
     """
     url = stores.resolve_uri(storage, create=False)
     if not is_database_server(url):
-        kind = kind_of(url)
         raise BadInputError(f"--storage {stores.printable(url)}: a storage proxy fronts a database server "
-                            f"(postgresql://user@host/database), not a {kind.name}, which {kind.shared_by} "
-                            "open directly")
+                            f"(postgresql://user@host/database), not a {kind_of(url).name}")
     if not 0 < port < 65536:
         raise BadInputError(f"--port {port}: a port is 1 to 65535")
     _check_port(host, port)
