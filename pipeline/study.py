@@ -11,7 +11,6 @@ import dataclasses
 import json
 import os
 import socket
-import warnings
 from pathlib import Path
 from typing import Iterator
 

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import os
+import uuid
 from pathlib import Path
 
+import psycopg
 import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 SWEEPS = ROOT / "sweeps"
+POSTGRES = os.environ.get("SWEEP_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432")
 
 
 def _data_dir() -> Path:
@@ -23,6 +26,31 @@ def data_dir() -> Path:
     if not (folder / "train-images-idx3-ubyte.gz").is_file():
         pytest.fail(f"Fashion-MNIST IDX files not found in {folder}; set FASHION_MNIST_DIR to their folder")
     return folder
+
+
+@pytest.fixture
+def new_database():
+    """`new_database(role)`: the URL of a fresh PostgreSQL database on the test server (POSTGRES, whose database
+    `test` it connects to); every one made is dropped after the test, connections and all."""
+    made = []
+
+    def create(role: str) -> str:
+        name = f"sweep_test_{uuid.uuid4().hex[:10]}_{role}"
+        with psycopg.connect(f"{POSTGRES}/test", autocommit=True) as admin:
+            admin.execute(f"CREATE DATABASE {name}")
+        made.append(name)
+        return f"{POSTGRES}/{name}"
+
+    yield create
+    with psycopg.connect(f"{POSTGRES}/test", autocommit=True) as admin:
+        for name in made:
+            admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture
+def postgres_databases(new_database) -> list[str]:
+    """Two fresh databases: Optuna's and MLflow's."""
+    return [new_database("optuna"), new_database("mlflow")]
 
 
 @pytest.fixture

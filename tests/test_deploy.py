@@ -19,13 +19,11 @@ import subprocess
 import sys
 import urllib.error
 import urllib.request
-import uuid
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import dockerfile
 import kubernetes_validate
-import psycopg
 import pytest
 import yaml
 from mlflow.cli import server as mlflow_server_command
@@ -40,7 +38,6 @@ DEPLOY = ROOT / "deploy"
 K8S = DEPLOY / "k8s"
 COMPOSE = DEPLOY / "compose.yaml"
 SLURM = DEPLOY / "slurm" / "sweep-array.sbatch"
-POSTGRES = os.environ.get("SWEEP_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432")
 K8S_KINDS = collections.Counter({"Namespace": 1, "Secret": 1, "ConfigMap": 2, "Service": 2, "StatefulSet": 1,
                                  "Deployment": 1, "PersistentVolumeClaim": 2, "Job": 1})
 OLDEST_KUBERNETES = "1.29"  # the oldest release still patched by the cloud providers' long-term channels
@@ -377,14 +374,8 @@ def test_the_dockerfile_installs_the_package_and_runs_sweep():
 
 
 @pytest.fixture
-def tracking_database():
-    """A fresh, empty PostgreSQL database, dropped after the test."""
-    name = f"sweep_test_{uuid.uuid4().hex[:10]}_deploy"
-    with psycopg.connect(f"{POSTGRES}/test", autocommit=True) as admin:
-        admin.execute(f"CREATE DATABASE {name}")
-    yield f"{POSTGRES}/{name}"
-    with psycopg.connect(f"{POSTGRES}/test", autocommit=True) as admin:
-        admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+def tracking_database(new_database) -> str:
+    return new_database("deploy")
 
 
 def _status(url: str, host: str) -> int:

@@ -4,13 +4,11 @@ database, dead machines found through it by heartbeat, and what it refuses."""
 from __future__ import annotations
 
 import contextlib
-import os
 import signal
 import subprocess
 import sys
 import time
 import types
-import uuid
 import warnings
 from typing import Iterator
 
@@ -23,21 +21,14 @@ from pipeline import cli, keys
 from pipeline.processes import free_port
 from pipeline.study import optuna_storage
 
-from conftest import ROOT, write_sweep
+from conftest import POSTGRES, ROOT, write_sweep
 
 pytestmark = pytest.mark.slow
-POSTGRES = os.environ.get("SWEEP_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432")
 
 
 @pytest.fixture
-def database():
-    """A fresh PostgreSQL database, dropped after the test."""
-    name = f"sweep_test_{uuid.uuid4().hex[:10]}_proxy"
-    with psycopg.connect(f"{POSTGRES}/test", autocommit=True) as admin:
-        admin.execute(f"CREATE DATABASE {name}")
-    yield f"{POSTGRES}/{name}"
-    with psycopg.connect(f"{POSTGRES}/test", autocommit=True) as admin:
-        admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+def database(new_database) -> str:
+    return new_database("proxy")
 
 
 @contextlib.contextmanager

@@ -8,7 +8,6 @@ import re
 import subprocess
 import sys
 import threading
-import uuid
 from pathlib import Path
 
 import mlflow
@@ -24,7 +23,6 @@ from pipeline.study import optuna_storage
 from conftest import ROOT, write_sweep
 
 pytestmark = pytest.mark.slow
-POSTGRES = os.environ.get("SWEEP_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432")
 
 
 def assert_one_run_per_trial(storage: str, tracking_uri: str, n_trials: int) -> None:
@@ -104,21 +102,6 @@ def test_workers_refuse_a_shared_sqlite_file(tmp_path, data_dir, stores, capsys)
     assert cli.main(["run", str(path), "--workers", "2"]) == 2
     assert "needs a study storage several processes can share, not a SQLite file" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny.yaml"], "nothing written, nothing started"
-
-
-@pytest.fixture
-def postgres_databases():
-    """Two fresh databases (Optuna's, MLflow's), dropped after the test."""
-    names = [f"sweep_test_{uuid.uuid4().hex[:10]}_{role}" for role in ("optuna", "mlflow")]
-    admin = psycopg.connect(f"{POSTGRES}/test", autocommit=True)
-    with admin.cursor() as cursor:
-        for name in names:
-            cursor.execute(f"CREATE DATABASE {name}")
-    yield [f"{POSTGRES}/{name}" for name in names]
-    with admin.cursor() as cursor:
-        for name in names:
-            cursor.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-    admin.close()
 
 
 @pytest.fixture
