@@ -33,6 +33,7 @@ import costs  # noqa: E402  (bench/costs.py: row i)
 import levers  # noqa: E402  (bench/levers.py: row l)
 import peers  # noqa: E402  (bench/peers.py: row k)
 import regression  # noqa: E402  (bench/regression.py: row o)
+import storage_load  # noqa: E402  (bench/storage_load.py: row p)
 import throughput  # noqa: E402  (bench/throughput.py: row m)
 import trust  # noqa: E402  (bench/trust.py: row h)
 
@@ -344,7 +345,8 @@ def row_m(data_dir: str, before: str = BEFORE_DEFERRED) -> dict:
 
 ROWS = {"a": row_a, "b": row_b, "c": row_c, "d": row_d, "e": row_e, "f": row_f, "g": row_g, "h": row_h, "i": row_i,
         "j": capacity.row_j, "k": row_k, "k_same_space": row_k_same_space,
-        "l": levers.row_l, "m": row_m, "n": cnn.row_n, "o": regression.row_o}
+        "l": levers.row_l, "m": row_m, "n": cnn.row_n, "o": regression.row_o,
+        "p": storage_load.row_p}
 
 
 def _variant(folder: Path, source: str, search_space: dict | None = None, **study) -> Path:
@@ -594,7 +596,7 @@ def _render_g(r: dict) -> list[str]:
 RENDERERS = {"a": _render_a, "b": _render_b, "c": _render_c, "d": _render_d, "e": _render_e, "f": _render_f,
              "g": _render_g, "h": trust.render_h, "i": costs.render_i, "j": capacity.render_j,
              "k": peers.render_k, "l": levers.render_l, "m": throughput.render_m, "n": cnn.render_n,
-             "o": regression.render_o}
+             "o": regression.render_o, "p": storage_load.render_p}
 
 
 def machine() -> dict:
@@ -610,7 +612,7 @@ def machine() -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data" / "fashion-mnist"))
-    parser.add_argument("--rows", default="a,b,c,d,e,f,g,h,i,j", help="comma-separated rows to run (a-o, k_same_space)")
+    parser.add_argument("--rows", default="a,b,c,d,e,f,g,h,i,j", help="comma-separated rows to run (a-p, k_same_space)")
     parser.add_argument("--trials-b", type=int, default=30, help="trials per sweep in row b")
     parser.add_argument("--budget-k", type=float, default=1200, help="seconds per tool and seed in row k")
     parser.add_argument("--seeds-k", default="1,2", help="comma-separated seeds for row k")
