@@ -37,6 +37,9 @@ RESULTS = {"test_accuracy": 0.85, "test_loss": 0.4, "epochs_run": EPOCHS, "peak_
 def measure_tracking(sizes: tuple[int, ...], postgres: str, window_s: float) -> dict[str, dict]:
     """One fresh server and parent run; then, for each size in turn, that many clients for window_s."""
     figures = {}
+    # MLflow's telemetry, in clients forked from one process (a real worker is spawned), now and then failed a call
+    # with KeyError '_MLFLOW_TELEMETRY_SESSION_ID'; it is no part of what the server takes.
+    os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
     with tracking_server(postgres) as uri:
         parent_id = _in_fork(_open_parent, uri)
         for n in sizes:

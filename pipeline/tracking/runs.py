@@ -211,11 +211,11 @@ def _run(tracker: Tracker, name: str, tags: dict, params: dict, parent_id: str |
     try:
         run = mlflow.start_run(experiment_id=tracker.experiment_id, parent_run_id=parent_id, run_name=name,
                                tags={**tags, keys.STATE: "RUNNING"})
-        recorder = RunRecorder(run.info.run_id)
-        mlflow.log_params(params)
     except STORE_ERRORS as exc:
         raise TrackingError(f"cannot log to {stores.printable(tracker.tracking_uri)}: {exc}") from exc
-    try:
+    recorder = RunRecorder(run.info.run_id)
+    try:  # from here the run is MLflow's active run: whatever fails ends it, or every later start_run would fail
+        mlflow.log_params(params)
         yield recorder
         mlflow.set_tag(keys.STATE, recorder.state)
         _end_active_run(_RUN_STATUS[recorder.state])
