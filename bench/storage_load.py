@@ -259,7 +259,7 @@ def plot(r: dict, path: Path) -> None:
                 axes.annotate(f"{opened} of {n} opened", (int(n), _median(sizes[n], "per_s")), ha="right",
                               textcoords="offset points", xytext=(-6, 6))
     axes.set(xscale="log", yscale="log", xlabel="machines (processes)", ylabel="trials per second, whole study",
-             title=f"One study store, {r['cores']} shared cores")
+             title=f"One study store, {r['cores']} cores")
     axes.set_xticks([8, 32, 128], labels=["8", "32", "128"])
     axes.legend()
     figure.tight_layout()
@@ -289,7 +289,7 @@ def render_p(r: dict) -> list[str]:
             "until the last one ended. PostgreSQL is a server of the bench's own (default settings, "
             f"`max_connections` {r['max_connections']}); connections: the most its database held "
             f"(pg_stat_activity, sampled every {SAMPLE_S} s). All on {r['cores']} cores shared by the machines, "
-            "the database, the proxy and colleagues' test runs.", "",
+            "the database and the proxy, nothing else running.", "",
             "| storage | machines | trials/s | ask ms | tell ms | trial ms | PostgreSQL connections | errors |",
             "| --- | --- | --- | --- | --- | --- | --- | --- |", *rows, "",
             *_error_kinds(r), "![Trials per second against machines, per storage](storage-load.png)", "",
