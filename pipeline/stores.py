@@ -42,15 +42,20 @@ def is_proxy(uri: str) -> bool:
 
 
 def proxy_address(uri: str) -> tuple[str, int]:
-    """The host and port of `grpc://HOST:PORT`; anything else is refused, naming the form."""
-    parts = urlsplit(uri)
+    """The host and port of `grpc://HOST:PORT` (an IPv6 address without its brackets); anything else is refused,
+    naming the form."""
+    form = (f"a storage proxy's URL is grpc://HOST:PORT, e.g. grpc://127.0.0.1:{PROXY_PORT} or grpc://[::1]:"
+            f"{PROXY_PORT} (the URL `sweep storage-proxy` prints)")
     try:
+        parts = urlsplit(uri)
         port = parts.port
-    except ValueError:  # not a number, or beyond 65535
-        port = None
-    if not parts.hostname or not port or parts.path.strip("/") or parts.query or parts.username:
-        raise BadInputError(f"{printable(uri)}: a storage proxy's URL is grpc://HOST:PORT, e.g. "
-                            f"grpc://127.0.0.1:{PROXY_PORT} (the URL `sweep storage-proxy` prints)")
+    except ValueError:  # not a number, beyond 65535, or an unclosed `[`
+        raise BadInputError(f"{printable(uri)}: {form}") from None
+    if parts.username is not None or parts.password is not None:
+        raise BadInputError(f"{printable(uri)}: a storage proxy's URL takes no user or password (the proxy logs in "
+                            f"to the database itself); pass grpc://HOST:PORT")
+    if not parts.hostname or not port or parts.path.strip("/") or parts.query:
+        raise BadInputError(f"{printable(uri)}: {form}")
     return parts.hostname, port
 
 

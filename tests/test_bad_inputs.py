@@ -769,6 +769,18 @@ CASES = {
     "a storage proxy on port 0": Case(
         lambda t, d: ["storage-proxy", "--storage", "postgresql://127.0.0.1:9/x", "--port", "0"], 2,
         "--port 0: a port is 1 to 65535"),
+    "a storage proxy URL with a user and password": Case(
+        lambda t, d: ["run", str(tiny(t, d)), "--storage", "grpc://user:SECRET@127.0.0.1:13000"], 2,
+        "grpc://127.0.0.1:13000: a storage proxy's URL takes no user or password"),
+    "a storage proxy URL with an unclosed IPv6 bracket": Case(
+        lambda t, d: ["run", str(tiny(t, d)), "--storage", "grpc://[::1:13000"], 2,
+        "grpc://[::1:13000: a storage proxy's URL is grpc://HOST:PORT, e.g. grpc://127.0.0.1:13000 or grpc://[::1]:"),
+    "a storage proxy on a host that does not exist": Case(
+        lambda t, d: ["storage-proxy", "--storage", "postgresql://127.0.0.1:9/x", "--host", "nosuchhost.invalid"], 2,
+        "--host nosuchhost.invalid: no such host ("),
+    "a storage proxy on another machine's address": Case(
+        lambda t, d: ["storage-proxy", "--storage", "postgresql://127.0.0.1:9/x", "--host", "192.0.2.1"], 2,
+        "--host 192.0.2.1: not an address of this machine (Cannot assign requested address)"),
     "a storage proxy in front of an unreachable database with a password": Case(
         lambda t, d: ["storage-proxy", "--storage", "postgresql://user:SECRET@127.0.0.1:9/x", "--port",
                       str(free_port())], 1, "sweep: error: cannot open the study storage postgresql://127.0.0.1:9/x: "),

@@ -62,6 +62,13 @@ def k8s_objects(folder: Path = K8S) -> list[dict]:
     return objects
 
 
+def component_patches(folder: Path = K8S / "storage-proxy") -> dict[str, dict]:
+    """The storage-proxy component's JSON patches to the workers' Job, by path."""
+    (patch,) = kustomization(folder)["patches"]
+    assert patch["target"] == {"kind": "Job", "name": "sweep-workers"}
+    return {op["path"]: op for op in yaml.safe_load(patch["patch"])}
+
+
 def k8s_object(kind: str, name: str) -> dict:
     (found,) = [o for o in k8s_objects() if o["kind"] == kind and o["metadata"]["name"] == name]
     return found
@@ -204,11 +211,13 @@ def test_the_kubernetes_tracking_server_keeps_its_store_in_postgres_and_proxies_
 
 
 def test_every_kubernetes_pod_asks_for_resources_and_workers_get_time_to_end_a_trial():
-    for workload in (o for o in k8s_objects() if o["kind"] in ("Job", "Deployment", "StatefulSet")):
-        spec = pod_spec(workload)
-        for container in spec["containers"] + spec.get("initContainers", []):
-            assert set(container["resources"]) == {"requests", "limits"}, (workload["metadata"]["name"], container)
-            assert {"cpu", "memory"} <= set(container["resources"]["requests"]), container["name"]
+    workloads = k8s_objects() + k8s_objects(K8S / "storage-proxy")
+    containers = [c for w in workloads if w["kind"] in ("Job", "Deployment", "StatefulSet")
+                  for c in pod_spec(w)["containers"] + pod_spec(w).get("initContainers", [])]
+    containers += [op["value"] for path, op in component_patches().items() if path.endswith("/initContainers/-")]
+    for container in containers:
+        assert set(container["resources"]) == {"requests", "limits"}, container
+        assert {"cpu", "memory"} <= set(container["resources"]["requests"]), container["name"]
     # SIGTERM ends the trial FAIL and its run KILLED, then stops the worker processes (30 s each, at most).
     assert pod_spec(k8s_object("Job", "sweep-workers"))["terminationGracePeriodSeconds"] >= 60
 
@@ -226,9 +235,34 @@ def test_the_storage_proxy_component_fronts_the_study_database_and_the_workers_c
     assert_store(args.storage, postgres["spec"]["serviceName"], "optuna")
     (port,) = objects["Service"]["spec"]["ports"]
     assert port["targetPort"] == args.port
-    (patch,) = kustomization(component)["patches"]
-    (study_url,) = [op["value"]["value"] for op in yaml.safe_load(patch["patch"]) if op["path"].endswith("/env/0")]
+    patches = component_patches(component)
+    study_url = patches["/spec/template/spec/containers/0/env/0"]["value"]["value"]
     assert study_url == f"grpc://{objects['Service']['metadata']['name']}:{port['port']}"
+
+    # The proxy exits when its database is not up yet: it starts once the database it fronts answers.
+    (wait,) = pod_spec(objects["Deployment"])["initContainers"]
+    assert wait["name"] == "wait-for-study-database" and [e for e in wait["env"] if e["name"] == "STUDY_DATABASE_URL"] == [
+        e for e in proxy["env"] if e["name"] == "STUDY_DATABASE_URL"]
+    # A worker exits when no proxy answers in 5 s: each waits for the proxy it is given, after the tracking server.
+    added = patches["/spec/template/spec/initContainers/-"]
+    assert added["op"] == "add" and {"name": "STUDY_URL", "value": study_url} in added["value"]["env"]
+
+
+def _job_failure_policy(spec: dict) -> None:
+    """Failures counted per index (a few start-up races cannot fail the Job), which Kubernetes allows only for an
+    Indexed Job of restartPolicy Never with maxFailedIndexes at most completions: rules the schemas do not hold."""
+    assert spec["completionMode"] == "Indexed" and spec["template"]["spec"]["restartPolicy"] == "Never"
+    assert "backoffLimit" not in spec and spec["backoffLimitPerIndex"] >= 2
+    assert 0 < spec["maxFailedIndexes"] < spec["completions"] == spec["parallelism"]
+
+
+def test_the_workers_job_counts_failures_per_index_with_or_without_the_storage_proxy():
+    job = k8s_object("Job", "sweep-workers")
+    _job_failure_policy(job["spec"])
+    patched = {path.rsplit("/", 1)[1]: op["value"] for path, op in component_patches().items()
+               if path.count("/") == 2 and op["op"] == "replace"}
+    assert set(patched) == {"parallelism", "completions", "maxFailedIndexes"}
+    _job_failure_policy({**job["spec"], **patched})
 
 
 def _kustomize(folder: Path) -> list[dict]:
@@ -237,15 +271,37 @@ def _kustomize(folder: Path) -> list[dict]:
     return [o for o in yaml.safe_load_all(built.stdout) if o is not None]
 
 
+def _init_containers() -> dict[str, dict]:
+    """Every init container, the storage proxy's and the one its component gives workers included, by name."""
+    workloads = [k8s_object("Job", "sweep-workers"), k8s_object("Deployment", "mlflow"),
+                 *(o for o in k8s_objects(K8S / "storage-proxy") if o["kind"] == "Deployment")]
+    found = [c for workload in workloads for c in pod_spec(workload)["initContainers"]]
+    found += [op["value"] for path, op in component_patches().items() if path.endswith("/initContainers/-")]
+    return {c["name"]: c for c in found}
+
+
 def test_the_init_containers_wait_in_valid_shell_and_the_database_wait_ends_once_it_answers(tracking_database):
     """Each init container's loop parses as sh; the tracking server's, given a database that answers, ends."""
-    for workload in (k8s_object("Job", "sweep-workers"), k8s_object("Deployment", "mlflow")):
-        for container in pod_spec(workload)["initContainers"]:
-            assert container["command"][:2] == ["sh", "-c"]
-            assert subprocess.run(["sh", "-n", "-c", container["command"][2]]).returncode == 0, container["name"]
+    for name, container in _init_containers().items():
+        assert container["command"][:2] == ["sh", "-c"]
+        assert subprocess.run(["sh", "-n", "-c", container["command"][2]]).returncode == 0, name
     (wait,) = pod_spec(k8s_object("Deployment", "mlflow"))["initContainers"]
     environment = {**os.environ, "TRACKING_STORE_URL": tracking_database}
     subprocess.run(wait["command"], env=environment, check=True, timeout=120)
+
+
+@pytest.mark.slow
+def test_the_storage_proxy_s_waits_end_once_its_database_answers_and_once_it_listens(tracking_database):
+    """Run for real: the proxy's wait on a database that answers, then the workers' wait on a real `sweep
+    storage-proxy` in front of it, given its printed URL."""
+    from test_storage_proxy import running_proxy
+
+    waits = _init_containers()
+    environment = {**os.environ, "STUDY_DATABASE_URL": tracking_database}
+    subprocess.run(waits["wait-for-study-database"]["command"], env=environment, check=True, timeout=120)
+    with running_proxy(tracking_database) as proxy:
+        environment = {**os.environ, "STUDY_URL": proxy.url}
+        subprocess.run(waits["wait-for-storage-proxy"]["command"], env=environment, check=True, timeout=120)
 
 
 @pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not installed")
@@ -270,6 +326,12 @@ def test_kubectl_kustomize_with_the_storage_proxy_sends_the_workers_through_it(t
     (job,) = [o for o in objects if o["kind"] == "Job"]
     args = parsed_worker(container_line(pod_spec(job)["containers"][0], secret))
     assert args.storage == "grpc://storage-proxy:13000" and job["spec"]["parallelism"] == 32
+    waits = [c["name"] for c in pod_spec(job)["initContainers"]]
+    assert waits == ["wait-for-tracking-server", "wait-for-storage-proxy"]
+    _job_failure_policy(job["spec"])
+    for version in (OLDEST_KUBERNETES, kubernetes_validate.latest_version()):
+        for o in objects:
+            kubernetes_validate.validate(o, version, strict=True)
     assert {o["metadata"].get("namespace") for o in objects if o["kind"] != "Namespace"} == {"keras-sweep"}
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -18,7 +19,9 @@ import pytest
 from optuna.trial import TrialState
 
 from pipeline import cli, keys
+from pipeline.errors import BadInputError
 from pipeline.processes import free_port
+from pipeline.storages import proxy_server
 from pipeline.study import optuna_storage
 
 from conftest import POSTGRES, ROOT, write_sweep
@@ -32,20 +35,24 @@ def database(new_database) -> str:
 
 
 @contextlib.contextmanager
-def running_proxy(database: str, stop: int = signal.SIGINT) -> Iterator[types.SimpleNamespace]:
+def running_proxy(database: str, stop: int = signal.SIGINT, host: str = "127.0.0.1") -> Iterator[types.SimpleNamespace]:
     """`sweep storage-proxy` in front of the database, as a real process on a free loopback port, once it answers;
-    stopped by `stop`, it must end cleanly (its stderr is then in `.err`)."""
+    stopped by `stop`, it must end cleanly (its stderr is then in `.err`). Its line comes once it listens: a
+    connection made right after it is accepted."""
     port = free_port()
-    command = [sys.executable, "-m", "pipeline.cli", "storage-proxy", "--storage", database, "--port", str(port)]
+    command = [sys.executable, "-m", "pipeline.cli", "storage-proxy", "--storage", database, "--host", host,
+               "--port", str(port)]
     server = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    proxy = types.SimpleNamespace(url=f"grpc://127.0.0.1:{port}", err="")
+    address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    proxy = types.SimpleNamespace(url=f"grpc://{address}", err="")
     try:
-        said = server.stdout.readline()  # its one line, once it has opened the database
-        assert f"listening on 127.0.0.1:{port}; machines pass --storage {proxy.url}" in said, (
+        said = server.stdout.readline()  # its one line, once it has opened the database and listens
+        assert f"listening on {address}; machines pass --storage {proxy.url} " in said, (
             said + server.stderr.read() if server.poll() is not None else said)
+        socket.create_connection((host, port), timeout=10).close()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            optuna.storages.GrpcStorageProxy(host="127.0.0.1", port=port).wait_server_ready(timeout=60)
+            optuna.storages.GrpcStorageProxy(host=address.rpartition(":")[0], port=port).wait_server_ready(timeout=60)
         yield proxy
     finally:
         server.send_signal(stop)
@@ -123,3 +130,25 @@ def test_a_proxy_whose_database_went_away_says_so_on_both_ends(database, capsys)
     assert err.startswith(f"sweep: error: the storage proxy {proxy.url} could not serve the study: "), err
     assert err.count("\n") == 1 and "its database is up" in err, err
     assert "sweep: storage proxy: a machine's call failed: " in proxy.err, proxy.err
+
+
+def test_a_proxy_on_an_ipv6_address_prints_a_url_that_machines_take(database):
+    """`--host ::1`: gRPC binds [::1]:PORT (`::1:PORT` is no address to it), and machines join with the printed
+    grpc://[::1]:PORT; the study they make is in the database."""
+    with running_proxy(database, host="::1") as proxy:
+        optuna.create_study(study_name="through-ipv6", storage=optuna_storage(proxy.url))
+    assert optuna.study.get_all_study_names(storage=database) == ["through-ipv6"]
+
+
+def test_a_bind_gRPC_refuses_is_one_line_naming_the_address_and_why(capfd):
+    """A port the probe let through but gRPC cannot bind (taken meanwhile, say): our line, not gRPC's traceback,
+    and not the line its C core logs on file descriptor 2."""
+    with socket.socket(socket.AF_INET6) as holder:
+        holder.bind(("::1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        with pytest.raises(BadInputError) as refused:
+            proxy_server._bound_server(optuna.storages.InMemoryStorage(), "::1", port)
+    assert str(refused.value) == (f"--host ::1 --port {port}: the storage proxy cannot listen on [::1]:{port} "
+                                  "(Address already in use); pass another --host or --port")
+    assert capfd.readouterr().err == ""

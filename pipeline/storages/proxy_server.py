@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import logging
+import os
+import re
 import signal
 import socket
 import sys
-import warnings
+import tempfile
+from typing import IO, Iterator
 
+import grpc
 import optuna
+# Private: Optuna's public run_grpc_proxy_server binds, starts and blocks in one call, so a "listening" line could
+# only be printed before the bind (wrong when it fails) and a bind failure escapes as a traceback. make_server is
+# its first step (bound, not started); the proxy tests run it, so an Optuna release that moves it fails them.
+from optuna.storages._grpc.server import make_server
 
 from pipeline import stores
 from pipeline.errors import BadInputError
@@ -31,22 +41,60 @@ def serve(storage: str, host: str, port: int) -> int:
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # no line per trial of every machine
     with storage_errors(url):
         backend = optuna.storages.get_storage(database.open_database(url, None))
+    server = _bound_server(backend, host, port)
     joined = socket.gethostname() if host in ("0.0.0.0", "::") else host
-    print(f"Storage proxy for {stores.printable(url)} listening on {host}:{port}; machines pass --storage "
-          f"{stores.PROXY_PREFIX}{joined}:{port}  (Ctrl-C to stop)", flush=True)
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     errors = _ErrorLines()
     logging.getLogger("grpc").addHandler(errors)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            optuna.storages.run_grpc_proxy_server(backend, host=host, port=port)
+        server.start()
+        print(f"Storage proxy for {stores.printable(url)} listening on {_address(host, port)}; machines pass "
+              f"--storage {stores.PROXY_PREFIX}{_address(joined, port)}  (Ctrl-C to stop)", flush=True)
+        server.wait_for_termination()
     except KeyboardInterrupt:
         pass
     finally:
+        server.stop(grace=None)
         logging.getLogger("grpc").removeHandler(errors)
         signal.signal(signal.SIGTERM, previous)
     return 0
+
+
+def _address(host: str, port: int) -> str:
+    """HOST:PORT as a URL names it: an IPv6 address in brackets (`[::1]:13000`), where `::1:13000` is no address."""
+    return f"{_bracketed(host)}:{port}"
+
+
+def _bracketed(host: str) -> str:
+    """A host as gRPC binds it and a URL holds it: an IPv6 address in brackets."""
+    return f"[{host}]" if ":" in host else host
+
+
+def _bound_server(backend: optuna.storages.BaseStorage, host: str, port: int) -> grpc.Server:
+    """Optuna's proxy server on host:port, bound but not started; a bind that fails is one line naming why, not
+    gRPC's RuntimeError ("Failed to bind") after a log line of its own."""
+    with _fd2_caught() as logged:
+        try:
+            return make_server(backend, _bracketed(host), port)
+        except RuntimeError:
+            logged.seek(0)
+            why = re.search(r"Error in bind for address '[^']*': ([^)\n]*)", logged.read())
+    raise BadInputError(f"--host {host} --port {port}: the storage proxy cannot listen on {_address(host, port)}"
+                        f"{f' ({why.group(1)})' if why else ''}; pass another --host or --port")
+
+
+@contextlib.contextmanager
+def _fd2_caught() -> Iterator[IO[str]]:
+    """What is written to file descriptor 2 meanwhile, kept in a file: gRPC's C core logs why a bind failed there,
+    past Python's sys.stderr, and a failed command prints one line."""
+    saved = os.dup(2)
+    with tempfile.TemporaryFile("w+") as caught:
+        os.dup2(caught.fileno(), 2)
+        try:
+            yield caught
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
 
 
 class _ErrorLines(logging.StreamHandler):
@@ -71,11 +119,19 @@ def _raise_interrupt(signum, frame) -> None:
 
 
 def _check_port(host: str, port: int) -> None:
-    """gRPC binds with SO_REUSEPORT: a second proxy on a port already taken would start and share it silently."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    """gRPC binds with SO_REUSEPORT: a second proxy on a port already taken would start and share it silently.
+    A host that is not this machine's is named as such, not as a port taken."""
+    try:
+        family, _, _, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+    except socket.gaierror as exc:
+        raise BadInputError(f"--host {host}: no such host ({exc.strerror}); pass a name or address of this machine, "
+                            "e.g. 0.0.0.0 (every network) or 127.0.0.1 (this machine only)") from None
     with socket.socket(family) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a port some earlier server left in TIME_WAIT
         try:
-            probe.bind((host, port))
+            probe.bind(address)
         except OSError as exc:
+            if exc.errno == errno.EADDRNOTAVAIL:
+                raise BadInputError(f"--host {host}: not an address of this machine ({exc.strerror}); pass one of "
+                                    "its own, e.g. 0.0.0.0 (every network) or 127.0.0.1 (this machine only)") from None
             raise BadInputError(f"port {port} on {host} is not available ({exc.strerror}); pass --port") from None
