@@ -16,6 +16,7 @@ STORED_AT = "storage"  # stores.identity of the storage when the study last ran,
 PARAMS = "hyperparameters"  # the complete set, searched and fixed
 RUN_ID = "mlflow_run_id"
 HOST, PID = "host", "pid"  # the process running the trial, so a dead one can be told from a live one
+HEARTBEATS = "heartbeats"  # where the trial's process keeps its heartbeats (pipeline.storages.heartbeats_kept_in)
 ERROR = "error"
 # ... and a confirmation's retraining (pipeline.confirmation): the search trial it repeats, with which seed
 SOURCE_TRIAL, REPEAT, SEED, SOURCE_RUN_ID = "source_trial", "repeat", "seed", "source_run_id"

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from pathlib import Path
 from typing import Iterator
 
 from pipeline import stores
@@ -80,6 +81,17 @@ def pid_alive(pid) -> bool:
     except PermissionError:
         return True
     return pid != os.getpid()
+
+
+def same_command(pid) -> bool:
+    """Whether a process on this machine belongs to this `sweep` command: this process's own worker (asked by the
+    supervisor) or its sibling (asked by a worker). The supervisor watches those itself; Linux's /proc tells, and
+    elsewhere the answer is no."""
+    try:
+        parent = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return False
+    return parent in (os.getpid(), os.getppid())
 
 
 def die_with_parent() -> None:

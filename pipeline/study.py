@@ -16,14 +16,13 @@ from typing import Iterator
 
 import grpc
 import optuna
-from optuna.storages._heartbeat import BaseHeartbeat  # not exported; the check Optuna itself makes
 from optuna.trial import TrialState
 
 from pipeline import keys, objectives, storages, stores, tracking
 from pipeline.config import PrunerConfig, SweepConfig, parse_sweep_text
 from pipeline.errors import BadInputError, StudyError, SweepConfigError, SweepError
 from pipeline.hyperparameters import FixedParam, FloatParam, IntParam
-from pipeline.processes import pid_alive
+from pipeline.processes import pid_alive, same_command
 
 COUNTED = (TrialState.COMPLETE, TrialState.PRUNED)
 HEARTBEAT_S, GRACE_S = 20, 60
@@ -82,13 +81,36 @@ def storage_errors(url: str) -> Iterator[None]:
                             "mlruns/optuna.journal), sqlite:///path.db, postgresql://user@host/database, or "
                             "grpc://host:port (a storage proxy)") from None
     except grpc.RpcError as exc:
-        reason = str(exc.details() if isinstance(exc, grpc.Call) else exc).strip().rstrip(".")[:300]
-        raise StudyError(f"the storage proxy {shown} could not serve the study: {reason}. Check that the proxy runs "
-                         "and that its database is up (the proxy's own output says what failed)") from None
+        raise StudyError(f"the storage proxy {shown} could not serve the study: {_reason(exc, url)}. Check that the "
+                         "proxy runs and that its database is up (the proxy's own output says what failed)") from None
     except (sqlalchemy.exc.SQLAlchemyError, OSError, ValueError, optuna.exceptions.StorageInternalError) as exc:
-        reason = _without(str(getattr(exc, "orig", None) or exc).strip().splitlines()[0][:300], url, shown)
-        raise StudyError(f"cannot open the study storage {shown}: {reason}. Check the path or server (a damaged "
-                         "file can be moved away; its study is then lost), or pass another --storage") from None
+        advice = ("Check the path (a damaged file can be moved away; its study is then lost)" if stores.local_path(url)
+                  else "Check that the server runs and the database exists (CREATE DATABASE ...)")
+        raise StudyError(f"cannot open the study storage {shown}: {_reason(exc, url)}. {advice}, or pass another "
+                         "--storage") from None
+
+
+@contextlib.contextmanager
+def storage_lost(url: str) -> Iterator[None]:
+    """The study's storage failing mid-sweep (its database or proxy gone) as one line, wherever it is noticed (a
+    worker between trials, the supervisor reading progress), instead of a traceback: the finished trials are
+    kept, and a trial left RUNNING is failed by the rerun that resumes the study."""
+    try:
+        yield
+    except storages.FAILURES as exc:
+        raise StudyError(f"the study storage {stores.printable(url)} failed mid-sweep: {_reason(exc, url)}; the sweep "
+                         "stopped, its finished trials are kept: rerun the same command once it answers again"
+                         ) from None
+
+
+def _reason(exc: BaseException, url: str) -> str:
+    """One line of what a storage library said: gRPC's details, or a driver's first line without the password."""
+    if isinstance(exc, grpc.Call):
+        return f"{exc.code().name}: {exc.details()}".strip().rstrip(".")[:300]
+    if isinstance(exc, optuna.exceptions.StorageInternalError) and (exc.__cause__ or exc.__context__):
+        exc = exc.__cause__ or exc.__context__  # Optuna's "An exception is raised during the commit" hides why
+    text = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    return _without(text[0][:300] if text else type(exc).__name__, url, stores.printable(url))
 
 
 def _without(text: str, url: str, shown: str) -> str:
@@ -239,6 +261,7 @@ def claim_trial(trial: optuna.Trial) -> None:
     """Record which process runs a trial, so a later run can tell a dead one from a live one."""
     trial.set_user_attr(keys.HOST, socket.gethostname())
     trial.set_user_attr(keys.PID, os.getpid())
+    trial.set_user_attr(keys.HEARTBEATS, storages.heartbeats_kept_in(trial.study._storage))
 
 
 DIED = "its process died"
@@ -290,26 +313,35 @@ def died_elsewhere(trial: optuna.trial.FrozenTrial) -> bool:
 
 def awaited(study: optuna.Study, config: SweepConfig) -> list[optuna.trial.FrozenTrial]:
     """The RUNNING trials a process must wait for before it leaves: the study's trials are all taken, some of
-    them only by running trials whose death it can tell (by heartbeat on a database, by pid on this machine).
+    them only by running trials of other commands whose death it can tell: on this machine by their pid, on
+    another by heartbeats kept where its own are (watched_by_heartbeat).
 
     Leaving then would leave the study short for ever if such a trial's machine had died (a SIGKILL, a lost
-    node); waiting at most the heartbeat grace, the process fails that trial and runs the missing one.
-    A trial of another machine on a journal file has neither, so nobody waits for it.
+    node); waiting at most the heartbeat grace, the process fails that trial and runs the missing one. This
+    command's own workers' trials are the supervisor's to watch; another machine's trial on a journal file, or
+    one whose heartbeats this process cannot see, nobody can watch: nobody waits for those.
     """
     trials = study.get_trials(deepcopy=False)
     n_left, time_left = budget_left(study, config)
     finished = sum(t.state in COUNTED for t in trials)
     if n_left > 0 or finished >= config.study.n_trials or (time_left is not None and time_left <= 0):
         return []
-    heartbeats = _has_heartbeats(study)
     host = socket.gethostname()
-    return [t for t in trials if t.state == TrialState.RUNNING and (heartbeats or t.user_attrs.get(keys.HOST) == host)]
+    return [t for t in trials if t.state == TrialState.RUNNING and not (t.user_attrs.get(keys.HOST) == host and
+                                                                        same_command(t.user_attrs.get(keys.PID)))
+            and (t.user_attrs.get(keys.HOST) == host or watched_by_heartbeat(study, t))]
+
+
+def watched_by_heartbeat(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> bool:
+    """Whether this process can see the trial's heartbeats: this storage has them, and the trial's process kept
+    them the same way (a trial recorded before processes said where counts as the same)."""
+    ours = storages.heartbeats_kept_in(study._storage)
+    return ours is not None and trial.user_attrs.get(keys.HEARTBEATS, ours) == ours
 
 
 def _has_heartbeats(study: optuna.Study) -> bool:
     """Whether the study's processes send heartbeats (a database server, or a proxy in front of one)."""
-    storage = study._storage
-    return isinstance(storage, BaseHeartbeat) and storage.get_heartbeat_interval() is not None
+    return storages.heartbeats_kept_in(study._storage) is not None
 
 
 def settled(study: optuna.Study, config: SweepConfig) -> bool:
@@ -401,8 +433,11 @@ def budget_left(study: optuna.Study, config: SweepConfig) -> tuple[int, float | 
     n_left = max(config.study.n_trials - taken, 0)
     if config.study.timeout is None:
         return n_left, None
+    # A trial whose process died is ended when someone notices (a heartbeat grace, or a rerun days later): its
+    # start-to-end time is not time it spent, so it is left out (what it trained before dying is lost with it).
     spent = sum((t.datetime_complete - t.datetime_start).total_seconds()
-                for t in study.get_trials(deepcopy=False) if t.datetime_complete and t.datetime_start)
+                for t in study.get_trials(deepcopy=False)
+                if t.datetime_complete and t.datetime_start and not died_elsewhere(t))
     return n_left, config.study.timeout - spent
 
 

@@ -26,7 +26,7 @@ from pipeline.progress import Progress
 from pipeline.report import ConfirmationOutcome, SweepOutcome
 from pipeline.study import (StudyNotFound, best_complete_trial, budget_left, check_space_fits, died_elsewhere,
                             end_failed_runs, fail_dead_trials, failure_reason, find_study, finished_count, has_best,
-                            load_existing_study, open_study, repair_journal, settled)
+                            load_existing_study, open_study, repair_journal, settled, storage_lost)
 from pipeline.worker import Go, Ready
 from pipeline.worker_pool import STOP_SIGNALS, WorkerPool
 
@@ -89,7 +89,9 @@ def _open_parent(study: optuna.Study, config: SweepConfig, tracker: tracking.Tra
     known = study.user_attrs.get(keys.PARENT_RUN_ID) or tracking.parent_of(
         [t.user_attrs[keys.RUN_ID] for t in study.get_trials(deepcopy=False) if keys.RUN_ID in t.user_attrs][-1:])
     parent_id = tracking.open_parent_run(tracker, config.study.name, identity, config.path, _settings(config), known)
-    if was is not None and was != identity:
+    # Only a file store moves (cp -r mlruns elsewhere/): a server named another way (localhost, 127.0.0.1) or reached
+    # through a storage proxy is the same store, and its identity is a URL where a file's is a path.
+    if was is not None and was != identity and "://" not in was:
         _say(f"study '{config.study.name}' was last run from {stores.printable(was)} and is now at "
              f"{stores.printable(identity)}: the store moved; its MLflow runs are joined by the ids it recorded")
     if config.builder_path is not None:
@@ -103,16 +105,27 @@ def _supervise(pool: WorkerPool, config: SweepConfig, study: optuna.Study, track
                parent_id: str, before: int, show_progress: bool, unfinished: set[int]) -> SweepOutcome:
     """Hand the workers the parent run and watch them until they are done; end the parent run."""
     _release_and_watch(pool, tracker, parent_id, "search", Progress(study, config, tracker.tracking_uri, show_progress),
-                       lambda: settled(study, config), lambda: _clean_dead(study))
+                       lambda: settled(study, config), lambda: _clean_dead(study), config.study.storage)
     _refresh_study_plots(study, parent_id, config.study.objectives)
     confirmed = confirmation.of_study(study, config, tracker.tracking_uri)
     _log_conclusions(study, confirmed, config, parent_id)
     tracking.close_parent_run(parent_id, "KILLED" if pool.stopped_by else "FINISHED")
     message = ""
     if pool.stopped_by:
-        message = f"interrupted: the current trial was marked FAIL ({STOP_SIGNALS[pool.stopped_by]})"
+        message = _interrupted(study, pool, before)
     return _outcome(config, study, pool, tracker.tracking_uri, parent_id, before, message, pool.stopped_by,
                     unfinished)
+
+
+def _interrupted(study: optuna.Study, pool: WorkerPool, before: int) -> str:
+    """What a stop signal ended: the trials this command's workers were running (FAIL now), or none (a worker
+    waiting for another machine's trial has none)."""
+    stopped = [t.number for t in study.get_trials(deepcopy=False)[before:]
+               if t.state == TrialState.FAIL and t.user_attrs.get(keys.PID) in pool.pids
+               and t.user_attrs.get(keys.ERROR, "").startswith("KeyboardInterrupt")]
+    what = {0: "no trial was running here", 1: f"trial {stopped[0]} was marked FAIL"}.get(
+        len(stopped), f"trials {', '.join(map(str, stopped))} were marked FAIL")
+    return f"interrupted ({STOP_SIGNALS[pool.stopped_by]}): {what}"
 
 
 def run_confirmation(config: SweepConfig, pool: WorkerPool, show_progress: bool = True) -> ConfirmationOutcome:
@@ -142,7 +155,7 @@ def run_confirmation(config: SweepConfig, pool: WorkerPool, show_progress: bool 
         progress = Progress(queue, config, tracker.tracking_uri, show_progress, total=len(retrainings),
                             desc=f"{config.study.name} confirm")
         _release_and_watch(pool, tracker, parent_id, "confirm", progress, lambda: confirmation.queue_empty(queue),
-                           lambda: _clean_dead(queue))
+                           lambda: _clean_dead(queue), config.study.storage)
         outcome = _confirmation_outcome(config, study, queue, parent_id)
         _log_conclusions(study, outcome.results, config, parent_id)
         tracking.close_parent_run(parent_id, "KILLED" if pool.stopped_by else "FINISHED")
@@ -150,17 +163,18 @@ def run_confirmation(config: SweepConfig, pool: WorkerPool, show_progress: bool 
 
 
 def _release_and_watch(pool: WorkerPool, tracker: tracking.Tracker, parent_id: str, phase: str, progress: Progress,
-                       done, fail_dead) -> None:
+                       done, fail_dead, storage: str) -> None:
     """Hand the workers the parent run and the phase, and watch them until they have ended; a failure or an
-    interruption ends the parent run KILLED."""
+    interruption ends the parent run KILLED (and the study's storage failing stops the workers, in one line)."""
     try:
-        with processes.shared_tracking_server(tracker.tracking_uri, pool.size) as worker_uri:
+        with storage_lost(storage), processes.shared_tracking_server(tracker.tracking_uri, pool.size) as worker_uri:
             pool.release(Go(parent_id, worker_uri, phase))
             with progress:
                 failure = pool.watch(progress, done, fail_dead)
             if failure is None:
                 fail_dead()  # trials the workers' Optuna failed by heartbeat have their runs ended too
     except BaseException:
+        pool.stop()
         tracking.close_parent_run(parent_id, "KILLED")
         raise
     if failure is not None:

@@ -8,12 +8,13 @@ Imported only inside a worker, after TensorFlow has been loaded quietly (pipelin
 from __future__ import annotations
 
 import functools
+import socket
 import time
 
 import optuna
 from optuna.trial import TrialState
 
-from pipeline import builders, confirmation, keys, objectives, tracking
+from pipeline import builders, confirmation, keys, objectives, storages, tracking
 from pipeline.config import SweepConfig, with_overrides
 from pipeline.data import Splits, load_splits, portable_folder
 from pipeline.deferred import Deferred
@@ -22,7 +23,7 @@ from pipeline.errors import StudyError, SweepConfigError, TrackingError
 from pipeline.preprocessing import fit_stats
 from pipeline.processes import StopRequest
 from pipeline.study import (GRACE_S, SurplusTrialError, awaited, budget_spent, fail_dead_trials, failure_reason,
-                            open_study, settled)
+                            open_study, settled, storage_lost)
 from pipeline.trial import TrialContext, run_retraining, run_trial
 from pipeline.worker import Finished, LastTrial, Note, Ready, WorkerSpec
 
@@ -45,8 +46,9 @@ def serve(spec: WorkerSpec, connection, stop: StopRequest) -> Finished:
     with Deferred() as after_trial:  # the worker says how it ended only once the last trial's model is logged
         context = TrialContext(config, data, stats, _dataset_record(config, data), tracker, go.parent_id, stop,
                                after_trial, design)
-        return _run_phase(go.phase, spec.number, context, lambda: connection.send(LastTrial()),
-                          lambda text: connection.send(Note(text)))
+        with storage_lost(config.study.storage):
+            return _run_phase(go.phase, spec.number, context, lambda: connection.send(LastTrial()),
+                              lambda text: connection.send(Note(text)))
 
 
 def _check_family(config: SweepConfig, data: Splits) -> None:
@@ -100,6 +102,8 @@ def _run_trials(study: optuna.Study, config: SweepConfig, objective, stop: StopR
         except TrackingError as exc:
             raise TrackingError(f"{exc}; the sweep stopped, its finished trials are kept in the study: "
                                 "rerun the same command once the tracking store is back") from None
+        except storages.FAILURES:
+            raise  # the study's storage, not the trial, failed: pipeline.study.storage_lost says so
         except Exception as exc:  # the trial failed by itself; Optuna has recorded it as FAIL
             guard.failed(exc)
             continue
@@ -124,8 +128,10 @@ class _OthersAwaited:
             return False
         held = [t for t in awaited(self.study, self.config) if t.number not in self.told]
         for trial in held:
-            self.say(f"waiting for trial {trial.number} of {_where(trial)}, one of the study's last: if its "
-                     f"process has died, it is failed {GRACE_S} s after its last heartbeat and run again here")
+            when = ("at once" if trial.user_attrs.get(keys.HOST) == socket.gethostname()
+                    else f"{GRACE_S} s after its last heartbeat")
+            self.say(f"waiting for trial {trial.number} of {_where(trial)}, one of the study's last, run by another "
+                     f"sweep: if its process dies, the trial is failed {when} and run again here")
             self.told.add(trial.number)
         time.sleep(self.POLL_S)
         failed = set(fail_dead_trials(self.study))

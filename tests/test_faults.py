@@ -12,6 +12,7 @@ import time
 
 import mlflow
 import optuna
+import psycopg
 import pytest
 import sqlalchemy.exc
 from optuna.trial import TrialState
@@ -21,7 +22,7 @@ from pipeline import stores as store_uris
 from pipeline.processes import free_port, start_group, stop_group, wait_for_http
 from pipeline.study import optuna_storage
 
-from conftest import ROOT, write_sweep
+from conftest import POSTGRES, ROOT, write_sweep
 
 DIVERGING = {"activation": "relu", "optimizer": "sgd", "learning_rate": 10.0, "preprocessing": "standardize", "units": 64, "epochs": 2}
 
@@ -141,9 +142,10 @@ def test_a_stop_signal_marks_the_trial_prints_the_summary_and_exits_non_zero(tmp
     process.send_signal(signum)
     out, err = process.communicate(timeout=120)
     assert process.returncode == status, err
-    assert "interrupted: the current trial was marked FAIL" in out and "best trial" in out
-    assert "Traceback" not in err
     trials = _study(stores).trials
+    assert f"interrupted ({'Ctrl-C' if signum == signal.SIGINT else 'SIGTERM'}): trial {trials[-1].number} was " \
+           "marked FAIL" in out and "best trial" in out, out
+    assert "Traceback" not in err
     assert trials[-1].state == TrialState.FAIL
     client = _client(stores)
     assert client.get_run(trials[-1].user_attrs["mlflow_run_id"]).info.status == "KILLED"
@@ -340,3 +342,30 @@ def test_a_sweep_waits_for_another_s_last_trial_and_runs_it_when_that_one_dies(t
     client = _client(stores)
     runs = client.search_runs([client.get_experiment_by_name("fashion-mnist-smoke").experiment_id])
     assert not [r for r in runs if r.info.status == "RUNNING"], "no run left RUNNING"
+
+
+@pytest.mark.slow
+def test_the_study_database_lost_mid_sweep_stops_it_in_one_line(tmp_path, data_dir, stores, new_database):
+    """The study's PostgreSQL database goes away after the first trial: the sweep stops with one line naming the
+    storage (no traceback from the worker or the supervisor, wherever it was noticed) and exits non-zero."""
+    storage = new_database("optuna")
+    path = _tiny(tmp_path, data_dir, stores, study__n_trials=4, search_space__epochs=6, data__subset=3000,
+                 study__storage=storage)
+    process = _sweep_process(path)
+    deadline = time.time() + 300
+    while time.time() < deadline and process.poll() is None:
+        try:
+            if _study({"storage": storage}).get_trials(states=(TrialState.COMPLETE,)):
+                break
+        except (KeyError, sqlalchemy.exc.SQLAlchemyError):
+            pass  # the sweep is creating the study
+        time.sleep(0.5)
+    else:
+        pytest.fail(f"no trial completed: {process.communicate()}")
+    with psycopg.connect(f"{POSTGRES}/test", autocommit=True) as admin:
+        admin.execute(f"DROP DATABASE {storage.rsplit('/', 1)[1]} WITH (FORCE)")
+    out, err = process.communicate(timeout=300)
+    assert process.returncode == 1, err[-3000:]
+    assert "Traceback" not in err, err[-3000:]
+    assert f"the study storage {store_uris.printable(storage)} failed mid-sweep: " in err, err[-3000:]
+    assert "rerun the same command" in err and "during the commit" not in err, err[-3000:]
