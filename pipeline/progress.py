@@ -9,7 +9,7 @@ from tqdm import tqdm
 
 from pipeline import keys, objectives, tracking
 from pipeline.config import SweepConfig
-from pipeline.study import finished_count
+from pipeline.study import finished_count, is_surplus
 
 
 class Progress:
@@ -49,6 +49,8 @@ class Progress:
                 self.bar.set_postfix({f"best {self.metric}": f"{self.best:.4f}"})
 
     def _report(self, trial: optuna.trial.FrozenTrial) -> None:
+        if is_surplus(trial):
+            return
         if trial.state in (TrialState.COMPLETE, TrialState.PRUNED):
             self.bar.update(1)
         run_id = trial.user_attrs.get(keys.RUN_ID)

@@ -257,6 +257,12 @@ def refuse_surplus(trial: optuna.Trial, n_trials: int) -> None:
         raise SurplusTrialError(f"trial {trial.number} is beyond the study's {n_trials} trials")
 
 
+def is_surplus(trial: optuna.trial.FrozenTrial) -> bool:
+    """A trial refused as beyond the budget (refuse_surplus): FAIL, as Optuna keeps every trial it hands out, but
+    no trial anyone ran; the progress lines and the summary's count leave it out."""
+    return trial.state == TrialState.FAIL and trial.user_attrs.get(keys.ERROR, "").startswith(SurplusTrialError.__name__)
+
+
 def claim_trial(trial: optuna.Trial) -> None:
     """Record which process runs a trial, so a later run can tell a dead one from a live one."""
     trial.set_user_attr(keys.HOST, socket.gethostname())

@@ -25,7 +25,7 @@ from pipeline.errors import BadInputError, SweepConfigError, SweepError
 from pipeline.progress import Progress
 from pipeline.report import ConfirmationOutcome, SweepOutcome
 from pipeline.study import (StudyNotFound, best_complete_trial, budget_left, check_space_fits, died_elsewhere,
-                            end_failed_runs, fail_dead_trials, failure_reason, find_study, finished_count, has_best,
+                            end_failed_runs, fail_dead_trials, failure_reason, find_study, finished_count, has_best, is_surplus,
                             load_existing_study, open_study, repair_journal, settled, storage_lost)
 from pipeline.worker import Go, Ready
 from pipeline.worker_pool import STOP_SIGNALS, WorkerPool
@@ -257,10 +257,10 @@ def _spent_message(study: optuna.Study, config: SweepConfig) -> str:
     running = len(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
     if n_left == 0 and running:
         return (f"study '{config.study.name}' has {finished_count(study)} finished trials of the "
-                f"{config.study.n_trials} asked for, and {running} running on other machines; nothing to do now. "
-                f"{stores.printable(config.study.storage)} has no heartbeats to tell a dead machine's trial from a "
-                "live one: rerun once they have ended (a dead one is then run again), or share a study between "
-                "machines through a database (postgresql://...)")
+                f"{config.study.n_trials} asked for, and {running} running on machines this one cannot watch; nothing "
+                "to do now. Their heartbeats cannot be seen from here (a journal file has none; a database and a "
+                "storage proxy keep them apart): rerun once they have ended (a dead one is then run again), and share a "
+                "study between machines through one kind of URL to a database (postgresql://... or grpc://...)")
     if n_left == 0:
         return (f"study '{config.study.name}' already has {finished_count(study)} finished trials of the "
                 f"{config.study.n_trials} asked for; nothing to do (raise --n-trials to continue it)")
@@ -293,7 +293,7 @@ def _ran_here(study: optuna.Study, pool: WorkerPool, before: int) -> int:
     """The trials this command's workers ran; other processes and machines may have added to the study too."""
     host = socket.gethostname()
     return sum(t.number >= before and t.user_attrs.get(keys.HOST) == host and t.user_attrs.get(keys.PID) in pool.pids
-               for t in study.get_trials(deepcopy=False))
+               and not is_surplus(t) for t in study.get_trials(deepcopy=False))
 
 
 def _no_best(study: optuna.Study) -> str:

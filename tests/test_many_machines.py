@@ -27,7 +27,7 @@ from optuna.trial import TrialState
 
 from pipeline import keys
 from pipeline.processes import free_port, start_group, stop_group, wait_for_http
-from pipeline.study import optuna_storage
+from pipeline.study import is_surplus, optuna_storage
 
 from conftest import write_sweep
 
@@ -154,11 +154,13 @@ def test_machines_sharing_no_disk_survive_a_dead_one(tmp_path, data_dir, postgre
     assert f"{N_TRIALS} finished trials ({N_TRIALS} run now)" in out, out
     assert f"trial {dead.number} of host {DEAD_HOST}" in out and "heartbeats" in out, out
 
-    trials = optuna.load_study(study_name=STUDY, storage=storage).trials
+    # Machines asking at once can overshoot the budget by one: that trial is refused before it trains or logs.
+    trials = [t for t in optuna.load_study(study_name=STUDY, storage=storage).trials if not is_surplus(t)]
     states = {t.number: t.state for t in trials}
     assert states.pop(dead.number) == TrialState.FAIL and set(states.values()) == {TrialState.COMPLETE}
-    assert len(states) == N_TRIALS and "heartbeats" in trials[dead.number].user_attrs[keys.ERROR]
-    assert trials[dead.number].user_attrs[keys.HOST] == DEAD_HOST
+    (killed,) = [t for t in trials if t.number == dead.number]
+    assert len(states) == N_TRIALS and "heartbeats" in killed.user_attrs[keys.ERROR]
+    assert killed.user_attrs[keys.HOST] == DEAD_HOST
     runs = assert_one_run_per_trial(trials, tracking_uri)
     assert runs[dead.number].info.status == "FAILED"
     assert_models_went_through_the_server(trials, runs, tracking_uri, artifacts, tmp_path / "downloads")

@@ -22,7 +22,7 @@ from pipeline import cli, keys
 from pipeline.errors import BadInputError
 from pipeline.processes import free_port
 from pipeline.storages import proxy_server
-from pipeline.study import optuna_storage
+from pipeline.study import is_surplus, optuna_storage
 
 from conftest import POSTGRES, ROOT, write_sweep
 
@@ -75,6 +75,8 @@ def test_two_workers_run_a_sweep_through_the_proxy_into_postgres(tmp_path, data_
                        tracking__tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")
     assert cli.main(["run", str(path), "--workers", "2", "--no-progress"]) == 0
     trials = optuna.load_study(study_name="fashion-mnist-smoke", storage=database).trials  # the database itself
+    # Two workers asking at once can overshoot the budget by one: that trial is refused before it trains.
+    trials = [t for t in trials if not is_surplus(t)]
     assert [t.state for t in trials] == [TrialState.COMPLETE] * 3
     assert all(keys.HEARTBEAT in t.system_attrs and keys.RUN_ID in t.user_attrs for t in trials)
     with psycopg.connect(database) as connection:

@@ -18,7 +18,7 @@ from optuna.trial import TrialState
 
 from pipeline import cli
 from pipeline.processes import mlflow_server
-from pipeline.study import optuna_storage
+from pipeline.study import is_surplus, optuna_storage
 
 from conftest import ROOT, write_sweep
 
@@ -28,15 +28,17 @@ pytestmark = pytest.mark.slow
 def assert_one_run_per_trial(storage: str, tracking_uri: str, n_trials: int) -> None:
     """Every trial exactly once in Optuna and once in MLflow, all under the study's one parent run."""
     study = optuna.load_study(study_name="fashion-mnist-smoke", storage=optuna_storage(storage))
-    assert len(study.trials) == n_trials and all(t.state == TrialState.COMPLETE for t in study.trials)
+    # Workers asking at once can overshoot the budget by one: that trial is refused before it trains or logs.
+    trials = [t for t in study.trials if not is_surplus(t)]
+    assert len(trials) == n_trials and all(t.state == TrialState.COMPLETE for t in trials)
     client = mlflow.MlflowClient(tracking_uri)
     experiment = client.get_experiment_by_name("fashion-mnist-smoke")
     runs = client.search_runs([experiment.experiment_id], max_results=1000)
     (parent,) = [r for r in runs if r.data.tags.get("sweep.role") == "parent"]
     children = [r for r in runs if r.data.tags.get("sweep.role") == "trial"]
-    assert sorted(int(r.data.tags["sweep.trial_number"]) for r in children) == list(range(n_trials))
+    assert sorted(int(r.data.tags["sweep.trial_number"]) for r in children) == [t.number for t in trials]
     assert {r.data.tags["mlflow.parentRunId"] for r in children} == {parent.info.run_id}
-    assert {t.user_attrs["mlflow_run_id"] for t in study.trials} == {r.info.run_id for r in children}
+    assert {t.user_attrs["mlflow_run_id"] for t in trials} == {r.info.run_id for r in children}
     assert all(r.info.status == "FINISHED" for r in children)
 
 
