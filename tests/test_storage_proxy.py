@@ -154,3 +154,16 @@ def test_a_bind_gRPC_refuses_is_one_line_naming_the_address_and_why(capfd):
     assert str(refused.value) == (f"--host ::1 --port {port}: the storage proxy cannot listen on [::1]:{port} "
                                   "(Address already in use); pass another --host or --port")
     assert capfd.readouterr().err == ""
+
+
+def test_ctrl_c_stops_a_proxy_started_with_ctrl_c_ignored(database):
+    """A child inherits an ignored SIGINT (a parent that ignored Ctrl-C, `nohup`, a test runner that did):
+    Python then installs no handler of its own, and the proxy would run on. It sets its own."""
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "storage-proxy", "--storage", database, "--port",
+                               str(port)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    assert "listening on" in server.stdout.readline()
+    server.send_signal(signal.SIGINT)
+    _, err = server.communicate(timeout=60)
+    assert server.returncode == 0 and "Traceback" not in err, err[-3000:]

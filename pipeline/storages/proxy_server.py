@@ -43,7 +43,9 @@ def serve(storage: str, host: str, port: int) -> int:
         backend = optuna.storages.get_storage(database.open_database(url, None))
     server = _bound_server(backend, host, port)
     joined = socket.gethostname() if host in ("0.0.0.0", "::") else host
-    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    # Both stop signals, set here: a process started with Ctrl-C ignored (as by a parent that ignored it) would
+    # otherwise not stop on it, and Python's own handler covers SIGINT only.
+    previous = {sig: signal.signal(sig, _raise_interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
     errors = _ErrorLines()
     logging.getLogger("grpc").addHandler(errors)
     try:
@@ -56,7 +58,8 @@ def serve(storage: str, host: str, port: int) -> int:
     finally:
         server.stop(grace=None)
         logging.getLogger("grpc").removeHandler(errors)
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     return 0
 
 
@@ -114,7 +117,7 @@ class _ErrorLines(logging.StreamHandler):
 
 
 def _raise_interrupt(signum, frame) -> None:
-    """SIGTERM (docker stop, Kubernetes, systemd) ends the server as Ctrl-C does."""
+    """Ctrl-C, and SIGTERM (docker stop, Kubernetes, systemd), end the server."""
     raise KeyboardInterrupt
 
 
