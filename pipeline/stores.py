@@ -41,6 +41,11 @@ def is_proxy(uri: str) -> bool:
     return uri.startswith(PROXY_PREFIX)
 
 
+def bracketed(host: str) -> str:
+    """A host as a URL holds it and gRPC binds or dials it: an IPv6 address in brackets (`[::1]`)."""
+    return f"[{host}]" if ":" in host else host
+
+
 def proxy_address(uri: str) -> tuple[str, int]:
     """The host and port of `grpc://HOST:PORT` (an IPv6 address without its brackets); anything else is refused,
     naming the form."""

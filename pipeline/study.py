@@ -332,10 +332,15 @@ def awaited(study: optuna.Study, config: SweepConfig) -> list[optuna.trial.Froze
     finished = sum(t.state in COUNTED for t in trials)
     if n_left > 0 or finished >= config.study.n_trials or (time_left is not None and time_left <= 0):
         return []
-    host = socket.gethostname()
-    return [t for t in trials if t.state == TrialState.RUNNING and not (t.user_attrs.get(keys.HOST) == host and
-                                                                        same_command(t.user_attrs.get(keys.PID)))
-            and (t.user_attrs.get(keys.HOST) == host or watched_by_heartbeat(study, t))]
+    return [t for t in trials if t.state == TrialState.RUNNING and _watchable(study, t)]
+
+
+def _watchable(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> bool:
+    """Another command's trial on this machine (by its pid), or another machine's whose heartbeats this process
+    sees; not one of this command's own workers' (the supervisor watches those)."""
+    if trial.user_attrs.get(keys.HOST) == socket.gethostname():
+        return not same_command(trial.user_attrs.get(keys.PID))
+    return watched_by_heartbeat(study, trial)
 
 
 def watched_by_heartbeat(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> bool:

@@ -52,7 +52,7 @@ class HeartbeatProxy(optuna.storages.GrpcStorageProxy, BaseHeartbeat):
 
     def __init__(self, host: str, port: int, heartbeats: Heartbeats):
         # gRPC's target for an IPv6 address is [addr]:port; Optuna's client joins host and port as they are.
-        super().__init__(host=f"[{host}]" if ":" in host else host, port=port)
+        super().__init__(host=stores.bracketed(host), port=port)
         self._heartbeats = heartbeats
 
     def record_heartbeat(self, trial_id: int) -> None:

@@ -65,12 +65,7 @@ def serve(storage: str, host: str, port: int) -> int:
 
 def _address(host: str, port: int) -> str:
     """HOST:PORT as a URL names it: an IPv6 address in brackets (`[::1]:13000`), where `::1:13000` is no address."""
-    return f"{_bracketed(host)}:{port}"
-
-
-def _bracketed(host: str) -> str:
-    """A host as gRPC binds it and a URL holds it: an IPv6 address in brackets."""
-    return f"[{host}]" if ":" in host else host
+    return f"{stores.bracketed(host)}:{port}"
 
 
 def _bound_server(backend: optuna.storages.BaseStorage, host: str, port: int) -> grpc.Server:
@@ -78,7 +73,7 @@ def _bound_server(backend: optuna.storages.BaseStorage, host: str, port: int) ->
     gRPC's RuntimeError ("Failed to bind") after a log line of its own."""
     with _fd2_caught() as logged:
         try:
-            return make_server(backend, _bracketed(host), port)
+            return make_server(backend, stores.bracketed(host), port)
         except RuntimeError:
             logged.seek(0)
             why = re.search(r"Error in bind for address '[^']*': ([^)\n]*)", logged.read())
