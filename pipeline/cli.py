@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import signal
 import sys
 from pathlib import Path
 
-from pipeline.config import (DEFAULT_STORAGE, DEFAULT_TRACKING_URI, check_data_source, check_run, export_limits,
-                             load_sweep, with_confirm, with_overrides)
-from pipeline.errors import BadInputError, SweepConfigError, SweepError
+from pipeline.api import Sweep, quiet_libraries
+from pipeline.config import DEFAULT_STORAGE, DEFAULT_TRACKING_URI
+from pipeline.errors import BadInputError, SweepConfigError, SweepError, SweepInterrupted
 from pipeline.stores import PROXY_PORT
 
 EXIT_SIGNAL_BASE = 128  # the shell's convention: a command ended by signal N exits 128 + N (Ctrl-C: 130)
@@ -67,6 +66,15 @@ def build_parser() -> argparse.ArgumentParser:
     _add_store_options(report)
     report.set_defaults(handler=_report)
 
+    listed = commands.add_parser("list", help="the studies in a storage: trials by state, best, confirmed, last "
+                                 "activity, whether a process runs one now")
+    listed.add_argument("--storage", help=f"Optuna storage URL (default {DEFAULT_STORAGE})")
+    listed.add_argument("--tracking-uri", help=f"MLflow tracking URI, for the best trials' test metric (default "
+                        f"{DEFAULT_TRACKING_URI})")
+    listed.add_argument("--format", choices=("table", "csv", "markdown"), default="table")
+    listed.add_argument("--out", type=Path, help="write to this file instead of printing")
+    listed.set_defaults(handler=_list)
+
     ui = commands.add_parser("ui", help="open the MLflow UI on a sweep's tracking store")
     ui.add_argument("sweep_file", nargs="?", default="sweeps/fashion_mnist.yaml", help="the sweep file")
     ui.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback only)")
@@ -101,12 +109,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    _quiet_libraries()
+    quiet_libraries()
     try:
         return args.handler(args)
     except SweepError as exc:
         print(f"sweep: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except SweepInterrupted as stopped:  # the workers have ended their trials: say what was done
+        print(stopped.outcome)
+        return stopped.exit_code
     except KeyboardInterrupt:  # Ctrl-C before a sweep's own handling is in place (start-up, export, report)
         return EXIT_SIGNAL_BASE + signal.SIGINT
 
@@ -126,111 +137,55 @@ def _add_store_options(parser: argparse.ArgumentParser) -> None:
                         "datasets, a folder of their files to use offline")
 
 
-def _config(args: argparse.Namespace, **extra):
-    overrides = dict(storage=args.storage, tracking_uri=args.tracking_uri, data_dir=args.data_dir, **extra)
+def _sweep(args: argparse.Namespace, **overrides) -> Sweep:
+    """The sweep a command names: its sweep file, or --study NAME (the sweep file the study keeps)."""
+    common = dict(storage=args.storage, tracking_uri=args.tracking_uri, data_dir=args.data_dir,
+                  workers=getattr(args, "workers", 1), verbose=getattr(args, "verbose", False))
     if getattr(args, "study", None):
         if args.sweep_file:
             raise SweepConfigError("give either a sweep file or --study NAME, not both")
-        from pipeline.study import load_study_config
-
-        config = load_study_config(args.storage or DEFAULT_STORAGE, args.study)
-    elif args.sweep_file:
-        config = load_sweep(args.sweep_file)
-    else:
-        raise SweepConfigError("give a sweep file or --study NAME")
-    config = with_overrides(config, **overrides)
-    check_data_source(config)
-    return config
+        return Sweep.from_study(args.study, **common)
+    if args.sweep_file:
+        return Sweep.from_file(args.sweep_file, **common, **overrides)
+    raise SweepConfigError("give a sweep file or --study NAME")
 
 
 def _run(args: argparse.Namespace) -> int:
-    config = _config(args, n_trials=args.n_trials, timeout=args.timeout)
-    check_run(config, args.workers)
-    from pipeline.worker_pool import WorkerPool
-
-    # Workers start first: they load TensorFlow and the data while this process loads MLflow and Optuna.
-    with WorkerPool(config, args.workers, args.verbose).start_all() as pool:
-        from pipeline.report import format_summary
-        from pipeline.supervisor import run_sweep
-
-        outcome = run_sweep(config, pool, show_progress=not args.no_progress)
-    print(format_summary(outcome, config))
-    if outcome.stopped_by:
-        return EXIT_SIGNAL_BASE + outcome.stopped_by
-    return _confirm_with(config, args) if config.study.confirm else 0
-
-
-def _confirm(args: argparse.Namespace) -> int:
-    config = with_confirm(_config(args), args.top_k, args.seeds)
-    check_run(config, args.workers)
-    return _confirm_with(config, args)
-
-
-def _confirm_with(config, args: argparse.Namespace) -> int:
-    """The confirmation `sweep confirm` runs, and `sweep run` after its search when the file asks."""
-    from pipeline.worker_pool import WorkerPool
-
-    with WorkerPool(config, args.workers, args.verbose).start_all() as pool:
-        from pipeline.report import format_confirmation
-        from pipeline.supervisor import run_confirmation
-
-        outcome = run_confirmation(config, pool, show_progress=not args.no_progress)
-    print(format_confirmation(outcome, config))
-    return EXIT_SIGNAL_BASE + outcome.stopped_by if outcome.stopped_by else 0
-
-
-def _compare(args: argparse.Namespace) -> int:
-    from pipeline.compare import check_comparable, data_warning, render, side
-
-    sides = [side(_compared_config(spec, args)) for spec in args.studies]
-    check_comparable(*sides)
-    warning = data_warning(*sides)
-    if warning:
-        print(f"sweep: warning: {warning}", file=sys.stderr)
-    print(render(*sides))
+    print(_sweep(args, n_trials=args.n_trials, timeout=args.timeout).run(progress=not args.no_progress))
     return 0
 
 
-def _compared_config(spec: str, args: argparse.Namespace):
-    """A sweep file when one is there, else a study name in --storage."""
-    if spec.endswith((".yaml", ".yml")) or Path(spec).is_file():
-        config = load_sweep(spec)
-    else:
-        from pipeline.study import load_study_config
+def _confirm(args: argparse.Namespace) -> int:
+    print(_sweep(args).confirm(args.top_k, args.seeds, progress=not args.no_progress))
+    return 0
 
-        config = load_study_config(args.storage or DEFAULT_STORAGE, spec)
-    return with_overrides(config, storage=args.storage, tracking_uri=args.tracking_uri)
+
+def _compare(args: argparse.Namespace) -> int:
+    first, second = (Sweep.from_spec(spec, storage=args.storage, tracking_uri=args.tracking_uri)
+                     for spec in args.studies)
+    comparison = first.compare(second)
+    if comparison.warning:
+        print(f"sweep: warning: {comparison.warning}", file=sys.stderr)
+    print(comparison.text)
+    return 0
 
 
 def _export(args: argparse.Namespace) -> int:
-    config = _config(args)
-    export_limits(args.max_params, args.max_latency_ms, args.max_model_mb)  # refused before TensorFlow loads
-    from pipeline.tensorflow_setup import load_tensorflow
-
-    load_tensorflow(args.verbose)
-    from pipeline.export import export_best
-    from pipeline.report import format_export
-
-    info = export_best(config, Path(args.out), refit=args.refit, name=args.name, force=args.force,
-                       data_given=args.data_dir is not None,
-                       limits=export_limits(args.max_params, args.max_latency_ms, args.max_model_mb))
-    print(format_export(info, Path(args.out)))
+    print(_sweep(args).export(args.out, refit=args.refit, name=args.name, force=args.force,
+                              max_latency_ms=args.max_latency_ms, max_params=args.max_params,
+                              max_model_mb=args.max_model_mb))
     return 0
 
 
 def _report(args: argparse.Namespace) -> int:
-    config = _config(args)
-    from pipeline.report import check_report_out, format_trials, study_conclusions
-    from pipeline.study import load_existing_study
-
+    sweep = _sweep(args)
     if args.out:
+        from pipeline.report import check_report_out
+
         check_report_out(args.out)
-    study = load_existing_study(config.study.storage, config.study.name)
     # A terminal's width (or COLUMNS); a file, a pipe or --out get every column.
     width = None if args.out else shutil.get_terminal_size((0, 0)).columns or None
-    text = format_trials(study, config, args.format, width)
-    if args.format != "csv":  # CSV stays one table for spreadsheets; the others add confirmation and verdict
-        text = f"{text.rstrip()}\n\n{study_conclusions(study, config, width)}\n"
+    text = sweep.report(args.format, width)
     if args.out:
         _write_report(args.out, text)
     else:
@@ -249,7 +204,7 @@ def _write_report(out: Path, text: str) -> None:
 def _ui(args: argparse.Namespace) -> int:
     from pipeline.ui import serve_ui
 
-    return serve_ui(_config(args), args.host, args.port)
+    return serve_ui(_sweep(args).config, args.host, args.port)
 
 
 def _predict(args: argparse.Namespace) -> int:
@@ -269,6 +224,28 @@ def _storage_proxy(args: argparse.Namespace) -> int:
     return serve(args.storage, args.host, args.port)
 
 
+def _list(args: argparse.Namespace) -> int:
+    from pipeline import api
+    from pipeline.report import check_report_out, format_table
+    from pipeline.stores import printable
+
+    if args.out:
+        check_report_out(args.out)
+    frame = api.list_studies(args.storage, args.tracking_uri)
+    for warning in frame.attrs["warnings"]:
+        print(f"sweep: warning: {warning}", file=sys.stderr)
+    if frame.empty and args.format != "csv":  # CSV keeps its header row, for scripts
+        text = f"No studies in {printable(args.storage or DEFAULT_STORAGE)}."
+    else:
+        text = format_table(frame, args.format)
+    text = text.rstrip("\n") + "\n"
+    if args.out:
+        _write_report(args.out, text)
+    else:
+        print(text, end="")
+    return 0
+
+
 def _examples(args: argparse.Namespace) -> int:
     from pipeline import examples
 
@@ -278,13 +255,6 @@ def _examples(args: argparse.Namespace) -> int:
     copied = examples.copy_to(args.out)
     print(f"Copied {len(copied)} files to {args.out}/; run one: sweep run {args.out / 'smoke.yaml'}")
     return 0
-
-
-def _quiet_libraries() -> None:
-    """TensorFlow's C++ log lines and MLflow's per-download bars bury our own output (libraries' own
-    settings, read when they load; TensorFlow's start-up lines are silenced in the workers)."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 
 if __name__ == "__main__":

@@ -55,6 +55,8 @@ DEFAULT_STORAGE = "journal:///mlruns/optuna.journal"
 DEFAULT_TRACKING_URI = "sqlite:///mlruns/mlflow.db"
 # Far above any real sweep file (a few hundred values, five levels deep), far below what hurts.
 MAX_FILE_BYTES, MAX_NODES, MAX_DEPTH = 1_000_000, 10_000, 8
+# What errors name a sweep given as a Python dict, which has no file; its relative paths are the current folder's.
+DICT_SOURCE = Path("<sweep dict>")
 # MLflow refuses these in registered model names.
 MODEL_NAME_FORBIDDEN = ("/", ":")
 
@@ -167,6 +169,7 @@ class SweepConfig:
     tracking: TrackingConfig
     search_space: Mapping[str, ParamSpec] = field(default_factory=dict)
     model: ModelConfig = ModelConfig()
+    text: str = field(default="", repr=False, compare=False)  # the YAML it was read from, which the study keeps
 
     @property
     def task(self) -> str:
@@ -214,10 +217,9 @@ def check_model_name(name: str, where: str) -> str:
 
 
 def check_run(config: SweepConfig, workers: int) -> None:
-    """What `sweep run` needs beyond a valid file, checked before any process starts: a worker count, a
-    study storage several workers can share, and store folders that exist (only ./mlruns is made)."""
-    if workers < 1:
-        raise SweepConfigError(f"--workers: must be at least 1, got {workers}")
+    """What `sweep run` needs beyond a valid file, checked before any process starts: a study storage its
+    workers (pipeline.api.Sweep checks their count) can share, and store folders that exist (only ./mlruns is
+    made)."""
     if workers > 1 and stores.is_sqlite(config.study.storage):
         raise SweepConfigError(f"{config.path}: --workers {workers} needs a study storage several processes can "
                                "share, not a SQLite file: leave out --storage and study.storage (a journal file "
@@ -284,7 +286,33 @@ def parse_sweep_text(text: str, path: Path) -> SweepConfig:
                                f"line {exc.first}); YAML would keep only the last, so remove one") from None
     except yaml.YAMLError as exc:
         raise SweepConfigError(f"{path}: not valid YAML: {exc}") from None
-    return parse_sweep(raw, path)
+    return dataclasses.replace(parse_sweep(raw, path), text=text)
+
+
+def parse_sweep_dict(spec: Any, path: Path = DICT_SOURCE) -> SweepConfig:
+    """A sweep given as a Python dict (a notebook's), validated exactly as a file: written out as the YAML a file
+    would hold and read back, so the study keeps that text and `--study NAME` commands can use it. Values must be
+    plain data (dicts, lists or tuples, strings, numbers, booleans, None); anything else is refused by its key."""
+    if not isinstance(spec, Mapping):
+        raise SweepConfigError(f"{path}: a sweep is a dict of sections (study, data, search_space, ...), got "
+                               f"{type(spec).__name__}")
+    return parse_sweep_text(yaml.safe_dump(_plain(spec, ""), sort_keys=False), path)
+
+
+def _plain(value: Any, key: str) -> Any:
+    """`value` as YAML's plain data (tuples as lists, NumPy's scalars as numbers), or refused naming its key."""
+    if isinstance(value, Mapping):
+        return {k: _plain(v, f"{key}.{k}" if key else str(k)) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v, key) for v in value]
+    if value is None or isinstance(value, (str, bool, int, float)):
+        return value
+    if hasattr(value, "item") and callable(value.item):  # a NumPy scalar
+        return _plain(value.item(), key)
+    if isinstance(value, Path):
+        return str(value)
+    raise SweepConfigError(f"{DICT_SOURCE}: {key or '(top level)'}: {type(value).__name__} {value!r} is not plain "
+                           "data; give strings, numbers, booleans, lists and dicts, as a sweep file would")
 
 
 class DuplicateKeyError(yaml.YAMLError):

@@ -41,3 +41,13 @@ class TrackingError(SweepError):
 
 class ExportError(SweepError):
     """An export that cannot be made as asked; names the input and what is expected."""
+
+
+class SweepInterrupted(KeyboardInterrupt):
+    """A sweep or confirmation stopped by a signal (Ctrl-C, a notebook's kernel interrupt, SIGTERM) once its
+    workers have ended: their trials FAIL, their runs KILLED, the study kept. A KeyboardInterrupt, so that
+    `except Exception` does not swallow it; `outcome` is what was done, `exit_code` the shell's 128 + signal."""
+
+    def __init__(self, outcome, signum: int, message: str):
+        super().__init__(f"{message}; the study is kept: run it again to resume")
+        self.outcome, self.signum, self.exit_code = outcome, signum, 128 + signum

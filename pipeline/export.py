@@ -20,14 +20,13 @@ import json
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass
 from importlib import metadata as package_metadata
 from pathlib import Path
 
 import numpy as np
 import optuna
 
-from pipeline import builders, confirmation, keys, objectives, tracking
+from pipeline import builders, keys, tracking
 from pipeline.config import TASK_TEST_METRICS, Constraints, SweepConfig, check_model_name
 from pipeline.data import Splits, describe_folder, load_splits, located_folder
 from pipeline.errors import BadInputError, DataError, ExportError
@@ -35,8 +34,9 @@ from pipeline.hyperparameters import Hyperparameters
 from pipeline.model import Design, build_model, model_inputs
 from pipeline.preprocessing import fit_stats
 from pipeline.processes import pid_alive
-from pipeline.study import best_complete_trial, load_existing_study
+from pipeline.study import load_existing_study
 from pipeline.tracking import models
+from pipeline.winner import Winner, winner, winner_within
 from pipeline.tasks import TASKS
 from pipeline.training import TEST_BATCH, start_fresh, train_and_evaluate
 
@@ -61,7 +61,7 @@ def export_best(config: SweepConfig, out: Path, refit: bool = False, name: str |
     _check_destination(out, force)
     study = load_existing_study(config.study.storage, config.study.name)
     tracker = tracking.connect(config.tracking.tracking_uri, config.experiment_name)
-    best = _within(study, limits) if limits else _choose(study, config, tracker.tracking_uri)
+    best = winner_within(study, limits) if limits else winner(study, config, tracker.tracking_uri)
     params, source_run = Hyperparameters.from_dict(best.params), best.run_id
     data = _study_data(study, config, data_given)
     tracking.end_dead_export_runs(tracker, config.study.name)
@@ -86,42 +86,6 @@ def export_best(config: SweepConfig, out: Path, refit: bool = False, name: str |
         info["mlflow"]["version"] = models.register_champion(model_uri, registered_name, _description(info))
         _replace_file(out / METADATA_FILE, json.dumps(info, indent=2) + "\n")
     return info
-
-
-@dataclass(frozen=True)
-class _Choice:
-    """What export ships: the best trial, or the confirmed configuration's best seed."""
-
-    number: int  # the search trial (of the configuration)
-    params: dict
-    value: float  # the shipped model's own objective
-    run_id: str  # the run whose model is shipped
-    confirmed: confirmation.Confirmed | None = None
-
-
-def _choose(study: optuna.Study, config: SweepConfig, tracking_uri: str) -> _Choice:
-    confirmed = confirmation.of_study(study, config, tracking_uri)
-    if confirmed and len(confirmed[0].values) > 1:
-        winner = confirmed[0]
-        seed = winner.best_seed
-        return _Choice(winner.trial_number, winner.params, winner.values[seed], winner.run_ids[seed], winner)
-    best = best_complete_trial(study)
-    return _Choice(best.number, best.user_attrs[keys.PARAMS], objectives.value(best), best.user_attrs[keys.RUN_ID])
-
-
-def _within(study: optuna.Study, limits: Constraints) -> _Choice:
-    """The best trial by the study's objective (validation, in its direction) whose model meets the export's
-    limits."""
-    for trial in objectives.candidates(study):
-        if objectives.within(trial, limits):
-            return _Choice(trial.number, trial.user_attrs[keys.PARAMS], objectives.value(trial),
-                           trial.user_attrs[keys.RUN_ID])
-    closest = objectives.closest(objectives.candidates(study), limits)
-    near = (f"; the closest is trial {closest.number} ({objectives.describe(closest.user_attrs[keys.MEASUREMENTS])})"
-            if closest else " (none of its trials was measured: they predate the measurements)")
-    wanted = ", ".join(f"{key} <= {value:g}" for key, value in limits.limits().items())
-    raise BadInputError(f"no COMPLETE trial of study '{study.study_name}' meets {wanted}{near}; loosen the limits "
-                        "or search smaller models")
 
 
 def _study_data(study: optuna.Study, config: SweepConfig, data_given: bool) -> Splits:
@@ -240,7 +204,7 @@ def _refit(params: Hyperparameters, data: Splits, epochs: int, run, design: Desi
     return model
 
 
-def _metadata(config: SweepConfig, best: _Choice, params: Hyperparameters, logged: dict,
+def _metadata(config: SweepConfig, best: Winner, params: Hyperparameters, logged: dict,
               data: Splits, scores: dict[str, float], refit: bool, export_run: str, name: str) -> dict:
     """What the export is: the task's test metrics of the shipped model (test_accuracy and test_loss; a
     regression's test_rmse, test_mae and test_r2) beside the headline its trial logged, and what it predicts:
@@ -265,7 +229,7 @@ def _metadata(config: SweepConfig, best: _Choice, params: Hyperparameters, logge
     }
 
 
-def _confirmation_info(best: _Choice, headline: str) -> dict | None:
+def _confirmation_info(best: Winner, headline: str) -> dict | None:
     """The objective and the headline test metric as mean and sd over the confirmed seeds
     (test_accuracy_mean, test_accuracy_sd; a regression's test_rmse_mean, test_rmse_sd)."""
     c = best.confirmed

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import textwrap
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import optuna
@@ -37,6 +37,15 @@ class SweepOutcome:
     stopped_by: int | None = None  # the signal that stopped the sweep
     no_best: str = "No trial has completed yet."  # said when `best` is None
     died: tuple[str, ...] = ()  # trials failed during the command as their process died (pipeline.supervisor)
+    summary: str = field(default="", repr=False)  # format_summary's text, which printing the outcome gives
+    confirmation: "ConfirmationOutcome | None" = None  # the confirmation the sweep file asked for (study.confirm)
+
+    def __str__(self) -> str:
+        return "\n\n".join(filter(None, [self.summary, self.confirmation and str(self.confirmation)]))
+
+    def _repr_pretty_(self, printer, cycle: bool) -> None:
+        """A notebook shows the summary, not the dataclass (whose best trial alone is a page)."""
+        printer.text(str(self))
 
 
 @dataclass
@@ -48,6 +57,13 @@ class ConfirmationOutcome:
     differs_from_raw: bool  # the confirmed winner is not the single best trial
     parent_run_id: str | None
     stopped_by: int | None = None
+    summary: str = field(default="", repr=False)  # format_confirmation's text, which printing the outcome gives
+
+    def __str__(self) -> str:
+        return self.summary
+
+    def _repr_pretty_(self, printer, cycle: bool) -> None:
+        printer.text(str(self))
 
 
 def result_metrics(config) -> tuple[str, ...]:

@@ -61,7 +61,7 @@ def run_sweep(config: SweepConfig, pool: WorkerPool, show_progress: bool = True)
             pool.stop()
             return _outcome(config, study, pool, tracker.tracking_uri, None, before, _spent_message(study, config),
                             unfinished=unfinished)
-        study.set_user_attr(keys.SWEEP_FILE, config.path.read_text())
+        study.set_user_attr(keys.SWEEP_FILE, config.text)
         study.set_user_attr(keys.DATA, {"data_dir": data.data_dir, "digest": data.digest})
         if data.builder is not None:
             study.set_user_attr(keys.BUILDER, data.builder)
@@ -94,6 +94,8 @@ def _open_parent(study: optuna.Study, config: SweepConfig, tracker: tracking.Tra
     if was is not None and was != identity and "://" not in was:
         _say(f"study '{config.study.name}' was last run from {stores.printable(was)} and is now at "
              f"{stores.printable(identity)}: the store moved; its MLflow runs are joined by the ids it recorded")
+    if not config.path.is_file():  # a sweep given as a dict, or the copy a study keeps: its text is what ran
+        tracking.log_parent_text(parent_id, config.text, f"{keys.SWEEP_DIR}/sweep.yaml")
     if config.builder_path is not None:
         tracking.log_parent_file(parent_id, config.builder_path, keys.BUILDER_DIR)
     study.set_user_attr(keys.PARENT_RUN_ID, parent_id)

@@ -7,6 +7,7 @@ import math
 import mlflow
 
 from pipeline import keys, stores
+from pipeline.errors import TrackingError
 from pipeline.tracking.runs import filter_literal
 from pipeline.tracking.store import STORE_ERRORS, check_sqlite_file
 
@@ -23,6 +24,24 @@ def run_metrics(tracking_uri: str, run_id: str) -> dict[str, float]:
 def test_metric(tracking_uri: str, run_id: str | None, name: str) -> float:
     """A run's test metric `name` (test_accuracy, test_rmse, ...); NaN when it has none (or the store cannot say)."""
     return run_metrics(tracking_uri, run_id).get(name, math.nan) if run_id else math.nan
+
+
+def metric_history(tracking_uri: str, run_id: str):
+    """A run's per-epoch curves, one row per epoch (from 1) and one column per metric logged by epoch (loss,
+    accuracy, val_loss, val_accuracy, ...; final results such as test_accuracy are logged at step 0): what its
+    learning-curve plot in the MLflow UI shows."""
+    import pandas as pd
+
+    client = _existing_store(tracking_uri)
+    if client is None:
+        raise TrackingError(f"no MLflow store at {stores.printable(tracking_uri)}")
+    try:
+        names = list(client.get_run(run_id).data.metrics)
+        curves = {name: {m.step: m.value for m in client.get_metric_history(run_id, name)} for name in names}
+    except STORE_ERRORS as exc:
+        raise TrackingError(f"cannot read run {run_id} in {stores.printable(tracking_uri)}: {exc}") from None
+    frame = pd.DataFrame({name: pd.Series(steps) for name, steps in curves.items() if max(steps, default=0) >= 1})
+    return frame.drop(index=0, errors="ignore").rename_axis("epoch")
 
 
 def trial_runs_frame(tracking_uri: str, experiment_name: str, study_name: str, run_ids: dict[int, str],
