@@ -6,11 +6,16 @@ Matplotlib only, drawn off-screen; the tracking module stores them as PNG artifa
 
 from __future__ import annotations
 
+import sys
 import warnings
 
 import matplotlib
 
-matplotlib.use("Agg")  # no display on servers and CI; must precede pyplot
+# Off-screen: no display on servers and CI (must precede pyplot). Not in a Jupyter kernel, where the sweep's
+# supervisor runs beside the user's own plots: the kernel's inline backend draws off-screen too, and Agg would
+# silence every later plt.show() there.
+if "ipykernel" not in sys.modules:
+    matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import optuna  # noqa: E402
@@ -99,7 +104,8 @@ def study_figures(study: optuna.Study, names: tuple[str, ...] = ()) -> dict[str,
              ("param_importances", views.plot_param_importances),
              ("parallel_coordinate", views.plot_parallel_coordinate), ("slice", views.plot_slice)]
     figures = {}
-    with warnings.catch_warnings():
+    # Each view sets the ggplot style process-wide: kept to these figures, not the user's own in a notebook.
+    with warnings.catch_warnings(), matplotlib.rc_context():
         warnings.simplefilter("ignore")  # Optuna marks its matplotlib views experimental
         if several:
             draws.append(("pareto_front", lambda s: views.plot_pareto_front(s, target_names=list(names))))

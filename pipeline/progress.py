@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import optuna
 from optuna.trial import TrialState
-from tqdm import tqdm
+from tqdm.auto import tqdm
 
 from pipeline import keys, objectives, tracking
 from pipeline.config import SweepConfig
