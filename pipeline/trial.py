@@ -54,7 +54,7 @@ def run_trial(trial: optuna.Trial, context: TrialContext) -> float:
     except optuna.TrialPruned:
         raise
     except BaseException as exc:
-        trial.set_user_attr(keys.ERROR, f"{type(exc).__name__}: {exc}"[:1000])
+        trial.set_user_attr(keys.ERROR, f"{type(exc).__name__}: {exc}"[:1000].rstrip(": "))
         raise
 
 
