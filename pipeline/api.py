@@ -17,6 +17,7 @@ load_model() and export().
 from __future__ import annotations
 
 import dataclasses
+import numbers
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -186,10 +187,17 @@ class Sweep:
 
     def data(self) -> "Splits":
         """The data this sweep reads, split as its trials split it (x_train, y_train, x_val, y_val, x_test, y_test
-        as raw arrays; class_names): to look at, or to predict on with load_model()'s model."""
-        from pipeline.data import load_splits
+        as raw arrays; class_names): to look at, or to predict on with load_model()'s model. The folder the study
+        recorded, as export reads it, unless data_dir was given now: a stored sweep file need not name it."""
+        from pipeline import keys
+        from pipeline.data import load_splits, located_folder
+        from pipeline.study import find_study
 
-        return load_splits(self.config.data, self.config.study.seed)
+        data, study = self.config.data, None if self.data_given else find_study(self.config)
+        recorded = study.user_attrs.get(keys.DATA) if study is not None else None
+        if recorded:
+            data = dataclasses.replace(data, data_dir=located_folder(recorded["data_dir"], self.config.path.parent))
+        return load_splits(data, self.config.study.seed)
 
     def _run_of(self, trial: int | None, needs_model: bool) -> str:
         """The run id of search trial number `trial`, or of the best; refused, naming the study's trials, when
@@ -200,9 +208,10 @@ class Sweep:
 
         study = self.study()
         trials = study.get_trials(deepcopy=False)
-        if isinstance(trial, bool) or not isinstance(trial, int) or not 0 <= trial < len(trials):
+        # A number read from trials() is NumPy's int64, an Integral but no int.
+        if isinstance(trial, bool) or not isinstance(trial, numbers.Integral) or not 0 <= trial < len(trials):
             raise BadInputError(f"trial {trial!r}: study '{self.name}' has trials 0 to {len(trials) - 1}")
-        found = trials[trial]
+        found, trial = trials[trial], int(trial)
         if needs_model and found.state.name != "COMPLETE":
             raise BadInputError(f"trial {trial} of study '{self.name}' is {found.state.name}: only a COMPLETE trial "
                                 "keeps its model")
@@ -241,14 +250,16 @@ class Sweep:
             return text
         return f"{text.rstrip()}\n\n{study_conclusions(study, self.config, width)}\n"
 
-    def compare(self, other: "Sweep | str") -> "Comparison":
-        """This study against another (a Sweep, a sweep file, or a study's name in this storage): each side's
-        best configuration, and whether their difference is larger than the seed noise."""
+    def compare(self, other: "Sweep | str | Path") -> "Comparison":
+        """This study against another (a Sweep, a sweep file with its own stores, or a study's name in this
+        storage): each side's best configuration, and whether their difference is larger than the seed noise."""
         from pipeline.compare import check_comparable, data_warning, render, side
 
-        if isinstance(other, str):
-            other = Sweep.from_spec(other, storage=self.config.study.storage,
-                                    tracking_uri=self.config.tracking.tracking_uri)
+        if isinstance(other, Path) or (isinstance(other, str) and is_sweep_file(other)):
+            other = Sweep.from_file(other)  # with its own stores, as `sweep compare` reads a file
+        elif isinstance(other, str):
+            other = Sweep.from_study(other, storage=self.config.study.storage,
+                                     tracking_uri=self.config.tracking.tracking_uri)
         a, b = side(self.config), side(other.config)
         check_comparable(a, b)
         return Comparison(a, b, render(a, b), data_warning(a, b))
@@ -256,7 +267,7 @@ class Sweep:
     @classmethod
     def from_spec(cls, spec: str, *, storage: str | None = None, tracking_uri: str | None = None) -> "Sweep":
         """A sweep file when `spec` names one (or ends in .yaml), else a study's name in `storage`."""
-        if spec.endswith((".yaml", ".yml")) or Path(spec).is_file():
+        if is_sweep_file(spec):
             return cls.from_file(spec, storage=storage, tracking_uri=tracking_uri)
         return cls.from_study(spec, storage=storage, tracking_uri=tracking_uri)
 
@@ -336,6 +347,11 @@ def list_studies(storage: str | None = None, tracking_uri: str | None = None) ->
     from pipeline import listing
 
     return listing.list_studies(storage or DEFAULT_STORAGE, tracking_uri or DEFAULT_TRACKING_URI)
+
+
+def is_sweep_file(spec: str) -> bool:
+    """Whether a command's STUDY argument names a sweep file (else a study's name)."""
+    return spec.endswith((".yaml", ".yml")) or Path(spec).is_file()
 
 
 def quiet_libraries() -> None:

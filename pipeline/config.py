@@ -305,10 +305,10 @@ def _plain(value: Any, key: str) -> Any:
         return {k: _plain(v, f"{key}.{k}" if key else str(k)) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_plain(v, key) for v in value]
-    if value is None or isinstance(value, (str, bool, int, float)):
+    if value is None or type(value) in (str, bool, int, float):  # NumPy's float64 and str_ are subclasses
         return value
-    if hasattr(value, "item") and callable(value.item):  # a NumPy scalar
-        return _plain(value.item(), key)
+    if hasattr(value, "tolist") and callable(value.tolist):  # a NumPy scalar or array, a pandas Series
+        return _plain(value.tolist(), key)
     if isinstance(value, Path):
         return str(value)
     raise SweepConfigError(f"{DICT_SOURCE}: {key or '(top level)'}: {type(value).__name__} {value!r} is not plain "
