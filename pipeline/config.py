@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -479,6 +480,9 @@ def export_limits(max_params: Any, max_latency_ms: Any, max_model_mb: Any) -> Co
     given = {"max_params": max_params, "max_latency_ms": max_latency_ms, "max_model_mb": max_model_mb}
     for key, value in given.items():
         option = f"--{key.replace('_', '-')}"
+        kind = numbers.Integral if key == "max_params" else numbers.Real  # the API's callers pass any object
+        if value is not None and (isinstance(value, bool) or not isinstance(value, kind)):
+            check.fail(option, f"must be {'a whole' if key == 'max_params' else 'a'} number, got {value!r}")
         if value is not None and not math.isfinite(value):
             check.fail(option, f"must be a finite number, got {value}")
         if value is not None and not value > 0:

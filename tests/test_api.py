@@ -70,14 +70,16 @@ def swept(folder, data_dir, module_stores):
 @pytest.fixture(scope="module")
 def second(folder, data_dir, module_stores):
     """A second study in the same stores, from a file whose settings the overrides replace: four trials of
-    which the 1e-7 learning rates are pruned (as in tests/test_pruning.py)."""
+    which the 1e-7 learning rates are pruned (as in tests/test_pruning.py), then the confirmation it asks for."""
     path = write_sweep(folder, name="second.yaml", study__name=SECOND, study__n_trials=1, study__sampler="random",
+                       study__confirm={"top_k": 1, "seeds": 2},
                        study__seed=7, study__pruner={"type": "median", "startup_trials": 1, "warmup_epochs": 0},
                        tracking__experiment=SECOND, data__subset=600, data__test_subset=300,
                        search_space__epochs=3,
                        search_space__learning_rate={"type": "categorical", "choices": [0.003, 1e-7]})
     sweep = Sweep.from_file(path, n_trials=4, data_dir=data_dir, **module_stores)
-    sweep.run(progress=False)
+    outcome = sweep.run(progress=False)
+    assert outcome.new_trials == 4 and len(outcome.confirmation.results) == 1
     return sweep
 
 
@@ -265,6 +267,19 @@ def test_overrides_given_to_a_run_are_what_the_study_ran_with(second, data_dir, 
     assert np.array_equal(splits.x_test, second.data().x_test)
 
 
+def test_a_run_that_confirms_says_what_the_cli_says(second, folder, data_dir, module_stores, capsys):
+    again = second.run(progress=False)
+    assert again.new_trials == 0 and again.confirmation is not None
+    assert str(again) == f"{again.summary}\n\n{again.confirmation}"
+    capsys.readouterr()
+    assert cli.main(["run", str(folder / "second.yaml"), "--n-trials", "4", "--data-dir", str(data_dir), "--storage",
+                     module_stores["storage"], "--tracking-uri", module_stores["tracking_uri"], "--no-progress"]) == 0
+    assert capsys.readouterr().out == f"{again}\n"
+    best = second.best()
+    assert best.confirmed is not None and len(best.confirmed.values) == 2
+    assert best.trial == again.confirmation.results[0].trial_number
+
+
 def test_compare_with_a_sweep_a_study_name_and_a_file(swept, second, folder):
     sweep = swept["sweep"]
     by_sweep = sweep.compare(second)
@@ -315,6 +330,11 @@ def test_errors_are_the_cli_s_exit_status_and_message_never_system_exit(swept, f
         assert capsys.readouterr().err == f"sweep: error: {raised}\n", argv
     with pytest.raises(BadInputError, match="format 'xml': choose one of table, csv, markdown"):
         swept["sweep"].report(fmt="xml")
+    for limits, message in (({"max_params": 1.5}, "--max-params: must be a whole number, got 1.5"),
+                            ({"max_params": True}, "--max-params: must be a whole number, got True"),
+                            ({"max_model_mb": "1"}, "--max-model-mb: must be a number, got '1'")):
+        with pytest.raises(SweepConfigError, match=message):  # what argparse's types keep from the CLI
+            swept["sweep"].export(tmp_path / "out", **limits)
     with pytest.raises(StudyError, match="no study named 'never-ran'"):
         Sweep.from_study("never-ran", **module_stores)
 
