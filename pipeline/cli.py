@@ -97,6 +97,17 @@ def build_parser() -> argparse.ArgumentParser:
                           "example's data path, sweeps/data/wine.csv, then works from here)")
     examples.set_defaults(handler=_examples)
 
+    init = commands.add_parser("init", help="inspect a dataset and write a commented sweep file sized to it")
+    init.add_argument("data", help="a folder of IDX files or of class folders of pictures, a CSV or Parquet table, "
+                      "an .npz file, or a Keras dataset's name (fashion_mnist, mnist, cifar10, cifar100)")
+    init.add_argument("--out", help="the sweep file to write (default sweeps/NAME.yaml, NAME the data's)")
+    init.add_argument("--label", help="tables: the column to predict (default: one named label, target, class, "
+                      "y, ..., else the last)")
+    init.add_argument("--force", action="store_true", help="replace an existing sweep file")
+    init.add_argument("--no-timing", action="store_true", help="write a default budget instead of timing an epoch "
+                      "of the default model on this machine (faster: TensorFlow is not loaded)")
+    init.set_defaults(handler=_init)
+
     proxy = commands.add_parser("storage-proxy", help="serve a database's studies to many machines through one "
                                 "gRPC proxy; they pass --storage grpc://HOST:PORT")
     proxy.add_argument("--storage", required=True, help="the database it fronts, e.g. postgresql://user@host/db")
@@ -243,6 +254,13 @@ def _list(args: argparse.Namespace) -> int:
         _write_report(args.out, text)
     else:
         print(text, end="")
+    return 0
+
+
+def _init(args: argparse.Namespace) -> int:
+    from pipeline.api import init_sweep
+
+    print(init_sweep(args.data, out=args.out, label=args.label, force=args.force, timing=not args.no_timing))
     return 0
 
 
