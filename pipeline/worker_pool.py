@@ -115,6 +115,8 @@ class WorkerPool:
             for worker in self._events(timeout=1.0):
                 if worker.last is not None or not worker.process.is_alive():
                     self._stop_all(signal.SIGTERM)
+                    if self.stopped_by:  # it ended as the stop signal told it to: no failure of its own
+                        raise KeyboardInterrupt
                     failure = self._failure_of(worker)
                     raise SweepError(failure.message, failure.exit_code)
             if self.stopped_by:

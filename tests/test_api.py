@@ -352,6 +352,61 @@ def test_confirm_retrains_the_best_and_best_then_names_its_seeds(swept):
     assert "confirmed over 2 seeds" in str(best)
 
 
+EARLY_SCRIPT = """
+import multiprocessing, sys
+from pipeline import Sweep
+
+if __name__ == "__main__":
+    try:
+        Sweep.from_file(sys.argv[1]).run(progress=False)
+    except KeyboardInterrupt as stopped:
+        print("stopped by", type(stopped).__name__)
+    print("children", len(multiprocessing.active_children()))
+"""
+
+
+def _worker_catching_ctrl_c(parent: int) -> bool:
+    """Whether process `parent` has a worker that has taken Ctrl-C over (it starts ignoring it), read from
+    /proc: from then on until its data is loaded, a Ctrl-C ends its start-up."""
+    for entry in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{entry}/stat") as stat:
+                ppid = int(stat.read().rpartition(")")[2].split()[1])
+            with open(f"/proc/{entry}/status") as status:
+                caught = next(line for line in status if line.startswith("SigCgt:"))
+            if ppid == parent and int(caught.split()[1], 16) & (1 << (signal.SIGINT - 1)):
+                return True
+        except (OSError, ValueError, IndexError, StopIteration):
+            continue  # not a process, or one that ended as we read it
+    return False
+
+
+def test_ctrl_c_while_the_workers_start_is_an_interrupt_not_a_worker_failure(tmp_path, data_dir, stores):
+    """Before any trial (the workers still load TensorFlow and the data): a KeyboardInterrupt, where the
+    workers' clean exit was once reported as 'worker 0 exited with status 0 while starting'."""
+    path = write_sweep(tmp_path, study__n_trials=1, data__subset=300, data__test_subset=100,
+                       data__data_dir=str(data_dir), study__storage=stores["storage"],
+                       tracking__tracking_uri=stores["tracking_uri"])
+    script = tmp_path / "early.py"
+    script.write_text(textwrap.dedent(EARLY_SCRIPT))
+    process = subprocess.Popen([sys.executable, str(script), str(path)], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, cwd=tmp_path, start_new_session=True,
+                               env={**os.environ, "PYTHONPATH": str(ROOT)})
+    try:
+        deadline = time.time() + 120
+        while not _worker_catching_ctrl_c(process.pid):
+            assert process.poll() is None and time.time() < deadline, process.communicate()
+            time.sleep(0.05)
+        os.killpg(process.pid, signal.SIGINT)
+        out, err = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    assert process.returncode == 0, err
+    assert "stopped by KeyboardInterrupt" in out and "children 0" in out, (out, err)
+    assert "SweepError" not in err and "while starting" not in err, err
+
+
 SCRIPT = """
 import multiprocessing, sys
 from pipeline import Sweep, SweepInterrupted
