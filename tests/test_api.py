@@ -350,6 +350,10 @@ def test_confirm_retrains_the_best_and_best_then_names_its_seeds(swept):
     assert best.confirmed is not None and best.confirmed.values == result.values
     assert best.trial == result.trial_number and best.run_id in result.run_ids
     assert "confirmed over 2 seeds" in str(best)
+    splits = sweep.data()  # the shipped seed's model, which may be a retraining's
+    probabilities = sweep.load_model().predict(splits.x_test[:200], verbose=0)
+    assert (probabilities.argmax(axis=1) == splits.y_test[:200]).mean() > 0.3
+    assert sweep.history()["val_accuracy"].iloc[-1] == pytest.approx(best.value)
 
 
 EARLY_SCRIPT = """
