@@ -17,6 +17,7 @@ load_model() and export().
 from __future__ import annotations
 
 import dataclasses
+import multiprocessing
 import numbers
 import os
 from dataclasses import dataclass
@@ -25,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 
 from pipeline.config import (DEFAULT_STORAGE, DEFAULT_TRACKING_URI, TASK_TEST_METRICS, SweepConfig, check_data_source,
                              check_run, export_limits, load_sweep, parse_sweep_dict, with_confirm, with_overrides)
-from pipeline.errors import BadInputError, SweepConfigError, SweepInterrupted
+from pipeline.errors import BadInputError, SweepConfigError, SweepError, SweepInterrupted
 
 if TYPE_CHECKING:
     import keras
@@ -135,8 +136,12 @@ class Sweep:
     def _in_pool(self, config: SweepConfig, supervise):
         """`supervise(pool)` with this sweep's worker processes, which start first: they load TensorFlow and the
         data while this process loads MLflow and Optuna. No worker outlives the call, however it ends."""
-        from pipeline.worker_pool import WorkerPool
+        from pipeline.worker_pool import WORKER_NAME, WorkerPool
 
+        if multiprocessing.current_process().name.startswith(WORKER_NAME):
+            raise SweepError("a sweep was started while a worker process imported your script: worker processes "
+                             "start fresh and import the script that made them, so put its sweep under "
+                             "`if __name__ == \"__main__\":` (a notebook needs nothing)")
         with WorkerPool(config, self.workers, self.verbose).start_all() as pool:
             return supervise(pool)
 
@@ -210,7 +215,8 @@ class Sweep:
         trials = study.get_trials(deepcopy=False)
         # A number read from trials() is NumPy's int64, an Integral but no int.
         if isinstance(trial, bool) or not isinstance(trial, numbers.Integral) or not 0 <= trial < len(trials):
-            raise BadInputError(f"trial {trial!r}: study '{self.name}' has trials 0 to {len(trials) - 1}")
+            shown = int(trial) if isinstance(trial, numbers.Integral) else repr(trial)
+            raise BadInputError(f"trial {shown}: study '{self.name}' has trials 0 to {len(trials) - 1}")
         found, trial = trials[trial], int(trial)
         if needs_model and found.state.name != "COMPLETE":
             raise BadInputError(f"trial {trial} of study '{self.name}' is {found.state.name}: only a COMPLETE trial "

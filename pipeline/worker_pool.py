@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from pipeline.progress import Progress
 
 STOP_SIGNALS = {signal.SIGINT: "Ctrl-C", signal.SIGTERM: "SIGTERM"}
+WORKER_NAME = "sweep-worker-"  # + its number: the process's name, which a worker's own imports can see
 
 
 @dataclass(eq=False)  # compared and hashed by identity: two workers are never "equal"
@@ -80,7 +81,7 @@ class WorkerPool:
         exec), so a Ctrl-C while it imports prints no traceback; it takes the signal over once it runs."""
         ours, theirs = self.context.Pipe()
         spec = WorkerSpec(self.config, self.started, self.threads, self.verbose, self.size)
-        process = self.context.Process(target=worker_main, args=(spec, theirs), name=f"sweep-worker-{self.started}")
+        process = self.context.Process(target=worker_main, args=(spec, theirs), name=f"{WORKER_NAME}{self.started}")
         handler = signal.signal(signal.SIGINT, signal.SIG_IGN)
         try:
             process.start()

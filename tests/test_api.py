@@ -475,3 +475,17 @@ def test_ctrl_c_in_a_plain_script_raises_sweep_interrupted_after_the_workers_end
     after = Sweep.from_study(NAME, **stores)
     with pytest.raises(BadInputError, match=f"trial {trial.number} of study '{NAME}' is FAIL"):
         after.load_model(trial.number)
+
+
+def test_a_script_without_a_main_guard_is_told_to_add_one(tmp_path, data_dir, stores):
+    """Workers start fresh and import the script that made them: an unguarded sweep would start again inside
+    each; it is refused there with the way out, and nothing trains."""
+    path = write_sweep(tmp_path, study__n_trials=1, data__subset=300, data__data_dir=str(data_dir),
+                       study__storage=stores["storage"], tracking__tracking_uri=stores["tracking_uri"])
+    script = tmp_path / "unguarded.py"
+    script.write_text(f"from pipeline import Sweep\nSweep.from_file({str(path)!r}).run(progress=False)\n")
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, cwd=tmp_path, timeout=300,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert done.returncode != 0
+    assert 'put its sweep under `if __name__ == "__main__":`' in done.stderr, done.stderr
+    assert not store_uris.local_path(store_uris.resolve_uri(stores["storage"])).exists()
