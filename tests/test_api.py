@@ -391,11 +391,7 @@ def test_ctrl_c_while_the_workers_start_is_an_interrupt_not_a_worker_failure(tmp
     path = write_sweep(tmp_path, study__n_trials=1, data__subset=300, data__test_subset=100,
                        data__data_dir=str(data_dir), study__storage=stores["storage"],
                        tracking__tracking_uri=stores["tracking_uri"])
-    script = tmp_path / "early.py"
-    script.write_text(textwrap.dedent(EARLY_SCRIPT))
-    process = subprocess.Popen([sys.executable, str(script), str(path)], stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True, cwd=tmp_path, start_new_session=True,
-                               env={**os.environ, "PYTHONPATH": str(ROOT)})
+    process = _start_script(tmp_path, EARLY_SCRIPT, path)
     try:
         deadline = time.time() + 120
         while not _worker_catching_ctrl_c(process.pid):
@@ -427,6 +423,15 @@ if __name__ == "__main__":
 """
 
 
+def _start_script(tmp_path, text: str, sweep_file) -> subprocess.Popen:
+    """A Python script running the sweep file, in its own process group (as a terminal's foreground job)."""
+    script = tmp_path / "script.py"
+    script.write_text(textwrap.dedent(text))
+    return subprocess.Popen([sys.executable, str(script), str(sweep_file)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, cwd=tmp_path, start_new_session=True,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+
+
 def _running_trial(storage: str, process: subprocess.Popen, seconds: float = 300) -> optuna.trial.FrozenTrial:
     """The study's first RUNNING trial once its MLflow run has started, read from the storage."""
     deadline = time.time() + seconds
@@ -449,11 +454,7 @@ def test_ctrl_c_in_a_plain_script_raises_sweep_interrupted_after_the_workers_end
     path = write_sweep(tmp_path, study__n_trials=2, search_space__epochs=8, data__subset=3000,
                        data__test_subset=200, data__data_dir=str(data_dir), study__storage=stores["storage"],
                        tracking__tracking_uri=stores["tracking_uri"])
-    script = tmp_path / "script.py"
-    script.write_text(textwrap.dedent(SCRIPT))
-    process = subprocess.Popen([sys.executable, str(script), str(path)], stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True, cwd=tmp_path, start_new_session=True,
-                               env={**os.environ, "PYTHONPATH": str(ROOT)})
+    process = _start_script(tmp_path, SCRIPT, path)
     try:
         trial = _running_trial(stores["storage"], process)
         time.sleep(1)  # into its training
