@@ -17,7 +17,8 @@ import yaml
 
 from pipeline import examples, keys, stores
 from pipeline.errors import SweepConfigError
-from pipeline.hyperparameters import FAMILY_ONLY, NAMES, TASK_ONLY, CategoricalParam, FixedParam, ParamSpec, parse_param
+from pipeline.hyperparameters import (FAMILY_ONLY, NAMES, TASK_ONLY, CategoricalParam, FixedParam, ParamSpec, misfit,
+                                     parse_param)
 from pipeline.validation import Checker, quote
 
 SAMPLERS = ("tpe", "random")
@@ -103,6 +104,15 @@ class ConfirmConfig:
 
 
 @dataclass(frozen=True)
+class WarmStart:
+    """Another study's `top_k` best configurations as this study's first trials (pipeline.first_trials)."""
+
+    study: str
+    storage: str | None = None  # None: this study's own storage
+    top_k: int = 3
+
+
+@dataclass(frozen=True)
 class StudyConfig:
     name: str
     direction: str = "maximize"
@@ -119,6 +129,8 @@ class StudyConfig:
     confirm: ConfirmConfig | None = None  # run after the search; `sweep confirm` runs it on a finished study
     objectives: tuple[str, ...] = ()  # several: a multi-objective study, `metric` first; () = `metric` alone
     constraints: Constraints = Constraints()
+    start_with: tuple[Mapping[str, Any], ...] = ()  # configurations run first, before the sampler takes over
+    warm_start: WarmStart | None = None
 
 
 @dataclass(frozen=True)
@@ -372,6 +384,7 @@ def parse_sweep(raw: Any, path: Path) -> SweepConfig:
     _check_images_only(check, data, search_space)
     _check_family(check, model, data, search_space)
     _check_task(check, task, data, search_space)
+    _check_start_with(check, study, search_space)
     return SweepConfig(path, study, data, tracking, search_space, model)
 
 
@@ -470,7 +483,45 @@ def _parse_study(check: Checker, raw: dict, task: str) -> StudyConfig:
         confirm=_parse_confirm(check, raw.get("confirm")),
         objectives=objectives,
         constraints=constraints,
+        start_with=_parse_start_with(check, raw.get("start_with")),
+        warm_start=_parse_warm_start(check, raw.get("warm_start")),
     )
+
+
+def _parse_start_with(check: Checker, raw: Any) -> tuple[Mapping[str, Any], ...]:
+    """`study.start_with`: a list of configurations, each a mapping of searched names to values (checked against
+    the search space once it is read: _check_start_with)."""
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        check.fail("study.start_with", f"must be a list of configurations (name: value mappings), got "
+                   f"{check.quote(raw)}")
+    return tuple(check.mapping(entry, f"study.start_with[{index}]", required=True) for index, entry in enumerate(raw))
+
+
+def _parse_warm_start(check: Checker, raw: Any) -> WarmStart | None:
+    """`study.warm_start: {study: NAME, storage: URL, top_k: K}`; the storage defaults to this study's."""
+    if raw is None:
+        return None
+    raw = check.mapping(raw, "study.warm_start")
+    check.keys(raw, "study.warm_start", WarmStart)
+    storage = raw.get("storage")
+    return WarmStart(study=check.text(raw.get("study"), "study.warm_start.study"),
+                     storage=None if storage is None else check.text(storage, "study.warm_start.storage"),
+                     top_k=check.positive_int(raw.get("top_k", 3), "study.warm_start.top_k"))
+
+
+def _check_start_with(check: Checker, study: StudyConfig, space: Mapping[str, ParamSpec]) -> None:
+    """Each configuration names searched parameters only, with values the space can draw: a value the sampler
+    could never suggest would make the first trials a study of something else."""
+    for index, entry in enumerate(study.start_with):
+        for name, value in entry.items():
+            key = f"study.start_with[{index}].{name}"
+            if name not in space:
+                check.fail(key, f"is not in search_space; allowed: {', '.join(space) or '(an empty space)'}")
+            reason = misfit(space[name], value)
+            if reason:
+                check.fail(key, f"{value!r} {reason}")
 
 
 def export_limits(max_params: Any, max_latency_ms: Any, max_model_mb: Any) -> Constraints:

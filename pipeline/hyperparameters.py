@@ -217,6 +217,32 @@ def base_values(space: Mapping[str, ParamSpec]) -> dict[str, Any]:
     return values
 
 
+def misfit(spec: ParamSpec, value: Any) -> str | None:
+    """Why `value` is not one this search-space entry can give a trial (None when it is): what a configuration
+    run as a first trial (study.start_with, study.warm_start) must satisfy."""
+    if isinstance(spec, FixedParam):
+        return None if _same(value, spec.value) else f"is not the fixed {spec.value!r}"
+    if isinstance(spec, CategoricalParam):
+        if any(_same(value, choice) for choice in spec.choices):
+            return None
+        return f"is not one of the choices {', '.join(map(str, spec.choices))}"
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return "is not a number"
+    if isinstance(spec, IntParam) and not isinstance(value, int):
+        return "is not an integer"
+    if not spec.low <= value <= spec.high:
+        return f"is outside the range [{spec.low}, {spec.high}]"
+    steps = (value - spec.low) / spec.step if spec.step else 0
+    if not math.isclose(steps, round(steps), abs_tol=1e-9):
+        return f"is not on the grid of step {spec.step} from {spec.low}"
+    return None
+
+
+def _same(value: Any, other: Any) -> bool:
+    """Equal as Optuna compares choices, 0 and 0.0 alike, but true is no 1."""
+    return value == other and isinstance(value, bool) == isinstance(other, bool)
+
+
 def suggest_params(trial, space: Mapping[str, ParamSpec]) -> Hyperparameters:
     """Ask the sampler for each searched value, on top of the fixed ones: a complete set for the trial."""
     values = base_values(space)

@@ -11,6 +11,7 @@ DATA = "data"  # {"data_dir": the folder as run (relative to the sweep file's fo
 BUILDER = "builder"  # model.builder's {"file": as the sweep file names it, "path": absolute, "function", "digest"}
 PARENT_RUN_ID = "mlflow_parent_run_id"  # the study's MLflow parent run, found by id wherever the store moves
 STORED_AT = "storage"  # stores.identity of the storage when the study last ran, to tell that it moved
+WARM_START = "warm_start"  # where study.warm_start took its first trials: study, storage, trials with values
 
 # Optuna: trial user attributes
 PARAMS = "hyperparameters"  # the complete set, searched and fixed

@@ -12,13 +12,14 @@ scheduler of our own.
 from __future__ import annotations
 
 import dataclasses
+import json
 import socket
 import sys
 
 import optuna
 from optuna.trial import TrialState
 
-from pipeline import confirmation, keys, plots, processes, stores, tracking, verdict
+from pipeline import confirmation, first_trials, keys, plots, processes, stores, tracking, verdict
 from pipeline.config import SweepConfig
 from pipeline.data import describe_folder
 from pipeline.errors import BadInputError, SweepConfigError, SweepError
@@ -50,6 +51,7 @@ def run_sweep(config: SweepConfig, pool: WorkerPool, show_progress: bool = True)
                 pool.stop()
                 return _outcome(config, existing, pool, config.tracking.tracking_uri, None, len(existing.trials),
                                 _spent_message(existing, config), unfinished=unfinished)
+        first = first_trials.plan(config)  # a warm start that does not fit is refused before anything is written
         data = pool.wait_until_ready()  # the data passed its checks: only now is anything written
         _check_same_data(existing, data, config)
         _check_same_builder(existing, data, config)
@@ -65,7 +67,11 @@ def run_sweep(config: SweepConfig, pool: WorkerPool, show_progress: bool = True)
         study.set_user_attr(keys.DATA, {"data_dir": data.data_dir, "digest": data.digest})
         if data.builder is not None:
             study.set_user_attr(keys.BUILDER, data.builder)
+        _say_first(first, first_trials.enqueue(study, config, first))
         parent_id = _open_parent(study, config, tracker)
+        if first.source is not None:
+            tracking.log_parent_text(parent_id, json.dumps(first.source, indent=2) + "\n",
+                                     f"{keys.SWEEP_DIR}/warm_start.json")
         return _supervise(pool, config, study, tracker, parent_id, before, show_progress, unfinished)
 
 
@@ -73,6 +79,14 @@ def _say(note: str | None) -> None:
     """A note on stderr, where the progress goes: something the command repaired or noticed, no error."""
     if note:
         print(f"sweep: note: {note}", file=sys.stderr, flush=True)
+
+
+def _say_first(first: first_trials.FirstTrials, queued: int) -> None:
+    """Where the first trials come from, when this command queued any (a resumed study's are already there), and
+    a warm start that found nothing to take."""
+    if queued or (first.source is not None and not first.source["trials"]):
+        for note in first.notes:
+            _say(note)
 
 
 def _clean_dead(study: optuna.Study) -> None:
