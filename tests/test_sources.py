@@ -291,3 +291,15 @@ def test_a_damaged_cache_file_is_a_miss_decoded_again_and_replaced(digits, tmp_p
         assert np.array_equal(first.x_train, again.x_train) and np.array_equal(first.x_test, again.x_test)
         assert cached.read_bytes() == whole, "the damaged file was replaced"
     assert [p.name for p in cache.iterdir()] == [cached.name], "no partial files left beside it"
+
+
+def test_npz_text_labels_are_refused_naming_the_layout_it_takes(digits, tmp_path):
+    images, _ = digits
+    words = np.array(["shoe", "shirt"] * 40)
+    np.savez(tmp_path / "words.npz", x_train=images[:80], y_train=words, x_test=images[80:90], y_test=words[:10])
+    with pytest.raises(DataError, match=r"words\.npz: y_train holds text \('shoe', 'shirt', 'shoe', \.\.\.\); "
+                                        r"expected class numbers 0\.\.N-1, one integer per input, and optionally "
+                                        r"an array class_names"):
+        load_npz(tmp_path / "words.npz")
+    with pytest.raises(DataError, match=r"y_train holds text .*; task regression expects numbers"):
+        load_npz(tmp_path / "words.npz", "regression")

@@ -45,6 +45,8 @@ def load_npz(path: Path, task: str = "classification") -> RawData:
     arrays = read_arrays(path, wanted)
     names = arrays.pop("class_names", None)
     arrays["y_train"], arrays["y_test"] = _label_vector(path, arrays, "y_train"), _label_vector(path, arrays, "y_test")
+    for key in ("y_train", "y_test"):
+        _check_numbers(path, arrays[key], key, task)
     if task == "regression":
         raw = checked(RawData(**arrays, source=str(path.resolve()), class_names=(REGRESSION_LABEL,), task=task))
         return dataclasses.replace(raw, y_train=raw.y_train.astype(np.float64), y_test=raw.y_test.astype(np.float64))
@@ -115,6 +117,20 @@ def _label_vector(path: Path, arrays: dict, key: str) -> np.ndarray:
         raise DataError(f"{path}: {key} has shape {labels.shape}; expected one integer class per input, shape "
                         f"({len(labels)},) (one-hot labels: save {key}.argmax(axis=1))")
     return labels
+
+
+def _check_numbers(path: Path, labels: np.ndarray, key: str, task: str) -> None:
+    """Labels are numbers: text labels (a class's name per input) are refused here, naming the layout the
+    loader takes, rather than failing inside numpy when the classes are counted."""
+    if labels.dtype.kind in "biuf":
+        return
+    found = ("text" if labels.dtype.kind in "US" else f"{labels.dtype} values") + \
+        f" ({', '.join(repr(str(v)) for v in labels[:3].tolist())}, ...)"
+    if task == "regression":
+        raise DataError(f"{path}: {key} holds {found}; task regression expects numbers, one per input")
+    raise DataError(f"{path}: {key} holds {found}; expected class numbers 0..N-1, "
+                    "one integer per input, and optionally an array class_names holding the N names in that order "
+                    "(from text labels: names, y = numpy.unique(labels, return_inverse=True))")
 
 
 def _checked_names(path: Path, names: np.ndarray, classes: int) -> tuple[str, ...]:
