@@ -20,6 +20,7 @@ import dataclasses
 import multiprocessing
 import numbers
 import os
+import signal
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
@@ -50,8 +51,10 @@ class Sweep:
     def __init__(self, config: SweepConfig, workers: int = 1, verbose: bool = False, data_given: bool = False):
         """`data_given`: the data folder was named now (data_dir=...), so export uses it instead of the one the
         study recorded; `verbose` shows TensorFlow's own start-up lines."""
-        if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
-            raise SweepConfigError(f"--workers: must be at least 1, got {workers!r}")
+        if not isinstance(workers, int) or isinstance(workers, bool):
+            raise SweepConfigError(f"--workers: must be a whole number, got {workers!r}")
+        if workers < 1:
+            raise SweepConfigError(f"--workers: must be at least 1, got {workers}")
         self.config, self.workers, self.verbose, self.data_given = config, workers, verbose, data_given
         quiet_libraries()
 
@@ -76,14 +79,18 @@ class Sweep:
         """A study that has run, by its name in `storage`, with the sweep file it keeps (no file needed)."""
         from pipeline.study import load_study_config
 
+        if not isinstance(name, str) or not name.strip():
+            raise BadInputError(f"study name: must be a non-empty string, got {name!r}")
         config = load_study_config(storage or DEFAULT_STORAGE, name)
         return cls._made(config, None, None, data_dir, storage, tracking_uri, workers, verbose)
 
     @classmethod
     def _made(cls, config: SweepConfig, n_trials, timeout, data_dir, storage, tracking_uri, workers: int,
               verbose: bool) -> "Sweep":
+        # A data folder given now is the current folder's, wherever the sweep file lies.
+        folder = os.path.abspath(data_dir) if isinstance(data_dir, (str, Path)) and str(data_dir).strip() else data_dir
         config = with_overrides(config, n_trials=n_trials, timeout=timeout, storage=storage, tracking_uri=tracking_uri,
-                                data_dir=None if data_dir is None else str(data_dir))
+                                data_dir=folder)
         check_data_source(config)
         return cls(config, workers, verbose, data_given=data_dir is not None)
 
@@ -113,6 +120,9 @@ class Sweep:
             except SweepInterrupted as stopped:
                 stopped.outcome = dataclasses.replace(outcome, confirmation=stopped.outcome)
                 raise
+            except KeyboardInterrupt:  # while the confirmation's workers started: the search's outcome still stands
+                raise SweepInterrupted(outcome, signal.SIGINT, "interrupted before the confirmation started: the "
+                                       "search is complete, the confirmation not begun") from None
         return outcome
 
     def confirm(self, top_k: int | None = None, seeds: int | None = None, progress: bool = True
@@ -151,12 +161,21 @@ class Sweep:
 
         return load_existing_study(self.config.study.storage, self.config.study.name)
 
+    def _tracked(self) -> str:
+        """The tracking store's URI, checked before a result is read from it: missing, a server that does not
+        answer or a URI MLflow cannot use is one line at once, not blank results or minutes of retries."""
+        from pipeline import tracking
+
+        return tracking.check_readable(self.config.tracking.tracking_uri)
+
     def trials(self) -> "pd.DataFrame":
         """Every trial joined with its MLflow run, best first: the columns of `sweep report --format csv`
         (best, trial, state, the metrics, the parameters, the model's costs, run id and status)."""
         from pipeline.report import trials_table
 
-        return trials_table(self.study(), self.config)
+        study = self.study()
+        self._tracked()
+        return trials_table(study, self.config)
 
     def best(self) -> "Best":
         """What `export` ships: the confirmed winner's best seed where the study has a confirmation, else the
@@ -164,8 +183,9 @@ class Sweep:
         from pipeline import tracking
         from pipeline.winner import winner
 
-        uri = self.config.tracking.tracking_uri
-        chosen = winner(self.study(), self.config, uri)
+        study = self.study()
+        uri = self._tracked()
+        chosen = winner(study, self.config, uri)
         logged = tracking.run_metrics(uri, chosen.run_id)
         tests = {name: logged.get(name) for name in TASK_TEST_METRICS[self.config.task]}
         return Best(chosen.number, dict(chosen.params), self.config.study.metric, chosen.value, tests, chosen.run_id,
@@ -176,7 +196,8 @@ class Sweep:
         per epoch; the best's (as `best()` names it) when `trial` is None."""
         from pipeline import tracking
 
-        return tracking.metric_history(self.config.tracking.tracking_uri, self._run_of(trial, needs_model=False))
+        run_id = self._run_of(trial, needs_model=False)
+        return tracking.metric_history(self._tracked(), run_id)
 
     def load_model(self, trial: int | None = None) -> "keras.Model":
         """The Keras model of the best (as `best()` names it) or a given COMPLETE trial, from its MLflow run: it
@@ -188,7 +209,7 @@ class Sweep:
         load_tensorflow(self.verbose)
         from pipeline.tracking import models
 
-        return models.load_model(models.trial_model_uri(run_id), self.config.tracking.tracking_uri)
+        return models.load_model(models.trial_model_uri(run_id), self._tracked())
 
     def data(self) -> "Splits":
         """The data this sweep reads, split as its trials split it (x_train, y_train, x_val, y_val, x_test, y_test
@@ -201,7 +222,7 @@ class Sweep:
         data, study = self.config.data, None if self.data_given else find_study(self.config)
         recorded = study.user_attrs.get(keys.DATA) if study is not None else None
         if recorded:
-            data = dataclasses.replace(data, data_dir=located_folder(recorded["data_dir"], self.config.path.parent))
+            data = dataclasses.replace(data, data_dir=located_folder(recorded["data_dir"], self.config.folder))
         return load_splits(data, self.config.study.seed)
 
     def _run_of(self, trial: int | None, needs_model: bool) -> str:
@@ -232,6 +253,8 @@ class Sweep:
         saved_model/ and metadata.json, registered in MLflow as `name` (default tracking.registered_model or the
         study's name) with alias @champion; `refit` retrains it on train + validation first."""
         limits = export_limits(max_params, max_latency_ms, max_model_mb)  # refused before TensorFlow loads
+        if not isinstance(out, (str, Path)) or not str(out).strip():
+            raise BadInputError(f"--out: the folder to export to, as a string or Path, got {out!r}")
         from pipeline.tensorflow_setup import load_tensorflow
 
         load_tensorflow(self.verbose)
@@ -248,9 +271,12 @@ class Sweep:
         formats = ("table", "csv", "markdown")
         if fmt not in formats:
             raise BadInputError(f"format {fmt!r}: choose one of {', '.join(formats)}")
+        if width is not None and (isinstance(width, bool) or not isinstance(width, int) or width < 1):
+            raise BadInputError(f"width: the characters a line may take, a whole number of at least 1, got {width!r}")
         from pipeline.report import format_trials, study_conclusions
 
         study = self.study()
+        self._tracked()
         text = format_trials(study, self.config, fmt, width)
         if fmt == "csv":  # CSV stays one table for spreadsheets
             return text
@@ -266,13 +292,21 @@ class Sweep:
         elif isinstance(other, str):
             other = Sweep.from_study(other, storage=self.config.study.storage,
                                      tracking_uri=self.config.tracking.tracking_uri)
+        elif not isinstance(other, Sweep):
+            raise BadInputError(f"compare: the other study is a Sweep, a sweep file or a study's name, got {other!r}")
+        self._tracked()
+        other._tracked()
         a, b = side(self.config), side(other.config)
         check_comparable(a, b)
         return Comparison(a, b, render(a, b), data_warning(a, b))
 
     @classmethod
-    def from_spec(cls, spec: str, *, storage: str | None = None, tracking_uri: str | None = None) -> "Sweep":
+    def from_spec(cls, spec: str | Path, *, storage: str | None = None, tracking_uri: str | None = None) -> "Sweep":
         """A sweep file when `spec` names one (or ends in .yaml), else a study's name in `storage`."""
+        if isinstance(spec, Path):
+            spec = str(spec)
+        if not isinstance(spec, str):
+            raise BadInputError(f"a sweep file or a study's name, got {spec!r}")
         if is_sweep_file(spec):
             return cls.from_file(spec, storage=storage, tracking_uri=tracking_uri)
         return cls.from_study(spec, storage=storage, tracking_uri=tracking_uri)
@@ -343,7 +377,7 @@ def init_sweep(data: str | Path, out: str | Path | None = None, label: str | Non
     quiet_libraries()
     from pipeline import scaffold
 
-    return scaffold.init_sweep(Path(data), None if out is None else Path(out), label, force, timing)
+    return scaffold.init_sweep(data, out, label, force, timing)
 
 
 def list_studies(storage: str | None = None, tracking_uri: str | None = None) -> "pd.DataFrame":
@@ -351,6 +385,10 @@ def list_studies(storage: str | None = None, tracking_uri: str | None = None) ->
     activity and whether a process runs one now (pipeline.listing)."""
     quiet_libraries()
     from pipeline import listing
+
+    for option, value in (("--storage", storage), ("--tracking-uri", tracking_uri)):
+        if value is not None and (not isinstance(value, str) or not value.strip()):
+            raise BadInputError(f"{option}: must be a URL (a non-empty string), got {value!r}")
 
     return listing.list_studies(storage or DEFAULT_STORAGE, tracking_uri or DEFAULT_TRACKING_URI)
 

@@ -195,6 +195,13 @@ class SweepConfig:
         return next(iter(TASK_TEST_METRICS[self.task]))
 
     @property
+    def folder(self) -> Path | None:
+        """The sweep file's folder: a data folder inside it is recorded relative to it, so a store shared with
+        colleagues does not spread one person's home paths. None for a sweep given as a dict, whose data is
+        recorded absolute: the study's copy of it must work from any folder."""
+        return None if self.path == DICT_SOURCE else self.path.parent
+
+    @property
     def builder_path(self) -> Path | None:
         """model.builder's file: as written when absolute, else relative to the sweep file's folder."""
         return None if self.model.builder is None else self.path.parent / Path(self.model.builder_file).expanduser()
@@ -250,6 +257,9 @@ def with_overrides(config: SweepConfig, **overrides: Any) -> SweepConfig:
         if value is not None:
             sections[where[key]][key] = value
     checker = Checker(config.path)
+    for key, option in (("storage", "--storage"), ("tracking_uri", "--tracking-uri"), ("data_dir", "--data-dir")):
+        if overrides.get(key) is not None:
+            checker.text(overrides[key], option)
     if "n_trials" in sections["study"]:
         checker.positive_int(sections["study"]["n_trials"], "--n-trials")
     if "timeout" in sections["study"]:

@@ -92,7 +92,7 @@ def _study_data(study: optuna.Study, config: SweepConfig, data_given: bool) -> S
     """The data the study ran on: its recorded folder unless --data-dir says otherwise, and checked by digest."""
     recorded = study.user_attrs.get(keys.DATA)
     if recorded and not data_given:
-        folder = located_folder(recorded["data_dir"], config.path.parent)
+        folder = located_folder(recorded["data_dir"], config.folder)
         config = dataclasses.replace(config, data=dataclasses.replace(config.data, data_dir=folder))
     data = load_splits(config.data, config.study.seed)
     if recorded and recorded["digest"] != data.train_digest():

@@ -128,20 +128,24 @@ def _supervise(pool: WorkerPool, config: SweepConfig, study: optuna.Study, track
     tracking.close_parent_run(parent_id, "KILLED" if pool.stopped_by else "FINISHED")
     message = ""
     if pool.stopped_by:
-        message = _interrupted(study, pool, before)
+        message = interrupted(study, pool.pids, pool.stopped_by, before)
     return _outcome(config, study, pool, tracker.tracking_uri, parent_id, before, message, pool.stopped_by,
                     unfinished)
 
 
-def _interrupted(study: optuna.Study, pool: WorkerPool, before: int) -> str:
-    """What a stop signal ended: the trials this command's workers were running (FAIL now), or none (a worker
-    waiting for another machine's trial has none)."""
+def interrupted(study: optuna.Study, pids: set[int], signum: int, before: int) -> str:
+    """What a stop signal ended: the trials this command's workers (`pids`) were running (FAIL now), or none (a
+    worker waiting for another machine's trial, or one whose last trial had just ended, has none)."""
     stopped = [t.number for t in study.get_trials(deepcopy=False)[before:]
-               if t.state == TrialState.FAIL and t.user_attrs.get(keys.PID) in pool.pids
+               if t.state == TrialState.FAIL and t.user_attrs.get(keys.PID) in pids
                and t.user_attrs.get(keys.ERROR, "").startswith("KeyboardInterrupt")]
-    what = {0: "no trial was running here", 1: f"trial {stopped[0]} was marked FAIL"}.get(
-        len(stopped), f"trials {', '.join(map(str, stopped))} were marked FAIL")
-    return f"interrupted ({STOP_SIGNALS[pool.stopped_by]}): {what}"
+    if not stopped:
+        what = "no trial was running here"
+    elif len(stopped) == 1:
+        what = f"trial {stopped[0]} was marked FAIL"
+    else:
+        what = f"trials {', '.join(map(str, stopped))} were marked FAIL"
+    return f"interrupted ({STOP_SIGNALS[signum]}): {what}"
 
 
 def run_confirmation(config: SweepConfig, pool: WorkerPool, show_progress: bool = True) -> ConfirmationOutcome:

@@ -36,7 +36,7 @@ def serve(spec: WorkerSpec, connection, stop: StopRequest) -> Finished:
     design = builders.design(spec.config)  # a user's builder is loaded and checked before anything is written
     if design.build is not None:
         builders.check(spec.config, design, data, stats)
-    connection.send(Ready(portable_folder(spec.config.data.data_dir, spec.config.path.parent), data.train_digest(),
+    connection.send(Ready(portable_folder(spec.config.data.data_dir, spec.config.folder), data.train_digest(),
                           builders.record(spec.config)))
     go = connection.recv()
     if go is None:
@@ -176,6 +176,6 @@ class _BestRecorder:
 
 
 def _dataset_record(config: SweepConfig, data: Splits):
-    source = portable_folder(config.data.data_dir, config.path.parent) or data.source
+    source = portable_folder(config.data.data_dir, config.folder) or data.source
     return tracking.numpy_dataset(data.x_train, data.y_train, name=f"{config.data.dataset}-train", source=source,
                                   digest=data.train_digest())

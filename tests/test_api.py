@@ -21,10 +21,12 @@ import pytest
 import yaml
 from optuna.trial import TrialState
 
+import pipeline
 from pipeline import (BadInputError, Comparison, Exported, StudyError, Sweep, SweepConfigError, SweepError,
-                      cli, keys)
+                      TrackingError, cli, keys)
 from pipeline import stores as store_uris
 from pipeline.study import optuna_storage
+from pipeline.supervisor import interrupted
 
 from conftest import ROOT, SWEEPS, write_sweep
 
@@ -158,9 +160,14 @@ def test_from_file_applies_and_validates_the_command_line_s_overrides(tmp_path, 
         Sweep.from_file(path, n_trials=0)
     with pytest.raises(SweepConfigError, match="--timeout"):
         Sweep.from_file(path, timeout=-1)
-    for workers in (0, True, 1.5):
-        with pytest.raises(SweepConfigError, match="--workers: must be at least 1"):
+    with pytest.raises(SweepConfigError, match="--workers: must be at least 1, got 0"):
+        Sweep.from_file(path, workers=0)
+    for workers in (True, 1.5, 1.0):
+        with pytest.raises(SweepConfigError, match=f"--workers: must be a whole number, got {workers}"):
             Sweep.from_file(path, workers=workers)
+    for option, key in (("--storage", "storage"), ("--tracking-uri", "tracking_uri"), ("--data-dir", "data_dir")):
+        with pytest.raises(SweepConfigError, match=f"{option}: must be a non-empty string, got 5"):
+            Sweep.from_file(path, **{key: 5})
 
 
 def test_a_second_run_of_a_settled_study_says_what_the_cli_says(swept, capsys):
@@ -490,3 +497,55 @@ def test_a_script_without_a_main_guard_is_told_to_add_one(tmp_path, data_dir, st
     assert done.returncode != 0
     assert 'put its sweep under `if __name__ == "__main__":`' in done.stderr, done.stderr
     assert not store_uris.local_path(store_uris.resolve_uri(stores["storage"])).exists()
+
+
+def test_a_stop_with_no_trial_of_ours_running_says_so(swept, module_stores):
+    """Ctrl-C just after the last trial ended (or while waiting for another machine's) once raised IndexError."""
+    study = swept["sweep"].study()
+    assert interrupted(study, set(), signal.SIGINT, 0) == "interrupted (Ctrl-C): no trial was running here"
+    assert interrupted(study, set(), signal.SIGTERM, 0).startswith("interrupted (SIGTERM): ")
+
+
+@pytest.mark.parametrize("uri, message", [
+    ("sqlite:///{folder}/nowhere.db", "no tracking store at"),
+    ("http://127.0.0.1:9", "is unreachable"),
+    ("foo://bar", "cannot read the tracking store foo://bar"),
+])
+def test_results_are_read_only_from_a_tracking_store_that_answers(swept, module_stores, folder, uri, message):
+    """Not blank results, and not minutes of MLflow's retries followed by a traceback."""
+    elsewhere = Sweep.from_study(NAME, storage=module_stores["storage"], tracking_uri=uri.format(folder=folder))
+    for read in (elsewhere.trials, elsewhere.best, elsewhere.report, elsewhere.history, elsewhere.load_model):
+        with pytest.raises(TrackingError, match=message):
+            read()
+    assert not (folder / "nowhere.db").exists()
+
+
+def test_arguments_of_the_wrong_kind_are_refused_in_one_line(swept, module_stores):
+    sweep = swept["sweep"]
+    calls = [(lambda: sweep.compare(5), "compare: the other study is a Sweep, a sweep file or a study's name"),
+             (lambda: Sweep.from_spec(None), "a sweep file or a study's name, got None"),
+             (lambda: Sweep.from_study(None), "study name: must be a non-empty string"),
+             (lambda: sweep.export(None), "--out: the folder to export to"),
+             (lambda: sweep.report(width=-5), "width: the characters a line may take"),
+             (lambda: sweep.report(width="x"), "width: the characters a line may take"),
+             (lambda: pipeline.list_studies(storage=5), "--storage: must be a URL")]
+    for call, message in calls:
+        with pytest.raises(BadInputError, match=message):
+            call()
+
+
+def test_a_dict_s_relative_data_folder_is_recorded_so_the_study_works_from_anywhere(tmp_path, data_dir, monkeypatch):
+    """A dict has no file to be relative to: its paths are the current folder's, and the study records its data
+    folder absolute, so `from_study` in another folder finds the data."""
+    here, elsewhere = tmp_path / "here", tmp_path / "elsewhere"
+    here.mkdir(), elsewhere.mkdir()
+    (here / "fashion").symlink_to(data_dir)
+    stores = {"storage": f"journal:///{tmp_path}/optuna.journal", "tracking_uri": f"sqlite:///{tmp_path}/mlflow.db"}
+    spec = tiny_spec("fashion", **stores)
+    spec["study"]["n_trials"] = 1
+    monkeypatch.chdir(here)
+    Sweep.from_dict(spec).run(progress=False)
+    monkeypatch.chdir(elsewhere)
+    again = Sweep.from_study(NAME, **stores)
+    assert again.study().user_attrs[keys.DATA]["data_dir"] == str((here / "fashion").resolve())
+    assert len(again.data().x_test) == 300

@@ -196,12 +196,15 @@ def numbered_classes(*label_arrays: np.ndarray) -> tuple[str, ...]:
     return tuple(str(i) for i in range(top + 1))
 
 
-def portable_folder(data_dir: str | None, base: Path) -> str | None:
+def portable_folder(data_dir: str | None, base: Path | None) -> str | None:
     """A data folder as a store records it: relative to `base` (the sweep file's folder) when inside it,
-    so a store shared with colleagues does not spread one person's home paths; None for Keras' loader."""
+    so a store shared with colleagues does not spread one person's home paths, else (and with no base: a
+    sweep given as a dict) absolute; None for Keras' loader."""
     if data_dir is None:
         return None
     folder = Path(data_dir).expanduser().resolve()
+    if base is None:
+        return str(folder)
     try:
         return str(folder.relative_to(base.resolve()))
     except ValueError:
@@ -212,8 +215,8 @@ def describe_folder(data_dir: str | None) -> str:
     return "Keras' own copy of the dataset" if data_dir is None else f"the data in {data_dir}"
 
 
-def located_folder(recorded: str | None, base: Path) -> str | None:
+def located_folder(recorded: str | None, base: Path | None) -> str | None:
     """The inverse of portable_folder: a recorded folder, found again from the sweep file's folder."""
     if recorded is None or Path(recorded).is_absolute():
         return recorded
-    return str(base / recorded)
+    return str((base or Path(".")) / recorded)

@@ -96,6 +96,22 @@ def existing_store(tracking_uri: str) -> str:
     return uri
 
 
+def check_readable(tracking_uri: str) -> str:
+    """The URI of a store to read a study's runs from, refused at once and in one line when it is not there, a
+    server does not answer (MLflow would retry for minutes) or MLflow cannot use it: a report of blank results, or a
+    traceback, says nothing of why."""
+    uri = existing_store(tracking_uri)
+    if uri.startswith(("http://", "https://")):
+        _check_server(uri)
+    try:
+        mlflow.MlflowClient(uri).search_experiments(max_results=1)
+    except (*STORE_ERRORS, sqlalchemy.exc.SQLAlchemyError) as exc:
+        reason = str(exc).strip().splitlines()[0][:300].replace(uri, stores.printable(uri))
+        raise TrackingError(f"cannot read the tracking store {stores.printable(uri)}: {reason}; pass the "
+                            "--tracking-uri the sweep ran with") from None
+    return uri
+
+
 def check_sqlite_file(uri: str) -> None:
     """A SQLite tracking store that is some other file (overwritten, or a wrong path) is refused naming it:
     SQLAlchemy's own error is a traceback, or three lines of SQL and a link."""
