@@ -32,6 +32,8 @@ COUNTS = {"complete": TrialState.COMPLETE, "pruned": TrialState.PRUNED, "fail": 
           "running": TrialState.RUNNING, "waiting": TrialState.WAITING}
 NOT_FROM_SWEEP = "(not from `sweep run`)"  # the experiment column of a study created some other way
 UNREADABLE = "(its stored sweep file no longer validates)"
+NO_STUDIES = "No studies in"  # what a storage without studies is listed as, but in CSV
+OPTUNA_TABLES = {"studies", "version_info"}  # a database holding these is a study storage
 
 
 def list_studies(storage: str, tracking_uri: str) -> pd.DataFrame:
@@ -66,6 +68,8 @@ def _open_existing(storage: str) -> tuple[str, optuna.storages.BaseStorage]:
                             "with (its sweep file's study.storage)")
     if stores.is_sqlite(url):
         _check_optuna_tables(url, path)
+    elif storages.is_database_server(url):
+        _check_server_tables(url)
     return url, optuna_storage(url)
 
 
@@ -78,9 +82,26 @@ def _check_optuna_tables(url: str, path: Path) -> None:
     except sqlite3.DatabaseError as exc:
         raise BadInputError(f"--storage {url}: cannot be read as a SQLite database ({exc}); pass the study storage "
                             "a sweep ran with") from None
-    if "studies" not in tables:
+    if not OPTUNA_TABLES <= tables:
         raise BadInputError(f"--storage {url}: a SQLite database without Optuna's tables, so no study storage (an "
                             "MLflow tracking store?); pass the study storage a sweep ran with")
+
+
+def _check_server_tables(url: str) -> None:
+    """Refuse a server's database that holds no studies (an empty one, MLflow's): Optuna would create its tables in
+    it as it opens it, and on MLflow's then fail on the schema version they share a table for. SQLAlchemy's
+    inspector only reads the database's catalogue."""
+    import sqlalchemy
+
+    with storage_errors(url):
+        engine = sqlalchemy.create_engine(url)
+        try:
+            tables = set(sqlalchemy.inspect(engine).get_table_names())
+        finally:
+            engine.dispose()
+    if not OPTUNA_TABLES <= tables:
+        raise BadInputError(f"--storage {stores.printable(url)}: a database without Optuna's tables, so no study "
+                            "storage (an MLflow tracking store?); pass the study storage a sweep ran with")
 
 
 def _is_confirmation(name: str, studies: dict) -> bool:
@@ -196,3 +217,19 @@ def _liveness(study: optuna.Study, trial: FrozenTrial, stale: set[int]) -> tuple
 
 def _has_heartbeats(study: optuna.Study) -> bool:
     return storages.heartbeats_kept_in(study._storage) is not None
+
+
+def format_studies(frame: pd.DataFrame, fmt: str, storage: str) -> str:
+    """`sweep list`'s text in `fmt` (table, csv, markdown), ending in one newline; a storage without studies said
+    in a line, but in CSV, which keeps its header row for scripts."""
+    from pipeline.report import format_table
+
+    if frame.empty and fmt != "csv":
+        return f"{NO_STUDIES} {stores.printable(storage)}.\n"
+    return format_table(frame if fmt == "csv" else _blanked(frame), fmt).rstrip("\n") + "\n"
+
+
+def _blanked(frame: pd.DataFrame) -> pd.DataFrame:
+    """The table and markdown forms' cells: a blank empty, not NaN, <NA> or None; a number to four significant
+    digits, as `sweep report` shows one (CSV leaves both to the reader)."""
+    return frame.map(lambda value: "" if pd.isna(value) else f"{value:.4g}" if isinstance(value, float) else value)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -10,16 +11,18 @@ from pathlib import Path
 import optuna
 import pandas as pd
 
-from pipeline import keys, objectives, stores, tracking
+from pipeline import keys, listing, objectives, stores, tracking
 from pipeline.config import QUANTITIES, TASK_OBJECTIVES, TASK_TEST_METRICS
 from pipeline.errors import BadInputError
 from pipeline.study import has_best
 
 # What `sweep report` leads with: which trial and how it ended, then how well it did (result_metrics).
 LEAD = ("best", "trial", "state")
-# Files a user would overwrite with a fresh report; any other existing file is someone's data.
-REPORT_SUFFIXES = (".md", ".markdown", ".csv", ".txt", ".tsv")
 SWEEP_SUFFIXES, STORE_SUFFIXES = (".yaml", ".yml"), (".journal", ".db", ".sqlite")
+# How an earlier `sweep report` or `sweep list` (which --out may replace) begins where it is no table's header.
+REPORT_FIRST_LINES = ("Same in every trial:", f"{listing.NO_STUDIES} ")
+NO_TRIALS = re.compile(r"Study '.*' has no trials yet\.")
+FIRST_LINE_MAX = 1 << 16  # bytes read to find a file's first line
 
 
 @dataclass
@@ -284,7 +287,8 @@ def _markdown(table) -> str:
 
 def check_report_out(out: Path) -> None:
     """--out may replace an earlier report, never a sweep file, a store or anything else that exists: a report
-    written over `mlruns/optuna.journal` would destroy the study it reports on (bad input: name another --out)."""
+    written over `mlruns/optuna.journal` would destroy the study it reports on, one over `data.csv` the data it
+    trained on (bad input: name another --out)."""
     if out.is_symlink() and not out.exists():  # writing would create its target wherever it points, or loop
         raise BadInputError(f"--out {out}: is a symlink to {os.readlink(out)}, which does not exist or loops back "
                             "on itself; name a real file, e.g. --out report.md")
@@ -298,9 +302,34 @@ def check_report_out(out: Path) -> None:
         what = "a store or inside one"
     elif out.is_dir():
         return  # writing reports it: cannot write the report (Is a directory)
-    elif not suffixes <= set(REPORT_SUFFIXES):
-        what = f"a file that is not a report ({', '.join(REPORT_SUFFIXES)} are replaced)"
+    elif not _is_earlier_report(out):
+        what = ("a file that is not a report (its first line is none that `sweep report` or `sweep list` writes, so "
+                "it is not an earlier report to replace)")
     else:
         return
     raise BadInputError(f"--out {out}: exists and is {what}; it is left as it is; name a new file or an earlier "
                         "report, e.g. --out report.md")
+
+
+def _is_earlier_report(path: Path) -> bool:
+    """Whether a file's first line is one `sweep report` or `sweep list` writes, in any format: their table's
+    leading columns, or the line they print for no trials or no studies. A file with nothing in it holds no work
+    to lose either. Only a regular file is read (a pipe or a terminal would wait for input)."""
+    if not path.is_file():
+        return False
+    try:
+        with path.open("rb") as file:
+            start = file.read(FIRST_LINE_MAX)
+    except OSError:
+        return False
+    first = start.split(b"\n", 1)[0].decode(errors="replace").rstrip("\r")
+    if not start or first.startswith(REPORT_FIRST_LINES) or NO_TRIALS.fullmatch(first):
+        return True
+    return tuple(_header_cells(first)[:3]) in (LEAD, listing.COLUMNS[:3])
+
+
+def _header_cells(line: str) -> list[str]:
+    """A table's column names as the CSV (`a,b`), markdown (`| a | b |`) or text (`  a  b`) forms write them."""
+    if line.startswith("|"):
+        return [cell.strip() for cell in line.strip().strip("|").split("|")]
+    return line.split(",") if "," in line else line.split()

@@ -3,6 +3,7 @@ and, on PostgreSQL, trials written as other machines leave them (heartbeats fres
 
 from __future__ import annotations
 
+import csv
 import io
 import math
 import os
@@ -12,6 +13,7 @@ import subprocess
 import sys
 import time
 
+import mlflow
 import optuna
 import pandas as pd
 import psycopg
@@ -192,3 +194,63 @@ def test_postgres_lists_heartbeats_fresh_and_stopped_and_a_study_not_from_sweep_
     assert math.isnan(row["test"]) and len(frame.attrs["warnings"]) == 1
     assert row["running_now"] == ("yes: trial 5 (host elsewhere pid 111); trial 6 stale: its process stopped sending "
                                   "heartbeats")
+
+
+def test_out_takes_its_format_from_the_suffix_and_replaces_only_an_earlier_listing(swept, tmp_path, capsys):
+    """`--out list.csv` once wrote a text table into it, and `--out data.csv` replaced whatever was there."""
+    stores = ["--storage", swept["storage"], "--tracking-uri", swept["tracking_uri"]]
+    data = tmp_path / "data.csv"
+    data.write_text("label,pixel_0\n3,0\n")
+    assert cli.main(["list", *stores, "--out", str(data)]) == 2
+    err = capsys.readouterr().err
+    assert f"--out {data}: exists and is a file that is not a report" in err and "left as it is" in err, err
+    assert data.read_text() == "label,pixel_0\n3,0\n"
+
+    out = tmp_path / "studies.csv"
+    assert cli.main(["list", *stores, "--out", str(out)]) == 0
+    assert list(pd.read_csv(out).columns) == list(listing.COLUMNS), "CSV, as the suffix says"
+    for name, first in (("studies.md", "| study | experiment | metric |"), ("studies.markdown", "| study |"),
+                        ("studies.txt", "study")):
+        assert cli.main(["list", *stores, "--out", str(tmp_path / name)]) == 0
+        assert (tmp_path / name).read_text().lstrip().startswith(first), name
+    empty = tmp_path / "empty.journal"
+    empty.touch()
+    for command in (["--storage", f"journal:///{empty}", "--format", "table"], [*stores, "--format", "markdown"],
+                    [*stores, "--format", "table"], [*stores]):  # each replaces the listing before it
+        assert cli.main(["list", *command, "--out", str(out)]) == 0, capsys.readouterr().err
+    assert list(pd.read_csv(out).columns) == list(listing.COLUMNS)
+
+
+def test_blanks_are_empty_cells_in_the_table_and_markdown(tmp_path, capsys):
+    """A study made with Optuna directly, its one trial failed: no best, no best trial, no test metric."""
+    storage = f"journal:///{tmp_path}/optuna.journal"
+    study = optuna.create_study(study_name="plain", storage=optuna_storage(storage))
+    study.add_trial(optuna.trial.create_trial(state=TrialState.FAIL))
+    command = ["list", "--storage", storage, "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db"]
+    for fmt in ("table", "markdown"):
+        assert cli.main([*command, "--format", fmt]) == 0
+        shown = capsys.readouterr().out
+        assert "plain" in shown and not {"NaN", "nan", "<NA>", "None"} & set(shown.replace("|", " ").split()), shown
+    assert cli.main([*command, "--format", "csv"]) == 0
+    (row,) = csv.DictReader(io.StringIO(capsys.readouterr().out))
+    assert (row["study"], row["fail"]) == ("plain", "1") and row["best"] == row["best_trial"] == row["test"] == ""
+
+
+def _table_count(url: str) -> int:
+    with psycopg.connect(url) as database:
+        return database.execute("SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'"
+                                ).fetchone()[0]
+
+
+def test_a_database_without_optuna_tables_is_refused_and_left_as_it_is(new_database, capsys):
+    """An empty database, and MLflow's passed as --storage by mistake: Optuna created its tables in them as it opened
+    them (and in MLflow's then failed on the schema version they share a table for)."""
+    empty, tracking_store = new_database("empty"), new_database("mlflow")
+    mlflow.MlflowClient(tracking_store).search_experiments()  # MLflow creates its tables
+    counts = {url: _table_count(url) for url in (empty, tracking_store)}
+    assert counts[empty] == 0 and counts[tracking_store] > 0
+    for url in (empty, tracking_store):
+        assert cli.main(["list", "--storage", url]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "a database without Optuna's tables, so no study storage (an MLflow" in err, err
+        assert _table_count(url) == counts[url], "nothing was created"

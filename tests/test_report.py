@@ -54,7 +54,7 @@ def test_report_joins_trials_with_runs_best_first(module_sweep, config, capsys):
 
 def test_report_markdown_to_a_file(module_sweep, tmp_path):
     out = tmp_path / "report.md"
-    out.write_text("an earlier report\n")  # replaced: only sweep files, stores and non-reports are refused
+    out.write_text("| best | trial | state |\n| --- | --- | --- |\n")  # an earlier report, replaced
     assert cli.main(["report", str(module_sweep), "--format", "markdown", "--out", str(out)]) == 0
     table, _, conclusions = out.read_text().partition("\n\n")
     lines = table.splitlines()
@@ -289,3 +289,43 @@ def test_report_on_a_study_with_no_trials_yet(tmp_path, capsys):
     assert capsys.readouterr().out.startswith("Study 'fashion-mnist-smoke' has no trials yet.\n\nverdict: too early")
     assert cli.main(["report", str(path), "--format", "csv"]) == 0
     assert capsys.readouterr().out.splitlines()[0].startswith("best,trial,state,")
+
+
+def test_report_out_takes_its_format_from_the_suffix_and_replaces_only_an_earlier_report(module_sweep, tmp_path,
+                                                                                        capsys):
+    """`--out data.csv` once overwrote the sweep's own training table: an existing file is replaced only when its
+    first line is one a report writes (any format); anything else is refused and left as it is."""
+    data, readme = tmp_path / "data.csv", tmp_path / "README.md"
+    data.write_text("label,pixel_0\n3,0\n")
+    readme.write_text("# Notes\n")
+    for victim in (data, readme):
+        assert cli.main(["report", str(module_sweep), "--out", str(victim)]) == 2
+        err = capsys.readouterr().err
+        assert f"--out {victim}: exists and is a file that is not a report" in err and "left as it is" in err, err
+    assert (data.read_text(), readme.read_text()) == ("label,pixel_0\n3,0\n", "# Notes\n")
+
+    firsts = {"trials.csv": ("best,trial,state,",), "trials.md": ("| best | trial | state |",),
+              "trials.txt": ("Same in every trial:", "best  trial    state")}  # a text table, its fixed params first
+    for name, first in firsts.items():
+        out = tmp_path / name
+        for _ in range(2):  # the second replaces the first
+            assert cli.main(["report", str(module_sweep), "--out", str(out)]) == 0
+            assert out.read_text().startswith(first), (name, out.read_text()[:200])
+    assert cli.main(["report", str(module_sweep), "--format", "csv", "--out", str(tmp_path / "trials.md")]) == 0
+    assert (tmp_path / "trials.md").read_text().startswith("best,trial,state,"), "--format wins over the suffix"
+
+
+def test_a_report_of_a_study_without_trials_may_be_replaced(tmp_path):
+    import optuna
+
+    from conftest import write_sweep
+
+    storage = f"sqlite:///{tmp_path}/optuna.db"
+    tracking_uri = f"sqlite:///{tmp_path}/mlflow.db"
+    path = write_sweep(tmp_path, study__storage=storage, tracking__tracking_uri=tracking_uri)
+    optuna.create_study(study_name="fashion-mnist-smoke", storage=storage)
+    mlflow.MlflowClient(tracking_uri).search_experiments()  # the tracking store a run stopped so early leaves
+    out = tmp_path / "none.txt"
+    for _ in range(2):
+        assert cli.main(["report", str(path), "--out", str(out)]) == 0
+    assert out.read_text().startswith("Study 'fashion-mnist-smoke' has no trials yet.\n")
