@@ -161,11 +161,14 @@ class Sweep:
 
         return load_existing_study(self.config.study.storage, self.config.study.name)
 
-    def _tracked(self) -> str:
+    def _tracked(self, study: "optuna.Study | None" = None) -> str:
         """The tracking store's URI, checked before a result is read from it: missing, a server that does not
-        answer or a URI MLflow cannot use is one line at once, not blank results or minutes of retries."""
-        from pipeline import tracking
+        answer or a URI MLflow cannot use is one line at once, not blank results or minutes of retries. A `study`
+        none of whose trials has a run yet has nothing there to read: its store need not exist."""
+        from pipeline import keys, tracking
 
+        if study is not None and not any(keys.RUN_ID in t.user_attrs for t in study.get_trials(deepcopy=False)):
+            return self.config.tracking.tracking_uri
         return tracking.check_readable(self.config.tracking.tracking_uri)
 
     def trials(self) -> "pd.DataFrame":
@@ -174,7 +177,7 @@ class Sweep:
         from pipeline.report import trials_table
 
         study = self.study()
-        self._tracked()
+        self._tracked(study)
         return trials_table(study, self.config)
 
     def best(self) -> "Best":
@@ -276,7 +279,7 @@ class Sweep:
         from pipeline.report import format_trials, study_conclusions
 
         study = self.study()
-        self._tracked()
+        self._tracked(study)
         text = format_trials(study, self.config, fmt, width)
         if fmt == "csv":  # CSV stays one table for spreadsheets
             return text

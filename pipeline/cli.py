@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import signal
 import sys
@@ -61,7 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
     report = commands.add_parser("report", help="one table of a study's trials joined with their MLflow runs")
     report.add_argument("sweep_file", nargs="?", help="the sweep file (or give --study)")
     report.add_argument("--study", help="the study's name, instead of its sweep file")
-    report.add_argument("--format", choices=("table", "csv", "markdown"), default="table")
+    report.add_argument("--format", choices=("table", "csv", "markdown"), help="default: what --out's suffix says "
+                        "(.csv, .md or .markdown), else table")
     report.add_argument("--out", type=Path, help="write to this file instead of printing")
     _add_store_options(report)
     report.set_defaults(handler=_report)
@@ -71,7 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
     listed.add_argument("--storage", help=f"Optuna storage URL (default {DEFAULT_STORAGE})")
     listed.add_argument("--tracking-uri", help=f"MLflow tracking URI, for the best trials' test metric (default "
                         f"{DEFAULT_TRACKING_URI})")
-    listed.add_argument("--format", choices=("table", "csv", "markdown"), default="table")
+    listed.add_argument("--format", choices=("table", "csv", "markdown"), help="default: what --out's suffix says "
+                        "(.csv, .md or .markdown), else table")
     listed.add_argument("--out", type=Path, help="write to this file instead of printing")
     listed.set_defaults(handler=_list)
 
@@ -131,6 +134,9 @@ def main(argv: list[str] | None = None) -> int:
         return stopped.exit_code
     except KeyboardInterrupt:  # Ctrl-C before a sweep's own handling is in place (start-up, export, report)
         return EXIT_SIGNAL_BASE + signal.SIGINT
+    except BrokenPipeError:  # `sweep list | head -1`: the reader has gone, as a shell tool would, quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # Python's own flush at exit must not fail
+        return EXIT_SIGNAL_BASE + signal.SIGPIPE
 
 
 def _add_worker_options(parser: argparse.ArgumentParser, workers_help: str) -> None:
@@ -196,12 +202,20 @@ def _report(args: argparse.Namespace) -> int:
         check_report_out(args.out)
     # A terminal's width (or COLUMNS); a file, a pipe or --out get every column.
     width = None if args.out else shutil.get_terminal_size((0, 0)).columns or None
-    text = sweep.report(args.format, width)
+    text = sweep.report(_format(args), width)
     if args.out:
         _write_report(args.out, text)
     else:
         print(text)
     return 0
+
+
+def _format(args: argparse.Namespace) -> str:
+    """--format, else the one --out's suffix names (a report into `trials.csv` is CSV), else a text table."""
+    if args.format:
+        return args.format
+    suffix = args.out.suffix.lower() if args.out else ""
+    return {".csv": "csv", ".md": "markdown", ".markdown": "markdown"}.get(suffix, "table")
 
 
 def _write_report(out: Path, text: str) -> None:
@@ -237,19 +251,15 @@ def _storage_proxy(args: argparse.Namespace) -> int:
 
 def _list(args: argparse.Namespace) -> int:
     from pipeline import api
-    from pipeline.report import check_report_out, format_table
-    from pipeline.stores import printable
+    from pipeline.listing import format_studies
+    from pipeline.report import check_report_out
 
     if args.out:
         check_report_out(args.out)
     frame = api.list_studies(args.storage, args.tracking_uri)
     for warning in frame.attrs["warnings"]:
         print(f"sweep: warning: {warning}", file=sys.stderr)
-    if frame.empty and args.format != "csv":  # CSV keeps its header row, for scripts
-        text = f"No studies in {printable(args.storage or DEFAULT_STORAGE)}."
-    else:
-        text = format_table(frame, args.format)
-    text = text.rstrip("\n") + "\n"
+    text = format_studies(frame, _format(args), args.storage or DEFAULT_STORAGE)
     if args.out:
         _write_report(args.out, text)
     else:
