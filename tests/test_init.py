@@ -20,6 +20,7 @@ from pipeline.config import DataConfig, load_sweep
 from pipeline.data import load_splits
 from pipeline.errors import BadInputError, DataError
 from pipeline.hyperparameters import CategoricalParam
+from pipeline.study import optuna_storage
 
 
 def init(data, out, **options):
@@ -103,7 +104,8 @@ def test_a_table_label_found_by_name_and_its_classes_counted(wine, tmp_path):
     assert config.study.name == "wine"
     notes = "\n".join(made.notes)
     assert "Label: 'target' (its name)" in notes
-    assert re.search(r"3 classes .*: barbera \d+, barolo \d+, grignolino \d+", notes)
+    assert re.search(r"3 classes \(examples each, before the validation split\): barbera \d+, barolo \d+, "
+                     r"grignolino \d+", notes)
     rows = len(frame) * 0.8 * 0.8  # the test part, then validation, kept apart
     assert all(size < rows / 10 for size in batch_choices(config))
     assert config.search_space["hidden_layers"].high <= 2
@@ -150,7 +152,7 @@ def test_colour_pictures_of_several_sizes_get_a_cnn_and_one_size(tmp_path):
     config = load_sweep(made.path)
     assert config.model.family == "cnn"
     assert config.data.image_size == (46, 64)  # the most common size, 70 wide, shrunk to 64
-    assert "2 different sizes, most often 70x50" in "\n".join(made.notes)
+    assert "2 different sizes, most often 50x70 (height x width)" in "\n".join(made.notes)
 
 
 def test_an_npz_of_pictures_and_one_of_measurements(digits, tmp_path):
@@ -265,3 +267,90 @@ def test_the_budget_is_timed_on_this_machine(wine, tmp_path):
     assert int(found.group(2)) == 113 and int(found.group(3)) == config.study.n_trials
     assert config.study.timeout >= 60 and config.study.timeout % 60 == 0
     assert "Budget: one epoch" in str(made)
+
+
+def test_a_study_name_taken_in_the_default_storage_gets_its_own(wine, tmp_path, monkeypatch, capsys):
+    """Another dataset under a study's name is refused by `sweep run`: the second file must run unchanged."""
+    monkeypatch.chdir(tmp_path)
+    pd.read_csv(wine).to_parquet("tab.parquet")
+    pd.read_csv(wine).iloc[::-1].to_csv("tab.csv", index=False)  # other rows order: other data
+    assert cli.main(["init", "tab.parquet", "--no-timing", "--out", "a.yaml"]) == 0
+    assert not (tmp_path / "mlruns").exists()  # init reads the storage only when it is there; it creates none
+    first = tmp_path / "a.yaml"
+    first.write_text(re.sub(r"(?m)^  epochs: .*$", "  epochs: 2", first.read_text()))  # only b's runs as written
+    assert cli.main(["run", "a.yaml", "--n-trials", "1", "--no-progress"]) == 0
+
+    made = init(tmp_path / "tab.csv", tmp_path / "b.yaml")
+    assert load_sweep(made.path).study.name == "tab-2"
+    said = "study 'tab' exists in mlruns/optuna.journal (other data?): this file's study is 'tab-2'"
+    assert said in made.notes and f"#   {said}" in made.text
+    capsys.readouterr()
+    assert cli.main(["run", "b.yaml", "--n-trials", "1", "--no-progress"]) == 0, capsys.readouterr().err
+    storage = optuna_storage("journal:///" + str(tmp_path / "mlruns" / "optuna.journal"))
+    assert sorted(optuna.get_all_study_names(storage)) == ["tab", "tab-2"]
+    assert init(tmp_path / "tab.csv", None).path.as_posix() == "sweeps/tab-3.yaml"  # the next free; out follows
+
+
+def test_rows_without_a_label_are_said_to_be_left_out_and_feature_gaps_imputed(wine, tmp_path):
+    frame = pd.read_csv(wine)
+    frame.loc[:2, "target"] = np.nan
+    frame.to_csv(wine, index=False)
+    made = init(wine, tmp_path / "a.yaml")
+    notes = "\n".join(made.notes)
+    assert "Rows without a label: 3 (no 'target'); left out, as `sweep run` leaves them out" in notes
+    assert "Missing values" not in notes and "impute" not in notes
+    config = load_sweep(made.path)
+    assert config.data.missing == "drop"  # refuse would refuse the unlabelled rows; no feature has gaps
+    assert len(load_splits(config.data, 42).y_test) + len(load_splits(config.data, 42).y_train) < len(frame)
+
+    frame.loc[10:14, "hue"] = np.nan
+    frame.to_csv(wine, index=False)
+    made = init(wine, tmp_path / "b.yaml")
+    notes = "\n".join(made.notes)
+    assert "Rows without a label: 3" in notes and "Missing values in 'hue' (5 rows): data.missing impute" in notes
+    assert "'target' (" not in notes.split("Missing values")[1]  # the label's gaps are not said to be imputed
+    assert load_sweep(made.path).data.missing == "impute"
+
+
+def test_one_number_per_example_and_a_quoted_path_to_run(tmp_path):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=300)
+    y = (x > 0).astype(int)
+    np.savez(tmp_path / "one.npz", x_train=x[:240], y_train=y[:240], x_test=x[240:], y_test=y[240:])
+    made = init(tmp_path / "one.npz", tmp_path / "my sweeps" / "one.yaml")
+    assert "Inputs: one number per example (float64); split:" in made.notes[1]
+    assert f"Run it: sweep run '{tmp_path}/my sweeps/one.yaml'" in str(made)
+
+
+def test_many_small_classes_get_parts_that_hold_each_and_too_few_are_refused_by_their_count(tmp_path):
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"a": rng.normal(size=2000), "b": rng.normal(size=2000),
+                          "label": np.repeat([f"c{i:03}" for i in range(200)], 10)})
+    frame.to_csv(tmp_path / "many.csv", index=False)
+    made = init(tmp_path / "many.csv", tmp_path / "many.yaml")
+    config = load_sweep(made.path)
+    assert (config.data.test_fraction, config.data.validation_fraction) == (0.2, 0.19)  # 1.5 x 200 / 1600
+    assert ("data.validation_fraction 0.19 (not 0.1): 200 classes in the 1600 examples it divides, and the "
+            "validation part must hold each class at least once") in made.text
+    splits = load_splits(config.data, config.study.seed)
+    assert len(np.unique(splits.y_val)) == 200 and len(np.unique(splits.y_test)) == 200
+
+    frame.iloc[::5].to_csv(tmp_path / "few.csv", index=False)  # 200 classes of 2
+    with pytest.raises(DataError, match=r"few\.csv: 200 classes in 400 examples \(the smallest, 'c000', has 2\): "
+                                        r"too few to split stratified by class, .* data\.validation_fraction can "
+                                        r"be at most 0\.45; gather more examples"):
+        init(tmp_path / "few.csv", tmp_path / "few.yaml")
+
+
+@pytest.mark.parametrize("data, out, refused", [
+    ("", None, r"data '': an empty path; give the data's path"),
+    ("  ", None, r"data '': an empty path"),
+    (None, None, r"init_sweep\(data=None\): give the data's path as a str or pathlib.Path"),
+    (5, None, r"init_sweep\(data=5\): give the data's path"),
+    ("x.csv", 5, r"init_sweep\(out=5\): give the sweep file to write as a str or pathlib.Path"),
+])
+def test_a_missing_or_mistyped_argument_is_refused_naming_it(data, out, refused, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(BadInputError, match=refused):
+        init(data, out)
+    assert list(tmp_path.iterdir()) == []
