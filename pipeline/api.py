@@ -297,10 +297,10 @@ class Sweep:
                                      tracking_uri=self.config.tracking.tracking_uri)
         elif not isinstance(other, Sweep):
             raise BadInputError(f"compare: the other study is a Sweep, a sweep file or a study's name, got {other!r}")
-        self._tracked()
-        other._tracked()
+        check_comparable(self.config, other.config)
+        self._tracked(self.study())
+        other._tracked(other.study())
         a, b = side(self.config), side(other.config)
-        check_comparable(a, b)
         return Comparison(a, b, render(a, b), data_warning(a, b))
 
     @classmethod

@@ -72,12 +72,14 @@ def side(config: SweepConfig) -> Side:
                 study.user_attrs.get(keys.DATA))
 
 
-def check_comparable(a: Side, b: Side) -> None:
-    """Scores of different metrics say nothing about which search is better: refused, naming both (bad input)."""
-    for what, ours, theirs in (("optimizes", a.metric, b.metric), ("tests on", a.test_metric, b.test_metric)):
+def check_comparable(a: SweepConfig, b: SweepConfig) -> None:
+    """Scores of different metrics say nothing about which search is better: refused, naming both (bad input),
+    from the sweep files alone, before either store is read."""
+    for what, ours, theirs in (("optimizes", a.study.metric, b.study.metric),
+                               ("tests on", a.test_metric, b.test_metric)):
         if ours != theirs:
-            raise BadInputError(f"study '{a.name}' {what} {ours} but study '{b.name}' {what} {theirs}: their scores "
-                                "cannot be compared; compare studies of one task and one study.metric")
+            raise BadInputError(f"study '{a.study.name}' {what} {ours} but study '{b.study.name}' {what} {theirs}: "
+                                "their scores cannot be compared; compare studies of one task and one study.metric")
 
 
 def data_warning(a: Side, b: Side) -> str | None:
