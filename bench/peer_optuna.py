@@ -71,7 +71,9 @@ def main() -> None:
         args.out, wall_s=time.time() - start, epochs=len(tally),
         complete=states.count("COMPLETE"), pruned=states.count("PRUNED"),
         val_accuracy=study.best_value, test_accuracy=study.best_trial.user_attrs["test_accuracy"],
-        params=study.best_params)
+        params=study.best_params,
+        trials=[(t.datetime_complete.timestamp(), t.value, t.user_attrs["test_accuracy"])  # row q's curves
+                for t in study.trials if t.state.name == "COMPLETE"])
 
 
 if __name__ == "__main__":

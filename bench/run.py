@@ -35,6 +35,7 @@ import peers  # noqa: E402  (bench/peers.py: row k)
 import regression  # noqa: E402  (bench/regression.py: row o)
 import storage_load  # noqa: E402  (bench/storage_load.py: row p)
 import throughput  # noqa: E402  (bench/throughput.py: row m)
+import time_to_accuracy  # noqa: E402  (bench/time_to_accuracy.py: row q)
 import trust  # noqa: E402  (bench/trust.py: row h)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -329,6 +330,17 @@ def row_k(data_dir: str, budget_s: float = 1200, seeds: tuple[int, ...] = (1, 2)
     return peers.row_k(data_dir, SWEEPS / "fashion_mnist.yaml", _variant, budget_s, seeds, save)
 
 
+def row_q(data_dir: str, budget_s: float = 1200, seeds: tuple[int, ...] = (42, 1, 2)) -> dict:
+    started = time.time()
+
+    def save(figures: dict) -> None:
+        partial = {**figures, "measured": {"date": date.today().isoformat(), "seconds": time.time() - started}}
+        (RESULTS / "q.json").write_text(json.dumps(partial, indent=2) + "\n")
+
+    return time_to_accuracy.row_q(data_dir, SWEEPS / "fashion_mnist.yaml", _variant, budget_s, seeds,
+                                  PAGE.parent / "time-to-accuracy.png", save)
+
+
 def row_k_same_space(data_dir: str, budget_s: float = 1200, seeds: tuple[int, ...] = (1, 2)) -> dict:
     return peers.row_same_space(data_dir, SWEEPS / "fashion_mnist.yaml", _variant, budget_s, seeds)
 
@@ -346,7 +358,7 @@ def row_m(data_dir: str, before: str = BEFORE_DEFERRED) -> dict:
 ROWS = {"a": row_a, "b": row_b, "c": row_c, "d": row_d, "e": row_e, "f": row_f, "g": row_g, "h": row_h, "i": row_i,
         "j": capacity.row_j, "k": row_k, "k_same_space": row_k_same_space,
         "l": levers.row_l, "m": row_m, "n": cnn.row_n, "o": regression.row_o,
-        "p": storage_load.row_p}
+        "p": storage_load.row_p, "q": row_q}
 
 
 def _variant(folder: Path, source: str, search_space: dict | None = None, **study) -> Path:
@@ -596,7 +608,7 @@ def _render_g(r: dict) -> list[str]:
 RENDERERS = {"a": _render_a, "b": _render_b, "c": _render_c, "d": _render_d, "e": _render_e, "f": _render_f,
              "g": _render_g, "h": trust.render_h, "i": costs.render_i, "j": capacity.render_j,
              "k": peers.render_k, "l": levers.render_l, "m": throughput.render_m, "n": cnn.render_n,
-             "o": regression.render_o, "p": storage_load.render_p}
+             "o": regression.render_o, "p": storage_load.render_p, "q": time_to_accuracy.render_q}
 
 
 def machine() -> dict:
@@ -612,17 +624,21 @@ def machine() -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data" / "fashion-mnist"))
-    parser.add_argument("--rows", default="a,b,c,d,e,f,g,h,i,j", help="comma-separated rows to run (a-p, k_same_space)")
+    parser.add_argument("--rows", default="a,b,c,d,e,f,g,h,i,j", help="comma-separated rows to run (a-q, k_same_space)")
     parser.add_argument("--trials-b", type=int, default=30, help="trials per sweep in row b")
     parser.add_argument("--budget-k", type=float, default=1200, help="seconds per tool and seed in row k")
     parser.add_argument("--seeds-k", default="1,2", help="comma-separated seeds for row k")
+    parser.add_argument("--budget-q", type=float, default=1200, help="seconds per tool and seed in row q")
+    parser.add_argument("--seeds-q", default="42,1,2", help="comma-separated study seeds for row q")
     args = parser.parse_args()
     RESULTS.mkdir(parents=True, exist_ok=True)
     for row in args.rows.split(","):
         print(f"row {row} ...", flush=True)
         started = time.time()
         peer_budget = {"budget_s": args.budget_k, "seeds": tuple(int(s) for s in args.seeds_k.split(","))}
-        extra = {"b": {"n_trials": args.trials_b}, "k": peer_budget, "k_same_space": peer_budget}.get(row, {})
+        time_budget = {"budget_s": args.budget_q, "seeds": tuple(int(s) for s in args.seeds_q.split(","))}
+        extra = {"b": {"n_trials": args.trials_b}, "k": peer_budget, "k_same_space": peer_budget,
+                 "q": time_budget}.get(row, {})
         figures = ROWS[row](args.data_dir, **extra)
         figures["measured"] = {"date": date.today().isoformat(), "seconds": time.time() - started}
         (RESULTS / f"{row}.json").write_text(json.dumps(figures, indent=2) + "\n")

@@ -1,0 +1,133 @@
+"""Bench row q: time to a good model. The test accuracy of the validation-chosen trial against wall time.
+
+What users feel first is how long until the sweep has *something good*. For each study seed, the default sweep
+(`sweep run sweeps/fashion_mnist.yaml`, whole process, start-up included) and the plain Optuna script of row k
+(bench/peer_optuna.py, the peers' space) run on one budget. After each COMPLETE trial the model a user would
+take is the best by validation accuracy so far; its test accuracy, only reported, makes the curve. The table
+gives the minutes until that model first reaches each threshold, median and range over the seeds. Run through
+bench/run.py (`--rows q`); the peer needs the `bench` extra.
+"""
+
+from __future__ import annotations
+
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import peers
+
+THRESHOLDS = (0.89, 0.90, 0.91, 0.92)
+TOOLS = ("pipeline", "optuna script")
+
+
+def row_q(data_dir: str, sweep_file: Path, variant, budget_s: float, seeds: tuple[int, ...], plot: Path,
+          save) -> dict:
+    """Each tool once per seed; `save(figures)` after each run, so a long row that is cut short keeps what it
+    measured."""
+    figures = {"budget_s": budget_s, "seeds": list(seeds), "curves": {tool: [] for tool in TOOLS}}
+    for seed in seeds:
+        for tool in TOOLS:
+            with tempfile.TemporaryDirectory() as tmp:
+                points = _RUNNERS[tool](Path(tmp), data_dir, sweep_file, variant, budget_s, seed)
+            figures["curves"][tool].append({"seed": seed, "chosen": chosen_curve(points)})
+            save(figures)
+            print(f"  {tool} seed {seed}: {figures['curves'][tool][-1]['chosen'][-1:]}", flush=True)
+    draw(figures, plot)
+    return figures
+
+
+def chosen_curve(points: list[tuple[float, float, float]]) -> list[tuple[float, float]]:
+    """(seconds, test accuracy) each time the validation-chosen model changes; `points` are the COMPLETE trials'
+    (seconds at completion, validation accuracy, test accuracy)."""
+    curve, best = [], None
+    for seconds, val, test in sorted(points):
+        if best is None or val > best:
+            best = val
+            curve.append((seconds, test))
+    return curve
+
+
+def minutes_to(curve: list[tuple[float, float]], threshold: float) -> float | None:
+    """When the chosen model first reached `threshold` test accuracy (None: never within the budget)."""
+    return next((seconds / 60 for seconds, test in curve if test >= threshold), None)
+
+
+def _pipeline(store: Path, data_dir: str, sweep_file: Path, variant, budget_s: float, seed: int) -> list:
+    """The default sweep as row k runs it, its trials read back: seconds from the command's start."""
+    import mlflow
+    import optuna
+
+    started = time.time()
+    peers._pipeline(store, data_dir, sweep_file, variant, budget_s, seed)
+    study = optuna.load_study(study_name=peers.STUDY, storage=f"sqlite:///{store}/optuna.db")
+    client = mlflow.MlflowClient(f"sqlite:///{store}/mlflow.db")
+    return [(t.datetime_complete.timestamp() - started, t.value,
+             client.get_run(t.user_attrs["mlflow_run_id"]).data.metrics["test_accuracy"])
+            for t in study.trials if t.state.name == "COMPLETE"]
+
+
+def _optuna_script(store: Path, data_dir: str, sweep_file: Path, variant, budget_s: float, seed: int) -> list:
+    """Row k's plain Optuna script; it writes when each COMPLETE trial ended, with its results (seconds here from
+    the script's launch, imports included, as the pipeline's are from its command's)."""
+    launched = time.time()
+    result = peers._peer(store, data_dir, ["peer_optuna.py", "--seed", str(seed), "--timeout", str(budget_s),
+                                           "--tracking-uri", f"sqlite:///{store}/mlflow.db"])
+    return [(ended - launched, val, test) for ended, val, test in result["trials"]]
+
+
+_RUNNERS = {"pipeline": _pipeline, "optuna script": _optuna_script}
+
+
+def draw(figures: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(8, 4.5))
+    for tool, color in zip(TOOLS, ("tab:blue", "tab:orange")):
+        for run in figures["curves"][tool]:
+            curve = run["chosen"]
+            if curve:
+                minutes = [s / 60 for s, _ in curve] + [figures["budget_s"] / 60]
+                tests = [t for _, t in curve] + [curve[-1][1]]
+                axis.step(minutes, tests, where="post", color=color, alpha=0.8,
+                          label=f"{tool}, seed {run['seed']}")
+    for threshold in THRESHOLDS:
+        axis.axhline(threshold, color="grey", linewidth=0.5, linestyle=":")
+    axis.set(xlabel="wall time (minutes)", ylabel="test accuracy of the validation-chosen trial",
+             ylim=(0.85, 0.93), title="Time to a good model, Fashion-MNIST, 2 cores")
+    axis.legend(fontsize=7, loc="lower right")
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def render_q(r: dict) -> list[str]:
+    lines = ["## q. Time to a good model", "",
+             f"The test accuracy of the validation-chosen trial against wall time, {r['budget_s'] / 60:.0f} minutes "
+             f"per run, study seeds {', '.join(map(str, r['seeds']))}: minutes until it first reaches each test "
+             "accuracy (median, range; '-' when a seed never did).", "",
+             "| tool | " + " | ".join(f"{t:.2f}" for t in THRESHOLDS) + " | at the end |",
+             "| --- | " + " | ".join("---" for _ in THRESHOLDS) + " | --- |"]
+    for tool in TOOLS:
+        runs = r["curves"][tool]
+        cells = [_minutes_cell([minutes_to(run["chosen"], t) for run in runs]) for t in THRESHOLDS]
+        ends = [run["chosen"][-1][1] for run in runs if run["chosen"]]
+        lines.append(f"| {tool} | " + " | ".join(cells) + f" | {_spread(ends)} |")
+    return lines + ["", "![Time to a good model](time-to-accuracy.png)", ""]
+
+
+def _minutes_cell(values: list[float | None]) -> str:
+    reached = [v for v in values if v is not None]
+    if not reached:
+        return "-"
+    note = "" if len(reached) == len(values) else f" ({len(reached)} of {len(values)})"
+    return f"{statistics.median(reached):.1f} ({min(reached):.1f}-{max(reached):.1f}){note}"
+
+
+def _spread(values: list[float]) -> str:
+    if not values:
+        return "-"
+    return f"{statistics.median(values):.4f} ({min(values):.4f}-{max(values):.4f})"
