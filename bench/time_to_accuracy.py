@@ -90,7 +90,8 @@ def draw(figures: dict, path: Path) -> None:
         for run in figures["curves"][tool]:
             curve = run["chosen"]
             if curve:
-                minutes = [s / 60 for s, _ in curve] + [figures["budget_s"] / 60]
+                minutes = [s / 60 for s, _ in curve]
+                minutes.append(max(minutes[-1], figures["budget_s"] / 60))  # held to the budget's end
                 tests = [t for _, t in curve] + [curve[-1][1]]
                 axis.step(minutes, tests, where="post", color=color, alpha=0.8,
                           label=f"{tool}, seed {run['seed']}")
