@@ -183,11 +183,13 @@ class Sweep:
     def best(self) -> "Best":
         """What `export` ships: the confirmed winner's best seed where the study has a confirmation, else the
         best COMPLETE trial by the study's (validation) metric; with its run's test metrics."""
+        return self._best(self.study(), self._tracked())
+
+    def _best(self, study: "optuna.Study", uri: str) -> "Best":
+        """best(), from a study already loaded and a tracking store already checked."""
         from pipeline import tracking
         from pipeline.winner import winner
 
-        study = self.study()
-        uri = self._tracked()
         chosen = winner(study, self.config, uri)
         logged = tracking.run_metrics(uri, chosen.run_id)
         tests = {name: logged.get(name) for name in TASK_TEST_METRICS[self.config.task]}
@@ -199,20 +201,20 @@ class Sweep:
         per epoch; the best's (as `best()` names it) when `trial` is None."""
         from pipeline import tracking
 
-        run_id = self._run_of(trial, needs_model=False)
-        return tracking.metric_history(self._tracked(), run_id)
+        run_id, uri = self._run_of(trial, needs_model=False)
+        return tracking.metric_history(uri, run_id)
 
     def load_model(self, trial: int | None = None) -> "keras.Model":
         """The Keras model of the best (as `best()` names it) or a given COMPLETE trial, from its MLflow run: it
         takes raw inputs (its preprocessing is built in) and returns class probabilities (a regression: the
         label's value)."""
-        run_id = self._run_of(trial, needs_model=True)
+        run_id, uri = self._run_of(trial, needs_model=True)
         from pipeline.tensorflow_setup import load_tensorflow
 
         load_tensorflow(self.verbose)
         from pipeline.tracking import models
 
-        return models.load_model(models.trial_model_uri(run_id), self._tracked())
+        return models.load_model(models.trial_model_uri(run_id), uri)
 
     def data(self) -> "Splits":
         """The data this sweep reads, split as its trials split it (x_train, y_train, x_val, y_val, x_test, y_test
@@ -228,14 +230,16 @@ class Sweep:
             data = dataclasses.replace(data, data_dir=located_folder(recorded["data_dir"], self.config.folder))
         return load_splits(data, self.config.study.seed)
 
-    def _run_of(self, trial: int | None, needs_model: bool) -> str:
-        """The run id of search trial number `trial`, or of the best; refused, naming the study's trials, when
-        there is no such trial or (for a model) it did not complete."""
+    def _run_of(self, trial: int | None, needs_model: bool) -> tuple[str, str]:
+        """The run id of search trial number `trial`, or of the best, and the checked tracking store that holds it
+        (the study loaded and the store checked once); refused, naming the study's trials, when there is no such
+        trial or (for a model) it did not complete."""
+        study = self.study()
         if trial is None:
-            return self.best().run_id
+            uri = self._tracked()
+            return self._best(study, uri).run_id, uri
         from pipeline import keys
 
-        study = self.study()
         trials = study.get_trials(deepcopy=False)
         # A number read from trials() is NumPy's int64, an Integral but no int.
         if isinstance(trial, bool) or not isinstance(trial, numbers.Integral) or not 0 <= trial < len(trials):
@@ -247,7 +251,7 @@ class Sweep:
                                 "keeps its model")
         if keys.RUN_ID not in found.user_attrs:
             raise BadInputError(f"trial {trial} of study '{self.name}' has no MLflow run ({found.state.name})")
-        return found.user_attrs[keys.RUN_ID]
+        return found.user_attrs[keys.RUN_ID], self._tracked()
 
     def export(self, out: str | Path, *, refit: bool = False, name: str | None = None, force: bool = False,
                max_latency_ms: float | None = None, max_params: int | None = None,

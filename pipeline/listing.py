@@ -23,8 +23,8 @@ from pipeline import confirmation, keys, objectives, storages, stores, tracking
 from pipeline.config import SweepConfig, parse_sweep_text
 from pipeline.errors import BadInputError, TrackingError
 from pipeline.processes import pid_alive
-from pipeline.study import (DIED, STOPPED_HEARTBEATS, StudyNotFound, optuna_storage, storage_errors,
-                            watched_by_heartbeat)
+from pipeline.study import (DIED, STOPPED_HEARTBEATS, StudyNotFound, optuna_storage, stale_trial_ids,
+                            storage_errors, watched_by_heartbeat)
 
 COLUMNS = ("study", "experiment", "metric", "complete", "pruned", "fail", "running", "waiting", "best", "best_trial",
            "test", "confirmed", "last_activity", "running_now")
@@ -110,10 +110,10 @@ def _is_confirmation(name: str, studies: dict) -> bool:
 
 
 def _tracking_problem(tracking_uri: str) -> str | None:
-    """Why the tracking store cannot give the best trials' test metrics (missing, not a store, a server down)."""
+    """Why the tracking store cannot give the best trials' test metrics (missing, not a store, a server down, a
+    URI MLflow cannot use), as the API's readers check it."""
     try:
-        tracking.existing_store(tracking_uri)
-        tracking.check_reachable(tracking_uri)
+        tracking.check_readable(tracking_uri)
     except TrackingError as exc:
         return f"{str(exc).removesuffix(' Nothing was trained.').rstrip('.')}; the test column is left blank"
     return None
@@ -187,7 +187,7 @@ def _running_now(labelled: list[tuple[str, optuna.Study | None]]) -> str:
         if study is None:
             continue
         running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-        stale = set(study._storage._get_stale_trial_ids(study._study_id) if running and _has_heartbeats(study) else ())
+        stale = set(stale_trial_ids(study) if running else ())
         for trial in running:
             state, said = _liveness(study, trial, stale)
             {"live": live, "dead": dead, "unknown": unknown}[state].append(f"{label} {trial.number} {said}")
@@ -208,15 +208,11 @@ def _liveness(study: optuna.Study, trial: FrozenTrial, stale: set[int]) -> tuple
         return "unknown", "(its process is not recorded)"
     if host == socket.gethostname():
         return ("live", f"(host {host} pid {pid})") if pid_alive(pid) else ("dead", f"stale: {DIED}")
-    if not (_has_heartbeats(study) and watched_by_heartbeat(study, trial)):
+    if not watched_by_heartbeat(study, trial):
         return "unknown", f"(host {host} pid {pid}: no heartbeats this storage keeps tell)"
     if trial._trial_id in stale:
         return "dead", f"stale: {STOPPED_HEARTBEATS}"
     return "live", f"(host {host} pid {pid})"
-
-
-def _has_heartbeats(study: optuna.Study) -> bool:
-    return storages.heartbeats_kept_in(study._storage) is not None
 
 
 def format_studies(frame: pd.DataFrame, fmt: str, storage: str) -> str:

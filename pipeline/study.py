@@ -286,13 +286,13 @@ def fail_dead_trials(study: optuna.Study) -> list[int]:
     for trial in running:
         if trial.user_attrs.get(keys.HOST) == host and not pid_alive(trial.user_attrs.get(keys.PID)):
             _fail_from_outside(study, trial._trial_id, DIED)
-    for trial_id in _stale_trial_ids(study):
+    for trial_id in stale_trial_ids(study):
         _fail_from_outside(study, trial_id, STOPPED_HEARTBEATS)
     still = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
     return [t.number for t in running if t.number not in still]
 
 
-def _stale_trial_ids(study: optuna.Study) -> list[int]:
+def stale_trial_ids(study: optuna.Study) -> list[int]:
     """The RUNNING trials whose last heartbeat is older than the grace period; none without heartbeats
     (SQLite and journal files: there, dead trials are known by their pid)."""
     return study._storage._get_stale_trial_ids(study._study_id) if _has_heartbeats(study) else []
