@@ -21,19 +21,18 @@ THRESHOLDS = (0.89, 0.90, 0.91, 0.92)
 TOOLS = ("pipeline", "optuna script")
 
 
-def row_q(data_dir: str, sweep_file: Path, variant, budget_s: float, seeds: tuple[int, ...], plot: Path,
-          save) -> dict:
+def row_q(data_dir: str, sweep_file: Path, variant, budget_s: float, seeds: tuple[int, ...], save,
+          tools: tuple[str, ...] = TOOLS) -> dict:
     """Each tool once per seed; `save(figures)` after each run, so a long row that is cut short keeps what it
-    measured."""
-    figures = {"budget_s": budget_s, "seeds": list(seeds), "curves": {tool: [] for tool in TOOLS}}
+    measured. `variant` writes the sweep file each pipeline run uses (row q_before: without its first trials)."""
+    figures = {"budget_s": budget_s, "seeds": list(seeds), "curves": {tool: [] for tool in tools}}
     for seed in seeds:
-        for tool in TOOLS:
+        for tool in tools:
             with tempfile.TemporaryDirectory() as tmp:
                 points = _RUNNERS[tool](Path(tmp), data_dir, sweep_file, variant, budget_s, seed)
             figures["curves"][tool].append({"seed": seed, "chosen": chosen_curve(points)})
             save(figures)
             print(f"  {tool} seed {seed}: {figures['curves'][tool][-1]['chosen'][-1:]}", flush=True)
-    draw(figures, plot)
     return figures
 
 
@@ -79,7 +78,8 @@ def _optuna_script(store: Path, data_dir: str, sweep_file: Path, variant, budget
 _RUNNERS = {"pipeline": _pipeline, "optuna script": _optuna_script}
 
 
-def draw(figures: dict, path: Path) -> None:
+def draw(figures: dict, path: Path, before: dict | None = None) -> None:
+    """Row q's curves, and row q_before's (the default sweep without its first trials) dashed when measured."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -87,14 +87,9 @@ def draw(figures: dict, path: Path) -> None:
 
     figure, axis = plt.subplots(figsize=(8, 4.5))
     for tool, color in zip(TOOLS, ("tab:blue", "tab:orange")):
-        for run in figures["curves"][tool]:
-            curve = run["chosen"]
-            if curve:
-                minutes = [s / 60 for s, _ in curve]
-                minutes.append(max(minutes[-1], figures["budget_s"] / 60))  # held to the budget's end
-                tests = [t for _, t in curve] + [curve[-1][1]]
-                axis.step(minutes, tests, where="post", color=color, alpha=0.8,
-                          label=f"{tool}, seed {run['seed']}")
+        _draw_runs(axis, figures, tool, color, "-", tool)
+    if before:
+        _draw_runs(axis, before, "pipeline", "tab:green", "--", "pipeline without start_with")
     for threshold in THRESHOLDS:
         axis.axhline(threshold, color="grey", linewidth=0.5, linestyle=":")
     axis.set(xlabel="wall time (minutes)", ylabel="test accuracy of the validation-chosen trial",
@@ -105,19 +100,43 @@ def draw(figures: dict, path: Path) -> None:
     plt.close(figure)
 
 
+def _draw_runs(axis, figures: dict, tool: str, color: str, style: str, label: str) -> None:
+    for run in figures["curves"][tool]:
+        curve = run["chosen"]
+        if curve:
+            minutes = [s / 60 for s, _ in curve]
+            minutes.append(max(minutes[-1], figures["budget_s"] / 60))  # held to the budget's end
+            tests = [t for _, t in curve] + [curve[-1][1]]
+            axis.step(minutes, tests, where="post", color=color, linestyle=style, alpha=0.8,
+                      label=f"{label}, seed {run['seed']}")
+
+
 def render_q(r: dict) -> list[str]:
     lines = ["## q. Time to a good model", "",
              f"The test accuracy of the validation-chosen trial against wall time, {r['budget_s'] / 60:.0f} minutes "
              f"per run, study seeds {', '.join(map(str, r['seeds']))}: minutes until it first reaches each test "
-             "accuracy (median, range; '-' when a seed never did).", "",
-             "| tool | " + " | ".join(f"{t:.2f}" for t in THRESHOLDS) + " | at the end |",
-             "| --- | " + " | ".join("---" for _ in THRESHOLDS) + " | --- |"]
-    for tool in TOOLS:
-        runs = r["curves"][tool]
-        cells = [_minutes_cell([minutes_to(run["chosen"], t) for run in runs]) for t in THRESHOLDS]
-        ends = [run["chosen"][-1][1] for run in runs if run["chosen"]]
-        lines.append(f"| {tool} | " + " | ".join(cells) + f" | {_spread(ends)} |")
+             "accuracy (median, range; '-' when a seed never did).", ""] + _table()
+    lines += [_table_row(tool, r, tool) for tool in r["curves"]]
     return lines + ["", "![Time to a good model](time-to-accuracy.png)", ""]
+
+
+def render_before(r: dict) -> list[str]:
+    """Row q_before: the same measurement of the default sweep without `study.start_with`, its first trials."""
+    return [f"Before the first trials (row q_before: the default sweep without `study.start_with`, "
+            f"{r['budget_s'] / 60:.0f} minutes per run, the same seeds):", ""] + _table() + [
+            _table_row("pipeline without start_with", r, "pipeline"), ""]
+
+
+def _table() -> list[str]:
+    return ["| run | " + " | ".join(f"{t:.2f}" for t in THRESHOLDS) + " | at the end |",
+            "| --- | " + " | ".join("---" for _ in THRESHOLDS) + " | --- |"]
+
+
+def _table_row(label: str, r: dict, tool: str) -> str:
+    runs = r["curves"][tool]
+    cells = [_minutes_cell([minutes_to(run["chosen"], t) for run in runs]) for t in THRESHOLDS]
+    ends = [run["chosen"][-1][1] for run in runs if run["chosen"]]
+    return f"| {label} | " + " | ".join(cells) + f" | {_spread(ends)} |"
 
 
 def _minutes_cell(values: list[float | None]) -> str:
