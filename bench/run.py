@@ -93,9 +93,11 @@ def row_a(data_dir: str, reps: int = 3) -> dict:
     """Pipeline overhead: `sweep run sweeps/seed.yaml` with the default stores (./mlruns) vs a bare Keras script,
     whole processes, alternating, on two kinds of start. Cold: the OS page cache dropped before each process
     (Python, TensorFlow and the data read from disk again) and, for the pipeline, a fresh folder, so the run
-    creates its stores as a user's first run does. Warm: files cached, stores already there."""
-    cold = {"pipeline_s": [], "bare_s": []}
-    warm = {"pipeline_s": [], "bare_s": []}
+    creates its stores as a user's first run does. Warm: files cached, stores already there. Each run's
+    seconds are cut into start-up, training, after training and the tail (pipeline: from its trial's MLflow
+    run; bare: from the script's own clock)."""
+    cold = {"pipeline_s": [], "bare_s": [], "pipeline_parts": [], "bare_parts": []}
+    warm = {"pipeline_s": [], "bare_s": [], "pipeline_parts": [], "bare_parts": []}
     bare_accuracy = []
     with tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp) / "warm"
@@ -104,11 +106,11 @@ def row_a(data_dir: str, reps: int = 3) -> dict:
         for rep in range(reps):
             fresh = Path(tmp) / f"cold-{rep}"
             fresh.mkdir()
-            cold["pipeline_s"].append(_user_run(fresh, data_dir, "seed.yaml", drop_caches=True))
-            cold["bare_s"].append(_bare(data_dir, drop_caches=True)[0])
-            warm["pipeline_s"].append(_user_run(home, data_dir, "seed.yaml", n_trials=rep + 1))
-            seconds, accuracy = _bare(data_dir)
-            warm["bare_s"].append(seconds)
+            _record(cold, "pipeline", _user_run(fresh, data_dir, "seed.yaml", drop_caches=True))
+            _record(cold, "bare", _bare(data_dir, drop_caches=True)[:2])
+            _record(warm, "pipeline", _user_run(home, data_dir, "seed.yaml", n_trials=rep + 1))
+            *measured, accuracy = _bare(data_dir)
+            _record(warm, "bare", measured)
             bare_accuracy.append(accuracy)
         seed_accuracy = [r.data.metrics["test_accuracy"] for r in trial_runs(home / "mlruns", "fashion-mnist-seed")]
     for start in (cold, warm):
@@ -117,24 +119,43 @@ def row_a(data_dir: str, reps: int = 3) -> dict:
             "seed_test_accuracy": seed_accuracy, "bare_test_accuracy": bare_accuracy}
 
 
-def _user_run(folder: Path, data_dir: str, sweep_file: str, n_trials: int = 1, drop_caches: bool = False) -> float:
-    """`sweep run` as a user types it in `folder`: the default stores, ./mlruns/optuna.journal and mlflow.db."""
+def _record(start: dict, arm: str, measured) -> None:
+    """One run's (wall seconds, their parts) into a start's lists."""
+    start[f"{arm}_s"].append(measured[0])
+    start[f"{arm}_parts"].append(measured[1])
+
+
+def _user_run(folder: Path, data_dir: str, sweep_file: str, n_trials: int = 1,
+              drop_caches: bool = False) -> tuple[float, dict]:
+    """`sweep run` as a user types it in `folder`: the default stores, ./mlruns/optuna.journal and mlflow.db.
+    Returns the wall seconds and their parts, read from the trial's MLflow run."""
     if drop_caches:
         _drop_caches()
     start = time.time()
     subprocess.run([sys.executable, "-m", "pipeline.cli", "run", str(SWEEPS / sweep_file), "--no-progress",
                     "--n-trials", str(n_trials), "--data-dir", data_dir], cwd=folder, check=True,
                    capture_output=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
-    return time.time() - start
+    end = time.time()
+    parts = throughput.breakdown(f"sqlite:///{folder}/mlruns/mlflow.db", start, end,
+                                 yaml.safe_load((SWEEPS / sweep_file).read_text())["tracking"]["experiment"])
+    return end - start, {"start-up": parts["startup"], "after training": parts["after_training"],
+                         "tail": parts["tail"],
+                         "training": end - start - parts["startup"] - parts["after_training"] - parts["tail"]}
 
 
-def _bare(data_dir: str, drop_caches: bool = False) -> tuple[float, float]:
+def _bare(data_dir: str, drop_caches: bool = False) -> tuple[float, dict, float]:
+    """bench/bare_keras.py: wall seconds, their parts from the script's own clock, and its test accuracy."""
     if drop_caches:
         _drop_caches()
     start = time.time()
     out = subprocess.run([sys.executable, str(ROOT / "bench" / "bare_keras.py"), data_dir], check=True,
                          capture_output=True, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
-    return time.time() - start, float(out.stdout.strip().splitlines()[-1])
+    end = time.time()
+    *_, phases, accuracy = out.stdout.strip().splitlines()
+    stamps = json.loads(phases)
+    return end - start, {"start-up": stamps["loaded"] - start, "training": stamps["trained"] - stamps["loaded"],
+                         "after training": stamps["evaluated"] - stamps["trained"],
+                         "tail": end - stamps["evaluated"]}, float(accuracy)
 
 
 DROP_CACHES = Path("/proc/sys/vm/drop_caches")
@@ -500,19 +521,39 @@ def _render_a(r: dict) -> list[str]:
              "One trial of `sweeps/seed.yaml` through `sweep run` (data load, Optuna, MLflow logging with the "
              "model artifact) vs `bench/bare_keras.py` (the same model, epochs, data and split in plain Keras), "
              "whole processes, alternating. Warm: files cached, stores already created. Cold: "
-             + ("the OS page cache dropped before each process, and" if r.get("caches_dropped") else "")
-             + " a fresh folder, whose stores the run creates (a user's first `sweep run`).", "",
+             + ("the OS page cache dropped before each process, and " if r.get("caches_dropped") else "")
+             + "a fresh folder, whose stores the run creates (a user's first `sweep run`).", "",
              "| start | | wall seconds (each run) | median | ratio |", "| --- | --- | --- | --- | --- |"]
     for label, s in starts:
         lines += [f"| {label} | `sweep run sweeps/seed.yaml` | {fmt(s['pipeline_s'])} | "
                   f"{statistics.median(s['pipeline_s']):.1f} | {s['ratio']:.3f}x |",
                   f"| {label} | bare Keras script | {fmt(s['bare_s'])} | {statistics.median(s['bare_s']):.1f} | |"]
-    return lines + [
-        "", f"Goal at most 1.05x: warm {_verdict(r['ratio'] <= 1.05)}"
-        + (f", cold {_verdict(r['cold']['ratio'] <= 1.05)}" if "cold" in r else "") + ". The reference "
-        f"model's test accuracy, rerun here: {', '.join(f'{a:.4f}' for a in r['seed_test_accuracy'])} "
-        f"through the pipeline, {', '.join(f'{a:.4f}' for a in r['bare_test_accuracy'])} bare "
-        "(the tutorial reports 0.8736).", ""]
+    lines += ["", f"Goal at most 1.05x: warm {_verdict(r['ratio'] <= 1.05)}"
+              + (f", cold {_verdict(r['cold']['ratio'] <= 1.05)}" if "cold" in r else "") + ". The reference "
+              f"model's test accuracy, rerun here: {', '.join(f'{a:.4f}' for a in r['seed_test_accuracy'])} "
+              f"through the pipeline, {', '.join(f'{a:.4f}' for a in r['bare_test_accuracy'])} bare "
+              "(the tutorial reports 0.8736).", ""]
+    if "pipeline_parts" in r:
+        lines += _overhead_parts(starts)
+    return lines
+
+
+def _overhead_parts(starts: list[tuple[str, dict]]) -> list[str]:
+    """Where the seconds go, medians: start-up (imports, data, stores, until the trial's run or the fit
+    starts), training, after training (test scoring; the pipeline also measures and logs the model) and the
+    tail (the pipeline's parent run, study plots and summary; the interpreter's exit)."""
+    names = ("start-up", "training", "after training", "tail")
+    lines = ["Where the seconds go (medians): start-up is imports, data and stores until the trial's MLflow run "
+             "(pipeline) or `fit` (bare) starts; after training is test scoring, and for the pipeline the "
+             "model's measurements and logging; the tail is the pipeline's parent run, study plots and summary, "
+             "and the interpreter's exit.", "",
+             "| start | | " + " | ".join(names) + " |", "| --- | --- | " + " | ".join("---" for _ in names) + " |"]
+    for label, s in starts:
+        for arm in ("pipeline", "bare"):
+            parts = s[f"{arm}_parts"]
+            lines.append(f"| {label} | {arm} | " + " | ".join(
+                f"{statistics.median(p[name] for p in parts):.1f}" for name in names) + " |")
+    return lines + [""]
 
 
 def _previous_design(r: dict) -> list[str]:

@@ -50,18 +50,19 @@ def _one_sweep(root: Path, data_dir: str, sweeps: Path) -> dict:
         subprocess.run(command, cwd=root, check=True, capture_output=True,
                        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(root)})
         wall = time.time() - start
-        return {"wall_s": wall, "trials_per_hour": 3600 * TRIALS / wall, **_breakdown(f"sqlite:///{tmp}/mlflow.db",
+        return {"wall_s": wall, "trials_per_hour": 3600 * TRIALS / wall, **breakdown(f"sqlite:///{tmp}/mlflow.db",
                                                                                        start, start + wall)}
 
 
-def _breakdown(uri: str, start: float, end: float) -> dict:
-    """Seconds per trial (medians) in each part, and the sweep's start-up and tail, from the MLflow runs."""
+def breakdown(uri: str, start: float, end: float, experiment: str | None = None) -> dict:
+    """Seconds per trial (medians) in each part, and the sweep's start-up and tail, from the MLflow runs of the
+    command that ran from `start` to `end` (row a's resumed studies hold earlier commands' runs too)."""
     import mlflow
 
     client = mlflow.MlflowClient(uri)
-    experiment = client.get_experiment_by_name(client.search_experiments()[0].name)
-    runs = sorted(client.search_runs([experiment.experiment_id], "tags.`sweep.role` = 'trial'"),
-                  key=lambda r: r.info.start_time)
+    experiment = client.get_experiment_by_name(experiment or client.search_experiments()[0].name)
+    runs = sorted((r for r in client.search_runs([experiment.experiment_id], "tags.`sweep.role` = 'trial'")
+                   if r.info.start_time / 1000 >= start), key=lambda r: r.info.start_time)
     parts = {"epoch": [], "first_epoch_extra": [], "after_training": [], "between": []}
     for index, run in enumerate(runs):
         stamps = [m.timestamp / 1000 for m in sorted(client.get_metric_history(run.info.run_id, "loss"),
@@ -72,8 +73,8 @@ def _breakdown(uri: str, start: float, end: float) -> dict:
         parts["after_training"].append(run.info.end_time / 1000 - stamps[-1])
         if index:
             parts["between"].append(run.info.start_time / 1000 - runs[index - 1].info.end_time / 1000)
-    return {**{name: statistics.median(values) for name, values in parts.items()},
-            "between_max": max(parts["between"]), "startup": runs[0].info.start_time / 1000 - start,
+    return {**{name: statistics.median(values) if values else 0.0 for name, values in parts.items()},
+            "between_max": max(parts["between"], default=0.0), "startup": runs[0].info.start_time / 1000 - start,
             "tail": end - runs[-1].info.end_time / 1000}
 
 

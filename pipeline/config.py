@@ -23,6 +23,7 @@ from pipeline.validation import Checker, quote
 
 SAMPLERS = ("tpe", "random")
 PRUNERS = ("median", "successive_halving", "hyperband", "none")
+PRUNE_BY = ("epoch", "fraction")  # the median pruner's comparison: the same epoch, or the same share of the schedule
 # What a model predicts (pipeline.tasks), and the validation metrics each task's study can optimize, with
 # their direction; the first is the default `study.metric`.
 TASKS = ("classification", "regression")
@@ -65,11 +66,13 @@ MODEL_NAME_FORBIDDEN = ("/", ":")
 
 @dataclass(frozen=True)
 class PrunerConfig:
-    """How trials are cut short: `type`, plus (median only) trials and epochs before pruning starts."""
+    """How trials are cut short: `type`, plus (median only) trials and epochs before pruning starts, and
+    whether trials are compared at the same epoch or the same fraction of their schedules (`by`)."""
 
     type: str = "median"
     startup_trials: int = 3
     warmup_epochs: int = 2
+    by: str = "epoch"
 
 
 @dataclass(frozen=True)
@@ -603,7 +606,7 @@ def confirm_settings(path: Path, top_k: Any, seeds: Any, names: tuple[str, str] 
 
 
 def _parse_pruner(check: Checker, raw: Any, objectives: tuple[str, ...] = ()) -> PrunerConfig:
-    """`pruner: median` or `pruner: {type: median, startup_trials: 3, warmup_epochs: 2}`."""
+    """`pruner: median` or `pruner: {type: median, startup_trials: 3, warmup_epochs: 2, by: epoch}`."""
     kind = raw.get("type", "median") if isinstance(raw, dict) else raw
     if objectives and kind != "none":
         check.fail("study.pruner", "Optuna cannot prune a multi-objective study (a trial's intermediate values "
@@ -619,7 +622,11 @@ def _parse_pruner(check: Checker, raw: Any, objectives: tuple[str, ...] = ()) ->
         if value < 0:
             check.fail(f"study.pruner.{key}", f"must be 0 or more, got {value}")
         counts[key] = value
-    return PrunerConfig(check.choice(raw.get("type", "median"), "study.pruner.type", PRUNERS), **counts)
+    kind = check.choice(raw.get("type", "median"), "study.pruner.type", PRUNERS)
+    by = check.choice(raw.get("by", defaults.by), "study.pruner.by", PRUNE_BY)
+    if by != defaults.by and kind != "median":
+        check.fail("study.pruner.by", f"only the median pruner compares by {by}; {kind} has its own rungs")
+    return PrunerConfig(kind, **counts, by=by)
 
 
 def _parse_data(check: Checker, raw: dict) -> DataConfig:

@@ -21,6 +21,7 @@ from optuna.trial import TrialState
 from pipeline import keys, objectives, storages, stores, tracking
 from pipeline.config import PrunerConfig, SweepConfig, parse_sweep_text
 from pipeline.errors import BadInputError, StudyError, SweepConfigError, SweepError
+from pipeline.fraction_pruner import FractionMedianPruner
 from pipeline.hyperparameters import FixedParam, FloatParam, IntParam
 from pipeline.processes import pid_alive, same_command
 
@@ -421,6 +422,8 @@ def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
 
 def make_pruner(pruner: PrunerConfig) -> optuna.pruners.BasePruner:
     """Median by default; its warm-up keeps the first trials and epochs from being cut on noise."""
+    if pruner.type == "median" and pruner.by == "fraction":
+        return FractionMedianPruner(pruner.startup_trials, pruner.warmup_epochs)
     if pruner.type == "median":
         # Steps are 1-based epochs and Optuna prunes from step == n_warmup_steps on, hence the + 1.
         return optuna.pruners.MedianPruner(n_startup_trials=pruner.startup_trials,

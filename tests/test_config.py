@@ -129,6 +129,12 @@ def test_pruner_accepts_a_name_or_a_mapping(tmp_path):
         load_sweep(_write_bad(tmp_path, {"study.pruner": {"type": "median", "startup_trials": -1}}))
     with pytest.raises(SweepConfigError, match="study.pruner: 'asha' is not allowed; allowed: median"):
         load_sweep(_write_bad(tmp_path, {"study.pruner": "asha"}))
+    by_fraction = {"study.pruner": {"type": "median", "by": "fraction"}}
+    assert load_sweep(_write_bad(tmp_path, by_fraction)).study.pruner == PrunerConfig("median", by="fraction")
+    with pytest.raises(SweepConfigError, match="study.pruner.by: 'percent' is not allowed; allowed: epoch, fraction"):
+        load_sweep(_write_bad(tmp_path, {"study.pruner": {"type": "median", "by": "percent"}}))
+    with pytest.raises(SweepConfigError, match="study.pruner.by: only the median pruner compares by fraction"):
+        load_sweep(_write_bad(tmp_path, {"study.pruner": {"type": "hyperband", "by": "fraction"}}))
 
 
 def test_a_key_given_twice_is_refused_with_both_lines(tmp_path):
