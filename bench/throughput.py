@@ -67,7 +67,7 @@ def breakdown(uri: str, start: float, end: float, experiment: str | None = None)
     for index, run in enumerate(runs):
         stamps = [m.timestamp / 1000 for m in sorted(client.get_metric_history(run.info.run_id, "loss"),
                                                      key=lambda m: m.step)]
-        epoch = statistics.median(b - a for a, b in zip(stamps, stamps[1:]))
+        epoch = statistics.median([b - a for a, b in zip(stamps, stamps[1:])] or [0.0])  # 0: a one-epoch trial
         parts["epoch"].append(epoch)
         parts["first_epoch_extra"].append(stamps[0] - run.info.start_time / 1000 - epoch)
         parts["after_training"].append(run.info.end_time / 1000 - stamps[-1])
