@@ -116,7 +116,7 @@ def render_q(r: dict) -> list[str]:
              f"The test accuracy of the validation-chosen trial against wall time, {r['budget_s'] / 60:.0f} minutes "
              f"per run, study seeds {', '.join(map(str, r['seeds']))}: minutes until it first reaches each test "
              "accuracy (median, range; '-' when a seed never did).", ""] + _table()
-    lines += [_table_row(tool, r, tool) for tool in r["curves"]]
+    lines += [_table_row(_label(tool, r), r, tool) for tool in r["curves"]]
     return lines + ["", "![Time to a good model](time-to-accuracy.png)", ""]
 
 
@@ -125,6 +125,12 @@ def render_before(r: dict) -> list[str]:
     return [f"Before the first trials (row q_before: the default sweep without `study.start_with`, "
             f"{r['budget_s'] / 60:.0f} minutes per run, the same seeds):", ""] + _table() + [
             _table_row("pipeline without start_with", r, "pipeline"), ""]
+
+
+def _label(tool: str, r: dict) -> str:
+    """The tool, and its seeds where it has fewer runs than the row (a run cut short is not counted)."""
+    seeds = [run["seed"] for run in r["curves"][tool]]
+    return tool if seeds == r["seeds"] else f"{tool} (seeds {', '.join(map(str, seeds))})"
 
 
 def _table() -> list[str]:

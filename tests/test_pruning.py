@@ -90,7 +90,7 @@ def test_by_fraction_compares_a_long_schedule_with_the_others_at_the_same_share_
     short = {1: 0.80, 2: 0.83, 3: 0.85, 4: 0.87, 5: 0.88, 6: 0.885, 7: 0.89, 8: 0.893, 9: 0.895, 10: 0.896}
     study = _study_of([_scheduled(short, 10), _scheduled({k: v - 0.002 for k, v in short.items()}, 10)])
     long_trial = _scheduled({1: 0.78, 2: 0.81, 3: 0.83, 4: 0.84, 5: 0.85}, 40, TrialState.RUNNING)
-    assert make_pruner(PrunerConfig("median", 1, 0)).prune(study, long_trial) is True
+    assert bool(make_pruner(PrunerConfig("median", 1, 0)).prune(study, long_trial)) is True  # a NumPy bool
     assert make_pruner(PrunerConfig("median", 1, 0, by="fraction")).prune(study, long_trial) is False
     hopeless = _scheduled({1: 0.30, 2: 0.32, 3: 0.33, 4: 0.33, 5: 0.34}, 40, TrialState.RUNNING)
     assert make_pruner(PrunerConfig("median", 1, 0, by="fraction")).prune(study, hopeless) is True
@@ -98,7 +98,7 @@ def test_by_fraction_compares_a_long_schedule_with_the_others_at_the_same_share_
     # to their fifth epoch (0.725), which any short schedule passes.
     study = _study_of([_scheduled({e: 0.70 + 0.2 * e / 40 for e in range(1, 41)}, 40)])
     weak = _scheduled({1: 0.70, 2: 0.74, 3: 0.76, 4: 0.77, 5: 0.78}, 10, TrialState.RUNNING)
-    assert make_pruner(PrunerConfig("median", 1, 0)).prune(study, weak) is False
+    assert bool(make_pruner(PrunerConfig("median", 1, 0)).prune(study, weak)) is False
     assert FractionMedianPruner(1, 0).prune(study, weak) is True
     assert FractionMedianPruner(1, 0).prune(study, _scheduled({**weak.intermediate_values, 5: 0.81}, 10,
                                                               TrialState.RUNNING)) is False
