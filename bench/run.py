@@ -386,13 +386,7 @@ def row_i(data_dir: str) -> dict:
 
 
 def row_k(data_dir: str, budget_s: float = 1200, seeds: tuple[int, ...] = (1, 2)) -> dict:
-    started = time.time()
-
-    def save(figures: dict) -> None:
-        partial = {**figures, "measured": {"date": date.today().isoformat(), "seconds": time.time() - started}}
-        (RESULTS / "k.json").write_text(json.dumps(partial, indent=2) + "\n")
-
-    return peers.row_k(data_dir, SWEEPS / "fashion_mnist.yaml", _variant, budget_s, seeds, save)
+    return peers.row_k(data_dir, SWEEPS / "fashion_mnist.yaml", _variant, budget_s, seeds, _saver("k"))
 
 
 def row_q(data_dir: str, budget_s: float = 1200, seeds: tuple[int, ...] = (42, 1, 2)) -> dict:
