@@ -38,6 +38,7 @@ import storage_load  # noqa: E402  (bench/storage_load.py: row p)
 import throughput  # noqa: E402  (bench/throughput.py: row m)
 import time_to_accuracy  # noqa: E402  (bench/time_to_accuracy.py: row q)
 import trust  # noqa: E402  (bench/trust.py: row h)
+import warm_start  # noqa: E402  (bench/warm_start.py: row w)
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
@@ -406,6 +407,16 @@ def row_q_before(data_dir: str, budget_s: float = 300, seeds: tuple[int, ...] = 
                                   _saver("q_before"), tools=("pipeline",))
 
 
+def row_w(data_dir: str, mnist_dir: str | None = None, budget_s: float = 300, seeds: tuple[int, ...] = (42, 1),
+          source_s: float = 600, top_k: int = 2) -> dict:
+    """Warm starts: the default sweep on MNIST warm-started from a Fashion-MNIST study of the default sweep, against a
+    cold one. MNIST is the folder of its four IDX files (`--mnist-dir`; Keras' download does not work offline)."""
+    if mnist_dir is None:
+        raise SystemExit("row w needs --mnist-dir: a folder with MNIST's four IDX files")
+    return warm_start.row_w(data_dir, mnist_dir, SWEEPS / "fashion_mnist.yaml", _variant, budget_s, seeds, source_s,
+                            top_k, _saver("w"))
+
+
 def _saver(row: str):
     """Writes a long row's figures after each run, so a row cut short keeps what it measured."""
     started = time.time()
@@ -433,7 +444,7 @@ def row_m(data_dir: str, before: str = BEFORE_DEFERRED) -> dict:
 ROWS = {"a": row_a, "b": row_b, "c": row_c, "d": row_d, "e": row_e, "f": row_f, "g": row_g, "h": row_h, "i": row_i,
         "j": capacity.row_j, "k": row_k, "k_same_space": row_k_same_space,
         "l": levers.row_l, "m": row_m, "n": cnn.row_n, "o": regression.row_o,
-        "p": storage_load.row_p, "q": row_q, "q_before": row_q_before}
+        "p": storage_load.row_p, "q": row_q, "q_before": row_q_before, "w": row_w}
 
 
 def _variant(folder: Path, source: str, search_space: dict | None = None, **study) -> Path:
@@ -712,7 +723,8 @@ def _render_g(r: dict) -> list[str]:
 RENDERERS = {"a": _render_a, "b": _render_b, "c": _render_c, "d": _render_d, "e": _render_e, "f": _render_f,
              "g": _render_g, "h": trust.render_h, "i": costs.render_i, "j": capacity.render_j,
              "k": peers.render_k, "l": levers.render_l, "m": throughput.render_m, "n": cnn.render_n,
-             "o": regression.render_o, "p": storage_load.render_p, "q": time_to_accuracy.render_q}
+             "o": regression.render_o, "p": storage_load.render_p, "q": time_to_accuracy.render_q,
+             "w": warm_start.render_w}
 
 
 def machine() -> dict:
@@ -728,12 +740,14 @@ def machine() -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data" / "fashion-mnist"))
-    parser.add_argument("--rows", default="a,b,c,d,e,f,g,h,i,j", help="comma-separated rows to run (a-q, k_same_space, q_before)")
+    parser.add_argument("--rows", default="a,b,c,d,e,f,g,h,i,j", help="comma-separated rows to run (a-q, w, k_same_space, q_before)")
     parser.add_argument("--trials-b", type=int, default=30, help="trials per sweep in row b")
     parser.add_argument("--budget-k", type=float, default=1200, help="seconds per tool and seed in row k")
     parser.add_argument("--seeds-k", default="1,2", help="comma-separated seeds for row k")
     parser.add_argument("--budget-q", type=float, default=1200, help="seconds per tool and seed in row q")
     parser.add_argument("--seeds-q", default="42,1,2", help="comma-separated study seeds for row q")
+    parser.add_argument("--mnist-dir", help="row w: a folder with MNIST's four IDX files")
+    parser.add_argument("--budget-w", type=float, default=300, help="seconds per arm and seed in row w")
     args = parser.parse_args()
     RESULTS.mkdir(parents=True, exist_ok=True)
     for row in args.rows.split(","):
@@ -742,7 +756,8 @@ def main() -> None:
         peer_budget = {"budget_s": args.budget_k, "seeds": tuple(int(s) for s in args.seeds_k.split(","))}
         time_budget = {"budget_s": args.budget_q, "seeds": tuple(int(s) for s in args.seeds_q.split(","))}
         extra = {"b": {"n_trials": args.trials_b}, "k": peer_budget, "k_same_space": peer_budget,
-                 "q": time_budget, "q_before": {"seeds": time_budget["seeds"]}}.get(row, {})
+                 "q": time_budget, "q_before": {"seeds": time_budget["seeds"]},
+                 "w": {"mnist_dir": args.mnist_dir, "budget_s": args.budget_w}}.get(row, {})
         figures = ROWS[row](args.data_dir, **extra)
         figures["measured"] = {"date": date.today().isoformat(), "seconds": time.time() - started}
         (RESULTS / f"{row}.json").write_text(json.dumps(figures, indent=2) + "\n")

@@ -54,12 +54,18 @@ def minutes_to(curve: list[tuple[float, float]], threshold: float) -> float | No
 
 def _pipeline(store: Path, data_dir: str, sweep_file: Path, variant, budget_s: float, seed: int) -> list:
     """The default sweep as row k runs it, its trials read back: seconds from the command's start."""
+    started = time.time()
+    peers._pipeline(store, data_dir, sweep_file, variant, budget_s, seed)
+    return completed_points(store, peers.STUDY, started)
+
+
+def completed_points(store: Path, study_name: str, started: float) -> list[tuple[float, float, float]]:
+    """A pipeline study's COMPLETE trials in `store`: (seconds from `started` to completion, validation accuracy,
+    test accuracy from the trial's MLflow run)."""
     import mlflow
     import optuna
 
-    started = time.time()
-    peers._pipeline(store, data_dir, sweep_file, variant, budget_s, seed)
-    study = optuna.load_study(study_name=peers.STUDY, storage=f"sqlite:///{store}/optuna.db")
+    study = optuna.load_study(study_name=study_name, storage=f"sqlite:///{store}/optuna.db")
     client = mlflow.MlflowClient(f"sqlite:///{store}/mlflow.db")
     return [(t.datetime_complete.timestamp() - started, t.value,
              client.get_run(t.user_attrs["mlflow_run_id"]).data.metrics["test_accuracy"])
@@ -115,16 +121,16 @@ def render_q(r: dict) -> list[str]:
     lines = ["## q. Time to a good model", "",
              f"The test accuracy of the validation-chosen trial against wall time, {r['budget_s'] / 60:.0f} minutes "
              f"per run, study seeds {', '.join(map(str, r['seeds']))}: minutes until it first reaches each test "
-             "accuracy (median, range; '-' when a seed never did).", ""] + _table()
-    lines += [_table_row(_label(tool, r), r, tool) for tool in r["curves"]]
+             "accuracy (median, range; '-' when a seed never did).", ""] + table()
+    lines += [table_row(_label(tool, r), r, tool) for tool in r["curves"]]
     return lines + ["", "![Time to a good model](time-to-accuracy.png)", ""]
 
 
 def render_before(r: dict) -> list[str]:
     """Row q_before: the same measurement of the default sweep without `study.start_with`, its first trials."""
     return [f"Before the first trials (row q_before: the default sweep without `study.start_with`, "
-            f"{r['budget_s'] / 60:.0f} minutes per run, the same seeds):", ""] + _table() + [
-            _table_row("pipeline without start_with", r, "pipeline"), ""]
+            f"{r['budget_s'] / 60:.0f} minutes per run, the same seeds):", ""] + table() + [
+            table_row("pipeline without start_with", r, "pipeline"), ""]
 
 
 def _label(tool: str, r: dict) -> str:
@@ -133,14 +139,17 @@ def _label(tool: str, r: dict) -> str:
     return tool if seeds == r["seeds"] else f"{tool} (seeds {', '.join(map(str, seeds))})"
 
 
-def _table() -> list[str]:
-    return ["| run | " + " | ".join(f"{t:.2f}" for t in THRESHOLDS) + " | at the end |",
-            "| --- | " + " | ".join("---" for _ in THRESHOLDS) + " | --- |"]
+def table(thresholds: tuple[float, ...] = THRESHOLDS) -> list[str]:
+    """The head of a time-to-accuracy table (also row w's, at MNIST's thresholds)."""
+    decimals = max(len(repr(t).partition(".")[2]) for t in thresholds)  # 0.90 beside 0.91, 0.980 beside 0.985
+    return ["| run | " + " | ".join(f"{t:.{decimals}f}" for t in thresholds) + " | at the end |",
+            "| --- | " + " | ".join("---" for _ in thresholds) + " | --- |"]
 
 
-def _table_row(label: str, r: dict, tool: str) -> str:
+def table_row(label: str, r: dict, tool: str, thresholds: tuple[float, ...] = THRESHOLDS) -> str:
+    """One tool's runs: the minutes to each threshold (median, range) and the accuracy at the budget's end."""
     runs = r["curves"][tool]
-    cells = [_minutes_cell([minutes_to(run["chosen"], t) for run in runs]) for t in THRESHOLDS]
+    cells = [_minutes_cell([minutes_to(run["chosen"], t) for run in runs]) for t in thresholds]
     ends = [run["chosen"][-1][1] for run in runs if run["chosen"]]
     return f"| {label} | " + " | ".join(cells) + f" | {_spread(ends)} |"
 

@@ -106,9 +106,13 @@ class Sweep:
         """Run (or resume) the study until its trial or time budget is spent, then the confirmation the sweep
         asks for (study.confirm). Returns what was done; printing it gives `sweep run`'s summary."""
         check_run(self.config, self.workers)
-        from pipeline.supervisor import run_sweep
 
-        outcome = self._in_pool(self.config, lambda pool: run_sweep(self.config, pool, show_progress=progress))
+        def supervise(pool):
+            from pipeline.supervisor import run_sweep  # once the workers are starting: ~3 s of imports overlap theirs
+
+            return run_sweep(self.config, pool, show_progress=progress)
+
+        outcome = self._in_pool(self.config, supervise)
         from pipeline.report import format_summary
 
         outcome = dataclasses.replace(outcome, summary=format_summary(outcome, self.config))
@@ -131,9 +135,13 @@ class Sweep:
         study.confirm's, else 3 and 3), resuming an earlier confirmation. Printing it gives its table."""
         config = with_confirm(self.config, top_k, seeds)
         check_run(config, self.workers)
-        from pipeline.supervisor import run_confirmation
 
-        outcome = self._in_pool(config, lambda pool: run_confirmation(config, pool, show_progress=progress))
+        def supervise(pool):
+            from pipeline.supervisor import run_confirmation  # once the workers are starting, as in `run`
+
+            return run_confirmation(config, pool, show_progress=progress)
+
+        outcome = self._in_pool(config, supervise)
         from pipeline.report import format_confirmation
         from pipeline.worker_pool import STOP_SIGNALS
 

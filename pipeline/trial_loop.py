@@ -38,6 +38,7 @@ def serve(spec: WorkerSpec, connection, stop: StopRequest) -> Finished:
         builders.check(spec.config, design, data, stats)
     connection.send(Ready(portable_folder(spec.config.data.data_dir, spec.config.folder), data.train_digest(),
                           builders.record(spec.config)))
+    tracking.prepare(spec.config.tracking.tracking_uri)  # while the supervisor opens the stores
     go = connection.recv()
     if go is None:
         return Finished("dismissed")

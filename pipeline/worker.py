@@ -16,6 +16,9 @@ its own. The worker's body is pipeline.trial_loop.
 from __future__ import annotations
 
 import contextlib
+import logging
+import os
+import sys
 from dataclasses import dataclass
 
 from pipeline.config import SweepConfig
@@ -96,3 +99,15 @@ def main(spec: WorkerSpec, connection) -> None:
         # A stop signal arriving now changes nothing: the outcome is decided, only the telling is left.
         with contextlib.suppress(OSError, KeyboardInterrupt):
             connection.send(outcome)
+    _exit_now()
+
+
+def _exit_now() -> None:
+    """End the process without the interpreter's teardown: everything is written and told (the last model is
+    logged, the study and runs are committed), and unloading TensorFlow's and MLflow's modules takes ~2 s that
+    the supervisor, which waits for the process to end, would spend after the sweep's last trial."""
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):
+            stream.flush()
+    os._exit(0)

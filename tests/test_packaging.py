@@ -104,6 +104,34 @@ def test_commands_that_do_not_train_never_import_tensorflow():
     assert result.stdout.strip() == "[]"
 
 
+def test_sweep_run_starts_its_workers_before_loading_mlflow_and_optuna():
+    """The workers' TensorFlow import is the longest wait of a sweep's start; the supervisor's own imports (MLflow,
+    Optuna, matplotlib: ~3 s) run beside it, not before it. The probe stops the sweep as its workers would start."""
+    probe = ("import sys\nfrom pipeline import Sweep\nfrom pipeline.worker_pool import WorkerPool\n"
+             "def start_all(pool):\n"
+             "    print(sorted(m for m in ('matplotlib', 'mlflow', 'optuna', 'sqlalchemy') if m in sys.modules))\n"
+             "    raise SystemExit(0)\n"
+             "WorkerPool.start_all = start_all\n"
+             "Sweep.from_file('sweeps/seed.yaml', data_dir='/nonexistent').run(progress=False)\n")
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("uri, loaded", [("sqlite:///{tmp}/mlruns/mlflow.db", True),
+                                         ("postgresql+psycopg://127.0.0.1:5432/absent", True),
+                                         ("http://127.0.0.1:9", False)])
+def test_preparing_a_tracking_store_loads_its_code_and_writes_nothing(tmp_path, uri, loaded):
+    """What a sweep does while it waits (pipeline.tracking.prepare): nothing is created or contacted."""
+    uri = uri.format(tmp=tmp_path)
+    probe = ("import sys; from pipeline import tracking; "
+             f"tracking.prepare({uri!r}); print('mlflow.store.tracking.sqlalchemy_store' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == str(loaded)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_the_pipeline_never_imports_the_bench_peers():
     """KerasTuner, optuna-integration and TensorBoard are the `bench` extra: row k's peers, not dependencies."""
     import ast

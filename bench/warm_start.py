@@ -1,0 +1,95 @@
+"""Bench row w: warm starts. A sweep on MNIST warm-started from a Fashion-MNIST study, against a cold one.
+
+The source is a user's study of yesterday: the default sweep on Fashion-MNIST (`source_s` seconds, study seed 42,
+its own stores). Each MNIST run is the default sweep file pointed at MNIST (`data.dataset: mnist`, the folder of its
+four IDX files) with `study.start_with: []`, so that the warm start is the only difference between the arms: cold
+searches from scratch, warm has `study.warm_start: {study, storage, top_k}` naming the source. Both arms run the
+same budget for each study seed, whole `sweep run` processes; row q's time-to-accuracy table compares them at
+thresholds fit for MNIST. Run through bench/run.py (`--rows w --mnist-dir DIR`).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+import time_to_accuracy
+
+THRESHOLDS = (0.97, 0.98, 0.985)
+ARMS = ("cold", "warm")
+SOURCE_STUDY = "fashion-mnist-ann"
+STUDY = "mnist-ann"
+
+
+def row_w(fashion_dir: str, mnist_dir: str, sweep_file: Path, variant, budget_s: float, seeds: tuple[int, ...],
+          source_s: float, top_k: int, save) -> dict:
+    """The source study once, then each arm once per seed; `save(figures)` after each run."""
+    with tempfile.TemporaryDirectory() as tmp:
+        source = Path(tmp)
+        path = variant(source, sweep_file.name, seed=42, timeout=source_s)
+        started = time.time()
+        _sweep(path, fashion_dir, source)
+        figures = {"budget_s": budget_s, "seeds": list(seeds), "top_k": top_k,
+                   "source": {"seconds": time.time() - started, "budget_s": source_s,
+                              "best": _best(source, SOURCE_STUDY, top_k)},
+                   "curves": {arm: [] for arm in ARMS}}
+        warm_start = {"study": SOURCE_STUDY, "storage": f"sqlite:///{source}/optuna.db", "top_k": top_k}
+        for seed in seeds:
+            for arm in ARMS:
+                with tempfile.TemporaryDirectory() as run_tmp:
+                    points = _mnist_run(Path(run_tmp), mnist_dir, sweep_file, variant, budget_s, seed,
+                                        warm_start if arm == "warm" else None)
+                figures["curves"][arm].append({"seed": seed, "chosen": time_to_accuracy.chosen_curve(points)})
+                save(figures)
+                print(f"  {arm} seed {seed}: {figures['curves'][arm][-1]['chosen'][-1:]}", flush=True)
+    return figures
+
+
+def _mnist_run(store: Path, mnist_dir: str, sweep_file: Path, variant, budget_s: float, seed: int,
+               warm_start: dict | None) -> list:
+    """The default sweep on MNIST, from scratch or warm-started: its COMPLETE trials' (seconds, val, test)."""
+    extra = {"warm_start": warm_start} if warm_start else {}
+    path = variant(store, sweep_file.name, seed=seed, timeout=budget_s, start_with=[], name=STUDY, **extra)
+    raw = yaml.safe_load(path.read_text())
+    raw["data"]["dataset"] = "mnist"
+    raw["tracking"]["experiment"] = STUDY
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    started = time.time()
+    _sweep(path, mnist_dir, store)
+    return time_to_accuracy.completed_points(store, STUDY, started)
+
+
+def _sweep(path: Path, data_dir: str, store: Path) -> None:
+    subprocess.run([sys.executable, "-m", "pipeline.cli", "run", str(path), "--no-progress", "--data-dir", data_dir,
+                    "--storage", f"sqlite:///{store}/optuna.db", "--tracking-uri", f"sqlite:///{store}/mlflow.db"],
+                   check=True, capture_output=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+
+
+def _best(store: Path, study_name: str, top_k: int) -> list[dict]:
+    """The source study's best trials: what the warm start takes (by validation accuracy)."""
+    import optuna
+
+    study = optuna.load_study(study_name=study_name, storage=f"sqlite:///{store}/optuna.db")
+    done = sorted((t for t in study.trials if t.state.name == "COMPLETE"), key=lambda t: -t.value)
+    return [{"trial": t.number, "val_accuracy": t.value, "units": t.params.get("units"),
+             "epochs": t.params.get("epochs")} for t in done[:top_k]]
+
+
+def render_w(r: dict) -> list[str]:
+    source = r["source"]
+    best = "; ".join(f"trial {b['trial']}: {b['units']} units, {b['epochs']} epochs, val {b['val_accuracy']:.4f}"
+                     for b in source["best"])
+    return ["## w. Warm starts: MNIST from a Fashion-MNIST study", "",
+            f"The source: the default sweep on Fashion-MNIST ({source['seconds'] / 60:.1f} min, seed 42); its "
+            f"{r['top_k']} best ({best}) are the warm arm's first trials (`study.warm_start: {{study, storage, "
+            f"top_k: {r['top_k']}}}`). Both arms are the default sweep on MNIST without its own first trials "
+            f"(`study.start_with: []`), {r['budget_s'] / 60:.0f} minutes per run, study seeds "
+            f"{', '.join(map(str, r['seeds']))}: minutes until the validation-chosen trial first reaches each test "
+            "accuracy (median, range; '-' when a seed never did).", ""] + time_to_accuracy.table(THRESHOLDS) + [
+            time_to_accuracy.table_row(f"{arm}", r, arm, THRESHOLDS) for arm in ARMS] + [""]
