@@ -9,13 +9,14 @@ import json
 import mlflow
 import optuna
 import pytest
+import yaml
 from optuna.trial import TrialState
 
 from pipeline import BadInputError, Sweep, SweepConfigError, keys
 from pipeline import stores as store_uris
 from pipeline.study import optuna_storage
 
-from conftest import write_sweep
+from conftest import SWEEPS, write_sweep
 
 SPACE = {"units": {"type": "int", "low": 16, "high": 128, "log": True},
          "dropout": {"type": "float", "low": 0.0, "high": 0.4},
@@ -121,3 +122,13 @@ def test_start_with_is_a_list_of_mappings(tmp_path):
     path = write_sweep(tmp_path, study__start_with={"units": 32})
     with pytest.raises(SweepConfigError, match="study.start_with: must be a list of configurations"):
         Sweep.from_file(path)
+
+
+def test_the_mnist_sweep_can_start_from_the_default_sweep_s_configurations():
+    """sweeps/mnist.yaml searches the default sweep's space, so a Fashion-MNIST study of the default sweep can
+    warm-start it: each of the default's first configurations is one its space can give (bench row w)."""
+    default = yaml.safe_load((SWEEPS / "fashion_mnist.yaml").read_text())
+    mnist = yaml.safe_load((SWEEPS / "mnist.yaml").read_text())
+    mnist["study"]["start_with"] = default["study"]["start_with"]
+    assert Sweep.from_dict(mnist).config.study.start_with == tuple(default["study"]["start_with"])
+    assert set(mnist["search_space"]) == set(default["search_space"])
