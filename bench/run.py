@@ -484,8 +484,9 @@ def render(results: dict) -> str:
 
 def _more_runs(row: str, results: dict) -> list[str]:
     """Other measurements of a row kept beside it: earlier designs, earlier sizes, other budgets."""
-    if row == "a" and "a_previous_design" in results:
-        return _previous_design(results["a_previous_design"])
+    if row == "a":
+        return (_before_cuts(results["a_before_cuts"]) if "a_before_cuts" in results else []) + (
+            _previous_design(results["a_previous_design"]) if "a_previous_design" in results else [])
     if row == "b":
         return _earlier_pruning_runs(results)
     if row == "c":
@@ -559,6 +560,20 @@ def _overhead_parts(starts: list[tuple[str, dict]]) -> list[str]:
             lines.append(f"| {label} | {arm} | " + " | ".join(
                 f"{statistics.median(p[name] for p in parts):.1f}" for name in names) + " |")
     return lines + [""]
+
+
+def _before_cuts(r: dict) -> list[str]:
+    """Row a as measured before issue 25's cuts (commit d3718ee, bench/results/a_before_cuts.json), on the same
+    machine the same day: the before of the table above."""
+    parts = lambda start, arm, name: statistics.median(p[name] for p in start[f"{arm}_parts"])  # noqa: E731
+    said = [f"{label} {statistics.median(s['pipeline_s']):.1f} s against {statistics.median(s['bare_s']):.1f} s "
+            f"({s['ratio']:.2f}x; start-up {parts(s, 'pipeline', 'start-up'):.1f} against "
+            f"{parts(s, 'bare', 'start-up'):.1f} s, tail {parts(s, 'pipeline', 'tail'):.1f} against "
+            f"{parts(s, 'bare', 'tail'):.1f} s)" for label, s in (("warm", r), ("cold", r["cold"]))]
+    return [f"Before the cuts of issue 25 (commit d3718ee, measured {r['measured']['date']}): {'; '.join(said)}. "
+            "The supervisor then loaded MLflow, Optuna and matplotlib before starting its worker, both processes "
+            "loaded the SQL store's code between the data check and the first trial, and the worker's interpreter "
+            "took ~2 s to unload TensorFlow after the last trial.", ""]
 
 
 def _previous_design(r: dict) -> list[str]:
