@@ -491,8 +491,10 @@ def _more_runs(row: str, results: dict) -> list[str]:
         return _earlier_pruning_runs(results)
     if row == "c":
         return _earlier_budget_runs(results)
-    if row == "h" and "h_before_levers" in results:
-        return trust.render_before_levers(results["h_before_levers"])
+    if row == "h":
+        return [line for key, before in (("h_before_first_trials", "before the default sweep's first trials "
+                                           "(study.start_with)"), ("h_before_levers", trust.BEFORE_LEVERS))
+                if key in results for line in trust.render_before(results[key], before)]
     if row == "k":
         return peers.render_other_budgets(results)
     if row == "q" and "q_before" in results:
@@ -563,17 +565,19 @@ def _overhead_parts(starts: list[tuple[str, dict]]) -> list[str]:
 
 
 def _before_cuts(r: dict) -> list[str]:
-    """Row a as measured before issue 25's cuts (commit d3718ee, bench/results/a_before_cuts.json), on the same
-    machine the same day: the before of the table above."""
+    """Row a as measured before issue 25's cuts (commit d3718ee, bench/results/a_before_cuts.json), on another
+    machine of this kind: the before of the table above, with the side-by-side check on this one."""
     parts = lambda start, arm, name: statistics.median(p[name] for p in start[f"{arm}_parts"])  # noqa: E731
     said = [f"{label} {statistics.median(s['pipeline_s']):.1f} s against {statistics.median(s['bare_s']):.1f} s "
             f"({s['ratio']:.2f}x; start-up {parts(s, 'pipeline', 'start-up'):.1f} against "
             f"{parts(s, 'bare', 'start-up'):.1f} s, tail {parts(s, 'pipeline', 'tail'):.1f} against "
             f"{parts(s, 'bare', 'tail'):.1f} s)" for label, s in (("warm", r), ("cold", r["cold"]))]
-    return [f"Before the cuts of issue 25 (commit d3718ee, measured {r['measured']['date']}): {'; '.join(said)}. "
-            "The supervisor then loaded MLflow, Optuna and matplotlib before starting its worker, both processes "
-            "loaded the SQL store's code between the data check and the first trial, and the worker's interpreter "
-            "took ~2 s to unload TensorFlow after the last trial.", ""]
+    return [f"Before the cuts of issue 25 (commit d3718ee, measured {r['measured']['date']} on another machine of "
+            f"this kind, an AMD EPYC): {'; '.join(said)}. The supervisor then loaded MLflow, Optuna and matplotlib "
+            "before starting its worker, both processes loaded the SQL store's code between the data check and the "
+            "first trial, and the worker's interpreter took ~2 s to unload TensorFlow after the last trial. On this "
+            "machine, side by side (3 alternating pairs of warm `sweep run sweeps/seed.yaml`, no bare script): "
+            "61.9 s at d3718ee, 53.1 s after the cuts (medians).", ""]
 
 
 def _previous_design(r: dict) -> list[str]:

@@ -73,9 +73,10 @@ BEFORE_LEVERS = ("before the default sweep trained with the cosine schedule and 
                  "1-pixel shifts")
 
 
-def render_before_levers(r: dict) -> list[str]:
-    """Row h as measured before the default sweep searched the training levers (h_before_levers.json)."""
+def render_before(r: dict, before: str = BEFORE_LEVERS) -> list[str]:
+    """Row h as measured before a change to the default sweep: before it searched the training levers
+    (h_before_levers.json), before it started from its first trials (h_before_first_trials.json)."""
     winner = r["confirmed"][0]
-    return [f"{BEFORE_LEVERS.capitalize()} (measured {r['measured']['date']}): raw winner #{r['raw']['trial']} test "
+    return [f"{before.capitalize()} (measured {r['measured']['date']}): raw winner #{r['raw']['trial']} test "
             f"{r['raw']['test_accuracy']:.4f}; confirmed winner #{winner['trial']} test {winner['test_mean']:.4f} ± "
             f"{winner['test_sd']:.4f} over {len(winner['test'])} seeds.", ""]
