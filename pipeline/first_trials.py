@@ -28,12 +28,19 @@ class FirstTrials:
     notes: tuple[str, ...] = ()  # what the command should say (a warm start's parameters left to the sampler)
 
 
-def plan(config: SweepConfig) -> FirstTrials:
-    """The first trials the sweep file asks for; a warm start's study is read (never written) here."""
+def plan(config: SweepConfig, existing: optuna.Study | None = None) -> FirstTrials:
+    """The first trials the sweep file asks for; a warm start's study is read (never written) here.
+
+    A warm start is decided once, when the study first runs: a study that `existing` shows has recorded one
+    takes its configurations from that record when it resumes, so the source may since have changed, moved or
+    gone, and a new best of it never lands in the middle of this study."""
     start_with = tuple(_searched(config, entry) for entry in config.study.start_with)
     warm = config.study.warm_start
     if warm is None:
         return FirstTrials(start_with)
+    decided = existing.user_attrs.get(keys.WARM_START) if existing is not None else None
+    if decided is not None:
+        return FirstTrials(start_with + tuple(t["params"] for t in decided["trials"]), decided)
     storage = warm.storage or config.study.storage
     try:
         other = load_existing_study(storage, warm.study)

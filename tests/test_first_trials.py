@@ -132,3 +132,28 @@ def test_the_mnist_sweep_can_start_from_the_default_sweep_s_configurations():
     mnist["study"]["start_with"] = default["study"]["start_with"]
     assert Sweep.from_dict(mnist).config.study.start_with == tuple(default["study"]["start_with"])
     assert set(mnist["search_space"]) == set(default["search_space"])
+
+
+def test_a_warm_start_is_decided_once_and_a_resume_needs_no_source(tmp_path, data_dir, stores, yesterday):
+    """Resumed, a warm-started study keeps the configurations it took, whatever became of its source since: a new
+    best there is not queued in the middle of this study, and a source that is gone is not needed."""
+    source = tmp_path / "source.journal"
+    source.write_bytes(store_uris.local_path(store_uris.resolve_uri(yesterday["storage"])).read_bytes())
+    warm = {"study": "yesterday", "storage": f"journal:///{source}", "top_k": 1}
+    spec = _sweep("decided", data_dir, stores, 1, warm_start=warm)
+    Sweep.from_dict(spec, **stores).run(progress=False)
+    study = optuna.load_study(study_name="decided", storage=optuna_storage(stores["storage"]))
+    recorded = study.user_attrs[keys.WARM_START]
+    other = optuna.load_study(study_name="yesterday", storage=optuna_storage(f"journal:///{source}"))
+    best = max((t for t in other.trials if t.state == TrialState.COMPLETE), key=lambda t: t.value)
+    other.add_trial(optuna.trial.create_trial(params={**best.params, "units": 17}, distributions=best.distributions,
+                                              value=best.value + 1,
+                                              user_attrs={k: v for k, v in best.user_attrs.items() if k != keys.PARAMS}))
+    Sweep.from_dict(spec, n_trials=2, **stores).run(progress=False)
+    source.unlink()
+    Sweep.from_dict(spec, n_trials=3, **stores).run(progress=False)
+    trials = _trials(stores, "decided")
+    assert len(trials) == 3 and all(t.state == TrialState.COMPLETE for t in trials)
+    assert all(t.params["units"] != 17 for t in trials)
+    study = optuna.load_study(study_name="decided", storage=optuna_storage(stores["storage"]))
+    assert study.user_attrs[keys.WARM_START] == recorded
