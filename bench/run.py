@@ -413,8 +413,8 @@ def row_w(data_dir: str, mnist_dir: str | None = None, budget_s: float = 300, se
     cold one. MNIST is the folder of its four IDX files (`--mnist-dir`; Keras' download does not work offline)."""
     if mnist_dir is None:
         raise SystemExit("row w needs --mnist-dir: a folder with MNIST's four IDX files")
-    return warm_start.row_w(data_dir, mnist_dir, SWEEPS / "fashion_mnist.yaml", _variant, budget_s, seeds, source_s,
-                            top_k, _saver("w"))
+    return warm_start.row_w(data_dir, mnist_dir, SWEEPS / "fashion_mnist.yaml", _variant, sweep, budget_s, seeds,
+                            source_s, top_k, _saver("w"))
 
 
 def _saver(row: str):

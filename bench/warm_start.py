@@ -10,12 +10,8 @@ thresholds fit for MNIST. Run through bench/run.py (`--rows w --mnist-dir DIR`).
 
 from __future__ import annotations
 
-import os
 import statistics
-import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
 
 import yaml
@@ -28,23 +24,23 @@ SOURCE_STUDY = "fashion-mnist-ann"
 STUDY = "mnist-ann"
 
 
-def row_w(fashion_dir: str, mnist_dir: str, sweep_file: Path, variant, budget_s: float, seeds: tuple[int, ...],
-          source_s: float, top_k: int, save) -> dict:
-    """The source study once, then each arm once per seed; `save(figures)` after each run."""
+def row_w(fashion_dir: str, mnist_dir: str, sweep_file: Path, variant, sweep, budget_s: float,
+          seeds: tuple[int, ...], source_s: float, top_k: int, save) -> dict:
+    """The source study once, then each arm once per seed (`sweep(args, store)` runs a command against the stores
+    in `store`: bench/run.py's); `save(figures)` after each run."""
     with tempfile.TemporaryDirectory() as tmp:
         source = Path(tmp)
         path = variant(source, sweep_file.name, seed=42, timeout=source_s)
-        started = time.time()
-        _sweep(path, fashion_dir, source)
+        _, source_wall = sweep(["run", str(path), "--data-dir", fashion_dir], source)
         figures = {"budget_s": budget_s, "seeds": list(seeds), "top_k": top_k,
-                   "source": {"seconds": time.time() - started, "budget_s": source_s,
+                   "source": {"seconds": source_wall, "budget_s": source_s,
                               "best": _best(source, SOURCE_STUDY, top_k)},
                    "curves": {arm: [] for arm in ARMS}}
         warm_start = {"study": SOURCE_STUDY, "storage": f"sqlite:///{source}/optuna.db", "top_k": top_k}
         for seed in seeds:
             for arm in ARMS:
                 with tempfile.TemporaryDirectory() as run_tmp:
-                    points = _mnist_run(Path(run_tmp), mnist_dir, sweep_file, variant, budget_s, seed,
+                    points = _mnist_run(Path(run_tmp), mnist_dir, sweep_file, variant, sweep, budget_s, seed,
                                         warm_start if arm == "warm" else None)
                 figures["curves"][arm].append({"seed": seed, "chosen": time_to_accuracy.chosen_curve(points)})
                 save(figures)
@@ -52,7 +48,7 @@ def row_w(fashion_dir: str, mnist_dir: str, sweep_file: Path, variant, budget_s:
     return figures
 
 
-def _mnist_run(store: Path, mnist_dir: str, sweep_file: Path, variant, budget_s: float, seed: int,
+def _mnist_run(store: Path, mnist_dir: str, sweep_file: Path, variant, sweep, budget_s: float, seed: int,
                warm_start: dict | None) -> list:
     """The default sweep on MNIST, from scratch or warm-started: its COMPLETE trials' (seconds, val, test)."""
     extra = {"warm_start": warm_start} if warm_start else {}
@@ -61,15 +57,8 @@ def _mnist_run(store: Path, mnist_dir: str, sweep_file: Path, variant, budget_s:
     raw["data"]["dataset"] = "mnist"
     raw["tracking"]["experiment"] = STUDY
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
-    started = time.time()
-    _sweep(path, mnist_dir, store)
+    started, _ = sweep(["run", str(path), "--data-dir", mnist_dir], store)
     return time_to_accuracy.completed_points(store, STUDY, started)
-
-
-def _sweep(path: Path, data_dir: str, store: Path) -> None:
-    subprocess.run([sys.executable, "-m", "pipeline.cli", "run", str(path), "--no-progress", "--data-dir", data_dir,
-                    "--storage", f"sqlite:///{store}/optuna.db", "--tracking-uri", f"sqlite:///{store}/mlflow.db"],
-                   check=True, capture_output=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
 
 
 def _best(store: Path, study_name: str, top_k: int) -> list[dict]:

@@ -51,7 +51,7 @@ def run_sweep(config: SweepConfig, pool: WorkerPool, show_progress: bool = True)
                 pool.stop()
                 return _outcome(config, existing, pool, config.tracking.tracking_uri, None, len(existing.trials),
                                 _spent_message(existing, config), unfinished=unfinished)
-        first = first_trials.plan(config, existing)  # a warm start that does not fit is refused before anything is written
+        first = first_trials.plan(config, existing)  # a warm start that does not fit: refused before any write
         tracking.prepare(config.tracking.tracking_uri)
         data = pool.wait_until_ready()  # the data passed its checks: only now is anything written
         _check_same_data(existing, data, config)
